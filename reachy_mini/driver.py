@@ -1,0 +1,187 @@
+"""Typed Python front of the Rust Dynamixel driver (`reachy_mini._driver`).
+
+    from reachy_mini.driver import Driver
+    from reachy_mini.motors import MotorMap
+
+    with Driver("/dev/ttyACM0", MotorMap.load()) as drv:
+        for m in drv.snapshot():
+            print(m.name, m.position_rad, m.temperature_c)
+        drv.set_goals({"stewart_1": 0.2})
+
+All blocking work happens on the driver's own thread with the GIL released;
+every call here returns quickly or raises a `DynamixelError` subclass whose
+`motor_id` and `cause` attributes say which motor failed and why.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from . import _driver
+from .motors import MotorMap
+
+DynamixelError = _driver.DynamixelError
+PortError = _driver.PortError
+CommTimeout = _driver.CommTimeout
+CrcError = _driver.CrcError
+StatusError = _driver.StatusError
+MalformedPacket = _driver.MalformedPacket
+NotRunning = _driver.NotRunning
+RawBus = _driver.Bus
+decode_hardware_error = _driver.decode_hardware_error
+
+
+@dataclass
+class MotorReading:
+    """Latest state of one motor, in SI-ish units. `None` = never read."""
+
+    id: int
+    name: str
+    responding: bool
+    position_rad: float | None
+    position_raw: int | None
+    position_stamp: float
+    goal_rad: float | None
+    temperature_c: float | None
+    voltage_v: float | None
+    current_ma: float | None
+    torque_enabled: bool | None
+    hardware_error: int
+    hardware_error_names: list[str]
+    alert: bool
+    status_stamp: float
+    comm_errors: int
+    timeouts: int
+    crc_errors: int
+    last_error: str | None
+
+    def age_s(self, now: float | None = None) -> float:
+        """Seconds since the position was last read (inf if never)."""
+        if not self.position_stamp:
+            return math.inf
+        return (now or time.time()) - self.position_stamp
+
+
+@dataclass
+class DriverEvent:
+    stamp: float
+    kind: str
+    motor_id: int | None
+    message: str
+    motor_name: str | None = field(default=None)
+
+
+class Driver:
+    """Runs the control loop for the motors of `motor_map` on `port`."""
+
+    def __init__(self, port: str, motor_map: MotorMap, *, baudrate: int = 1_000_000,
+                 loop_rate_hz: float = 100.0, status_rate_hz: float = 2.0, io_timeout_ms: float = 5.0,
+                 absent_after: int = 3, command_timeout_s: float = 0.0, timeout_action: str = "hold",
+                 reconnect_min_s: float = 0.1, reconnect_max_s: float = 2.0) -> None:
+        self.port = port
+        self.map = motor_map
+        self._c = _driver.Controller(
+            port, motor_map.ids, baudrate=baudrate, loop_rate_hz=loop_rate_hz,
+            status_rate_hz=status_rate_hz, io_timeout_ms=io_timeout_ms, absent_after=absent_after,
+            reconnect_min_s=reconnect_min_s, reconnect_max_s=reconnect_max_s,
+            command_timeout_s=command_timeout_s, timeout_action=timeout_action)
+
+    # -- lifecycle
+    def start(self) -> list[int]:
+        """Opens the port and starts the loop. Returns the ids that did not
+        answer the initial ping (the loop keeps trying them). Raises
+        PortError when the port cannot be opened."""
+        return list(self._c.start())
+
+    def stop(self) -> None:
+        self._c.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._c.is_running()
+
+    def __enter__(self) -> "Driver":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- state
+    def snapshot(self) -> list[MotorReading]:
+        out = []
+        cu, vu = self.map.current_unit_ma, self.map.voltage_unit_v
+        for d in self._c.snapshot():
+            m = self.map.by_id[d["id"]]
+            pos = d["position"]
+            out.append(MotorReading(
+                id=m.id, name=m.name, responding=d["responding"],
+                position_rad=m.raw_to_rad(pos) if pos is not None else None, position_raw=pos,
+                position_stamp=d["position_stamp"],
+                goal_rad=m.raw_to_rad(d["goal"]) if d["goal"] is not None else None,
+                temperature_c=float(d["temperature"]) if d["temperature"] is not None else None,
+                voltage_v=d["voltage"] * vu if d["voltage"] is not None else None,
+                current_ma=d["current"] * cu if d["current"] is not None else None,
+                torque_enabled=d["torque_enabled"], hardware_error=d["hardware_error"],
+                hardware_error_names=list(d["hardware_error_names"]), alert=d["alert"],
+                status_stamp=d["status_stamp"], comm_errors=d["comm_errors"], timeouts=d["timeouts"],
+                crc_errors=d["crc_errors"], last_error=d["last_error"]))
+        return out
+
+    def stats(self) -> dict:
+        """Loop statistics: achieved_rate_hz, cycle_p50/p99/max_us,
+        jitter_p99_us, timeouts, crc_errors, write_errors, connected..."""
+        return dict(self._c.stats())
+
+    def reset_timing(self) -> None:
+        self._c.reset_timing()
+
+    def events(self) -> list[DriverEvent]:
+        """Errors and state changes since the last call (never dropped
+        silently: overflow is counted in stats()['events_dropped'])."""
+        out = []
+        for stamp, kind, mid, msg in self._c.drain_events():
+            name = self.map.by_id[mid].name if mid in self.map.by_id else None
+            out.append(DriverEvent(stamp, kind, mid, msg, name))
+        return out
+
+    # -- commands
+    def _motor(self, name: str):
+        try:
+            return self.map.by_name[name]
+        except KeyError:
+            raise ValueError(f"unknown motor {name!r}; known: {', '.join(self.map.names)}") from None
+
+    def set_goals(self, goals: dict[str, float]) -> None:
+        """Goal positions in rad by motor name. Written on the next cycle."""
+        raw = []
+        for name, rad in goals.items():
+            if not math.isfinite(rad):
+                raise ValueError(f"goal for {name} is not finite: {rad}")
+            m = self._motor(name)
+            raw.append((m.id, m.rad_to_raw(rad)))
+        self._c.set_goals(raw)
+
+    def set_goals_raw(self, goals: dict[int, int]) -> None:
+        self._c.set_goals(list(goals.items()))
+
+    def set_torque(self, enable: bool, names: Iterable[str] | None = None) -> dict[str, str | None]:
+        """Torque on/off (all motors by default). Returns {name: error or None}.
+        Turning torque on first sets goal = present position (no jump)."""
+        ids = [self._motor(n).id for n in names] if names is not None else []
+        return {self.map.by_id[i].name: err for i, err in self._c.set_torque(ids, enable)}
+
+    def reboot(self, name: str) -> None:
+        """Reboots one motor, clearing its latched hardware error."""
+        self._c.reboot(self._motor(name).id)
+
+    def ping(self, name: str) -> tuple[int, int]:
+        return self._c.ping(self._motor(name).id)
+
+    def read(self, motor_id: int, address: int, length: int) -> bytes:
+        return self._c.read(motor_id, address, length)
+
+    def write(self, motor_id: int, address: int, data: bytes) -> None:
+        self._c.write(motor_id, address, list(data))

@@ -1,0 +1,89 @@
+"""The motor map (ids, names, models, raw <-> radian conversion), loaded from
+config/motors.yaml. Plain Python, no ROS."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import yaml
+
+from .paths import config_path
+
+
+@dataclass(frozen=True)
+class Motor:
+    id: int
+    name: str
+    model: str
+    direction: int
+    offset_rad: float
+    ticks_per_turn: int
+
+    def raw_to_rad(self, raw: int) -> float:
+        return self.direction * (2.0 * math.pi * raw / self.ticks_per_turn) + self.offset_rad
+
+    def rad_to_raw(self, rad: float) -> int:
+        return int(round((rad - self.offset_rad) * self.direction * self.ticks_per_turn / (2.0 * math.pi)))
+
+
+class MotorMap:
+    """Ordered motor table. Raises ValueError naming the bad entry."""
+
+    def __init__(self, motors: list[Motor], current_unit_ma: float = 1.0, voltage_unit_v: float = 0.1) -> None:
+        if not motors:
+            raise ValueError("motor map is empty")
+        ids = [m.id for m in motors]
+        names = [m.name for m in motors]
+        for label, vals in (("id", ids), ("name", names)):
+            dup = {v for v in vals if vals.count(v) > 1}
+            if dup:
+                raise ValueError(f"motor map: duplicate {label} {sorted(dup)}")
+        self.motors = motors
+        self.current_unit_ma = current_unit_ma
+        self.voltage_unit_v = voltage_unit_v
+        self.by_id = {m.id: m for m in motors}
+        self.by_name = {m.name: m for m in motors}
+
+    @property
+    def ids(self) -> list[int]:
+        return [m.id for m in self.motors]
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.motors]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MotorMap":
+        if not isinstance(data, dict) or not isinstance(data.get("motors"), list):
+            raise ValueError("motor map: expected a mapping with a 'motors' list")
+        tpt = int(data.get("ticks_per_turn", 4096))
+        off = float(data.get("offset_rad", -math.pi))
+        if tpt <= 0:
+            raise ValueError("motor map: ticks_per_turn must be > 0")
+        motors = []
+        for i, e in enumerate(data["motors"]):
+            try:
+                mid = int(e["id"])
+                name = str(e["name"])
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"motor map: entry {i} needs an integer 'id' and a 'name': {e!r}") from None
+            if not 0 <= mid <= 252:
+                raise ValueError(f"motor map: entry {i} ({name}): id {mid} out of range 0..252")
+            direction = int(e.get("direction", 1))
+            if direction not in (1, -1):
+                raise ValueError(f"motor map: entry {i} ({name}): direction must be 1 or -1")
+            motors.append(Motor(mid, name, str(e.get("model", "")), direction,
+                                float(e.get("offset_rad", off)), int(e.get("ticks_per_turn", tpt))))
+        return cls(motors, float(data.get("current_unit_ma", 1.0)), float(data.get("voltage_unit_v", 0.1)))
+
+    @classmethod
+    def load(cls, path: str | None = None) -> "MotorMap":
+        path = path or config_path("motors.yaml")
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f)
+        except OSError as e:
+            raise ValueError(f"motor map: cannot read {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise ValueError(f"motor map: {path} is not valid YAML: {e}") from None
+        return cls.from_dict(data)

@@ -1,0 +1,1 @@
+"""Simulated Reachy Mini servo bus: XL330 control tables behind a real pty."""

@@ -1,0 +1,315 @@
+//! PyO3 bindings: `reachy_mini._driver`. Every blocking call releases the
+//! GIL; every error becomes an exception carrying `motor_id` and `cause`.
+
+use crate::bus::Bus;
+use crate::control::{Controller as RsController, LoopConfig, MotorState, TimeoutAction};
+use crate::error::DxlError;
+use crate::protocol;
+use crate::transport::SerialTransport;
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use std::sync::Mutex;
+use std::time::Duration;
+
+create_exception!(_driver, DynamixelError, PyException, "Base class of every driver error.");
+create_exception!(_driver, PortError, DynamixelError, "The serial port cannot be opened or has gone away.");
+create_exception!(_driver, CommTimeout, DynamixelError, "A motor did not answer in time.");
+create_exception!(_driver, CrcError, DynamixelError, "A status packet had a bad CRC.");
+create_exception!(_driver, StatusError, DynamixelError, "A motor answered with an error number.");
+create_exception!(_driver, MalformedPacket, DynamixelError, "A status packet was not what was asked for.");
+create_exception!(_driver, NotRunning, DynamixelError, "The control loop is not running.");
+
+fn to_py(e: DxlError) -> PyErr {
+    let msg = e.to_string();
+    let err = match &e {
+        DxlError::Open { .. } | DxlError::Disconnected { .. } => PortError::new_err(msg),
+        DxlError::Timeout { .. } => CommTimeout::new_err(msg),
+        DxlError::Crc { .. } => CrcError::new_err(msg),
+        DxlError::Status { .. } => StatusError::new_err(msg),
+        DxlError::Malformed { .. } => MalformedPacket::new_err(msg),
+        DxlError::InvalidArgument(_) => pyo3::exceptions::PyValueError::new_err(msg),
+        DxlError::NotRunning(_) => NotRunning::new_err(msg),
+    };
+    Python::attach(|py| {
+        let v = err.value(py);
+        let _ = v.setattr("motor_id", e.motor_id());
+        let _ = v.setattr("cause", e.cause());
+        if let DxlError::Status { code, .. } = &e {
+            let _ = v.setattr("code", *code);
+        }
+    });
+    err
+}
+
+fn motor_dict<'py>(py: Python<'py>, m: &MotorState) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("id", m.id)?;
+    d.set_item("responding", m.responding)?;
+    d.set_item("model", m.model)?;
+    d.set_item("position", m.position)?;
+    d.set_item("position_stamp", m.position_stamp)?;
+    d.set_item("current", m.current)?;
+    d.set_item("voltage", m.voltage)?;
+    d.set_item("temperature", m.temperature)?;
+    d.set_item("torque_enabled", m.torque_enabled)?;
+    d.set_item("hardware_error", m.hardware_error)?;
+    d.set_item("hardware_error_names", protocol::decode_hardware_error(m.hardware_error))?;
+    d.set_item("alert", m.alert)?;
+    d.set_item("status_stamp", m.status_stamp)?;
+    d.set_item("goal", m.goal)?;
+    d.set_item("comm_errors", m.comm_errors)?;
+    d.set_item("timeouts", m.timeouts)?;
+    d.set_item("crc_errors", m.crc_errors)?;
+    d.set_item("consecutive_failures", m.consecutive_failures)?;
+    d.set_item("last_error", m.last_error.clone())?;
+    Ok(d)
+}
+
+/// The background control loop.
+#[pyclass(module = "reachy_mini._driver")]
+struct Controller {
+    inner: RsController,
+}
+
+#[pymethods]
+impl Controller {
+    #[new]
+    #[pyo3(signature = (port, ids, baudrate=1_000_000, loop_rate_hz=100.0, status_rate_hz=2.0,
+                        io_timeout_ms=5.0, absent_after=3, reconnect_min_s=0.1, reconnect_max_s=2.0,
+                        command_timeout_s=0.0, timeout_action="hold"))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        port: String,
+        ids: Vec<u8>,
+        baudrate: u32,
+        loop_rate_hz: f64,
+        status_rate_hz: f64,
+        io_timeout_ms: f64,
+        absent_after: u32,
+        reconnect_min_s: f64,
+        reconnect_max_s: f64,
+        command_timeout_s: f64,
+        timeout_action: &str,
+    ) -> PyResult<Self> {
+        let action = match timeout_action {
+            "hold" => TimeoutAction::Hold,
+            "torque_off" => TimeoutAction::TorqueOff,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "timeout_action must be 'hold' or 'torque_off', not {other:?}"
+                )))
+            }
+        };
+        let secs = |name: &str, v: f64| -> PyResult<Duration> {
+            Duration::try_from_secs_f64(v)
+                .map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("{name} must be a finite value >= 0, got {v}")))
+        };
+        let cfg = LoopConfig {
+            port,
+            baudrate,
+            ids,
+            loop_rate_hz,
+            status_rate_hz,
+            io_timeout: secs("io_timeout_ms", io_timeout_ms / 1000.0)?,
+            absent_after: absent_after.max(1),
+            reconnect_min: secs("reconnect_min_s", reconnect_min_s)?,
+            reconnect_max: secs("reconnect_max_s", reconnect_max_s)?,
+            command_timeout: secs("command_timeout_s", command_timeout_s)?,
+            timeout_action: action,
+        };
+        Ok(Self { inner: RsController::new(cfg).map_err(to_py)? })
+    }
+
+    /// Opens the port, pings every motor, starts the loop. Returns missing ids.
+    fn start(&self, py: Python<'_>) -> PyResult<Vec<u16>> {
+        let missing = py.detach(|| self.inner.start()).map_err(to_py)?;
+        Ok(missing.into_iter().map(u16::from).collect())
+    }
+
+    fn stop(&self, py: Python<'_>) {
+        py.detach(|| self.inner.stop())
+    }
+
+    fn is_running(&self) -> bool {
+        self.inner.is_running()
+    }
+
+    /// List of per-motor dicts (raw units), in configured order.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let motors = py.detach(|| self.inner.snapshot());
+        let list = PyList::empty(py);
+        for m in &motors {
+            list.append(motor_dict(py, m)?)?;
+        }
+        Ok(list)
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = py.detach(|| self.inner.stats());
+        let d = PyDict::new(py);
+        d.set_item("port", s.port)?;
+        d.set_item("baudrate", s.baudrate)?;
+        d.set_item("connected", s.connected)?;
+        d.set_item("cycles", s.cycles)?;
+        d.set_item("achieved_rate_hz", s.achieved_rate_hz)?;
+        d.set_item("cycle_p50_us", s.cycle_p50_us)?;
+        d.set_item("cycle_p99_us", s.cycle_p99_us)?;
+        d.set_item("cycle_max_us", s.cycle_max_us)?;
+        d.set_item("jitter_p99_us", s.jitter_p99_us)?;
+        d.set_item("jitter_max_us", s.jitter_max_us)?;
+        d.set_item("timeouts", s.timeouts)?;
+        d.set_item("crc_errors", s.crc_errors)?;
+        d.set_item("status_errors", s.status_errors)?;
+        d.set_item("garbage_bytes", s.garbage_bytes)?;
+        d.set_item("write_errors", s.write_errors)?;
+        d.set_item("reconnects", s.reconnects)?;
+        d.set_item("disconnects", s.disconnects)?;
+        d.set_item("events_dropped", s.events_dropped)?;
+        d.set_item("last_error", s.last_error)?;
+        d.set_item("last_error_stamp", s.last_error_stamp)?;
+        Ok(d)
+    }
+
+    fn reset_timing(&self) {
+        self.inner.reset_timing()
+    }
+
+    /// Events since the last call: list of (stamp, kind, motor_id, message).
+    fn drain_events(&self) -> Vec<(f64, String, Option<u8>, String)> {
+        self.inner.drain_events().into_iter().map(|e| (e.stamp, e.kind, e.motor_id, e.message)).collect()
+    }
+
+    /// Queues raw goal positions {id: raw}; written by the next cycle.
+    fn set_goals(&self, goals: Vec<(u8, i32)>) -> PyResult<()> {
+        self.inner.set_goals(&goals).map_err(to_py)
+    }
+
+    /// Torque on/off; returns [(id, error message or None)].
+    fn set_torque(&self, py: Python<'_>, ids: Vec<u8>, enable: bool) -> PyResult<Vec<(u8, Option<String>)>> {
+        let r = py.detach(|| self.inner.set_torque(&ids, enable)).map_err(to_py)?;
+        Ok(r.into_iter().map(|(id, e)| (id, e.map(|e| e.to_string()))).collect())
+    }
+
+    fn reboot(&self, py: Python<'_>, id: u8) -> PyResult<()> {
+        py.detach(|| self.inner.reboot(id)).map_err(to_py)
+    }
+
+    fn ping(&self, py: Python<'_>, id: u8) -> PyResult<(u16, u8)> {
+        py.detach(|| self.inner.ping(id)).map_err(to_py)
+    }
+
+    fn read<'py>(&self, py: Python<'py>, id: u8, address: u16, length: u16) -> PyResult<Bound<'py, PyBytes>> {
+        let d = py.detach(|| self.inner.read(id, address, length)).map_err(to_py)?;
+        Ok(PyBytes::new(py, &d))
+    }
+
+    fn write(&self, py: Python<'_>, id: u8, address: u16, data: Vec<u8>) -> PyResult<()> {
+        py.detach(|| self.inner.write(id, address, data)).map_err(to_py)
+    }
+}
+
+/// Direct synchronous bus access (tools, tests). Not thread-safe to share
+/// with a running Controller on the same port.
+#[pyclass(module = "reachy_mini._driver")]
+struct Bus_ {
+    bus: Mutex<Bus>,
+}
+
+#[pymethods]
+impl Bus_ {
+    #[new]
+    #[pyo3(signature = (port, baudrate=1_000_000, io_timeout_ms=5.0))]
+    fn new(py: Python<'_>, port: String, baudrate: u32, io_timeout_ms: f64) -> PyResult<Self> {
+        let t = py.detach(|| SerialTransport::open(&port, baudrate)).map_err(to_py)?;
+        let timeout = Duration::try_from_secs_f64(io_timeout_ms / 1000.0)
+            .map_err(|_| pyo3::exceptions::PyValueError::new_err("io_timeout_ms must be >= 0"))?;
+        Ok(Self { bus: Mutex::new(Bus::new(Box::new(t), baudrate, timeout)) })
+    }
+
+    fn ping(&self, py: Python<'_>, id: u8) -> PyResult<(u16, u8)> {
+        py.detach(|| self.bus.lock().unwrap_or_else(|p| p.into_inner()).ping(id)).map_err(to_py)
+    }
+
+    /// Returns (data, alert).
+    fn read<'py>(&self, py: Python<'py>, id: u8, address: u16, length: u16) -> PyResult<(Bound<'py, PyBytes>, bool)> {
+        let (d, a) = py
+            .detach(|| self.bus.lock().unwrap_or_else(|p| p.into_inner()).read(id, address, length))
+            .map_err(to_py)?;
+        Ok((PyBytes::new(py, &d), a))
+    }
+
+    /// Returns the alert flag of the acknowledgement.
+    fn write(&self, py: Python<'_>, id: u8, address: u16, data: Vec<u8>) -> PyResult<bool> {
+        py.detach(|| self.bus.lock().unwrap_or_else(|p| p.into_inner()).write(id, address, &data)).map_err(to_py)
+    }
+
+    fn reboot(&self, py: Python<'_>, id: u8) -> PyResult<()> {
+        py.detach(|| self.bus.lock().unwrap_or_else(|p| p.into_inner()).reboot(id)).map_err(to_py)
+    }
+
+    fn sync_write(&self, py: Python<'_>, address: u16, length: u16, entries: Vec<(u8, Vec<u8>)>) -> PyResult<()> {
+        py.detach(|| {
+            let e: Vec<(u8, &[u8])> = entries.iter().map(|(i, d)| (*i, d.as_slice())).collect();
+            self.bus.lock().unwrap_or_else(|p| p.into_inner()).sync_write(address, length, &e)
+        })
+        .map_err(to_py)
+    }
+
+    /// Returns {id: bytes} for motors that answered, and raises nothing for
+    /// the silent ones: they map to the exception instance instead.
+    fn sync_read<'py>(&self, py: Python<'py>, ids: Vec<u8>, address: u16, length: u16) -> PyResult<Bound<'py, PyDict>> {
+        let items = py
+            .detach(|| self.bus.lock().unwrap_or_else(|p| p.into_inner()).sync_read(&ids, address, length))
+            .map_err(to_py)?;
+        let d = PyDict::new(py);
+        for (id, r) in items {
+            match r {
+                Ok(p) => d.set_item(id, PyBytes::new(py, &p.params))?,
+                Err(e) => d.set_item(id, to_py(e).into_value(py))?,
+            }
+        }
+        Ok(d)
+    }
+
+    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = self.bus.lock().unwrap_or_else(|p| p.into_inner()).counters.clone();
+        let d = PyDict::new(py);
+        d.set_item("packets_ok", c.packets_ok)?;
+        d.set_item("timeouts", c.timeouts)?;
+        d.set_item("crc_errors", c.crc_errors)?;
+        d.set_item("status_errors", c.status_errors)?;
+        d.set_item("garbage_bytes", c.garbage_bytes)?;
+        d.set_item("bytes_tx", c.bytes_tx)?;
+        d.set_item("bytes_rx", c.bytes_rx)?;
+        Ok(d)
+    }
+}
+
+#[pyfunction]
+fn crc16(data: &[u8]) -> u16 {
+    protocol::crc16(data)
+}
+
+#[pyfunction]
+fn decode_hardware_error(status: u8) -> Vec<&'static str> {
+    protocol::decode_hardware_error(status)
+}
+
+#[pymodule]
+fn _driver(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Controller>()?;
+    m.add("Bus", py.get_type::<Bus_>())?;
+    m.add_function(wrap_pyfunction!(crc16, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_hardware_error, m)?)?;
+    m.add("DynamixelError", py.get_type::<DynamixelError>())?;
+    m.add("PortError", py.get_type::<PortError>())?;
+    m.add("CommTimeout", py.get_type::<CommTimeout>())?;
+    m.add("CrcError", py.get_type::<CrcError>())?;
+    m.add("StatusError", py.get_type::<StatusError>())?;
+    m.add("MalformedPacket", py.get_type::<MalformedPacket>())?;
+    m.add("NotRunning", py.get_type::<NotRunning>())?;
+    Ok(())
+}

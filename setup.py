@@ -1,0 +1,59 @@
+"""Build script for the reachy_mini ROS 2 package (ament_python + Rust).
+
+Works for `pip install .`, `pip install -e .` and `colcon build`
+(with or without --symlink-install).
+"""
+import os
+from glob import glob
+
+from setuptools import find_packages, setup
+from setuptools_rust import Binding, RustExtension
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+PACKAGE = "reachy_mini"
+
+
+class _RustExtension(RustExtension):
+    """colcon evaluates repr() of the setup() kwargs: keep it plain."""
+
+    def __repr__(self):
+        return f"RustExtension({self.name!r}, {self.path!r})"
+
+
+NODES = ["motor_node", "camera_node", "audio_node", "health_node", "web_bridge"]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    package_data={PACKAGE: ["web/*", "py.typed"]},
+    rust_extensions=[
+        _RustExtension(
+            f"{PACKAGE}._driver",
+            path=os.path.join(HERE, "rust_driver", "Cargo.toml"),
+            binding=Binding.PyO3,
+            features=["python"],
+            debug=False,
+        )
+    ],
+    data_files=[
+        ("share/ament_index/resource_index/packages", [os.path.join("resource", PACKAGE)]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", sorted(glob("launch/*.py"))),
+        (f"share/{PACKAGE}/config", sorted(glob("config/*"))),
+    ],
+    install_requires=["setuptools", "pyyaml", "numpy", "pyserial", "psutil", "fastapi", "uvicorn"],
+    zip_safe=False,
+    maintainer="reachy_mini developers",
+    maintainer_email="dev@reachy-mini.invalid",
+    description="ROS 2 driver and health monitoring for the Reachy Mini robot",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [f"{n} = {PACKAGE}.nodes.{n}:main" for n in NODES]
+        + [
+            "reachy-mini-bringup = reachy_mini.supervisor:main",
+            "reachy-mini-sim-bus = reachy_mini.sim.cli:main",
+        ],
+    },
+)

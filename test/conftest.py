@@ -1,0 +1,74 @@
+"""Shared fixtures: a real simulator process on a real pty, per-test ROS
+domain isolation on loopback."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reachy_mini.sim.bus import send_command
+
+REPO = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+
+
+class SimProcess:
+    def __init__(self, tmp_path, wire_timing: bool = True):
+        self.link = str(tmp_path / "ttyDXL")
+        self.control = self.link + ".ctl"
+        args = [sys.executable, "-m", "reachy_mini.sim.cli", "serve", "--link", self.link]
+        if not wire_timing:
+            args.append("--no-wire-timing")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("port: "), f"simulator did not start: {line!r}"
+        self.proc.stdout.readline()
+
+    def inject(self, cmd: str, **kw):
+        return send_command(self.control, {"cmd": cmd, **kw})
+
+    def state(self):
+        return self.inject("state")
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def sim(tmp_path):
+    s = SimProcess(tmp_path)
+    yield s
+    s.close()
+
+
+def wait_for(pred, timeout: float = 3.0, period: float = 0.01):
+    """Polls `pred` until it returns a truthy value; returns it or fails."""
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        last = pred()
+        if last:
+            return last
+        time.sleep(period)
+    raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")
+
+
+_domain = [0]
+
+
+@pytest.fixture
+def ros_env(monkeypatch):
+    """A distinct ROS_DOMAIN_ID per test (and per xdist worker), loopback only."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    base = 20 + (int(worker[2:]) if worker[2:].isdigit() else 0) * 40 + (os.getpid() % 7) * 5
+    _domain[0] += 1
+    dom = str(base + _domain[0] % 40)
+    monkeypatch.setenv("ROS_DOMAIN_ID", dom)
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    return dict(os.environ)

@@ -1,0 +1,204 @@
+"""The Python driver against the simulator, through the real pty, no mocks.
+Every injected fault must show up as the right error or status, and the
+driver must recover when the fault clears."""
+import time
+
+import pytest
+
+from reachy_mini.driver import CommTimeout, Driver, PortError, StatusError
+from reachy_mini.motors import MotorMap
+
+from conftest import wait_for
+
+MAP = MotorMap.load()
+
+
+def make(sim, **kw):
+    kw.setdefault("loop_rate_hz", 100.0)
+    kw.setdefault("status_rate_hz", 5.0)
+    return Driver(sim.link, MAP, **kw)
+
+
+def by_name(drv, name):
+    return next(m for m in drv.snapshot() if m.name == name)
+
+
+def test_motor_map_conversion_and_validation():
+    m = MAP.by_name["stewart_1"]
+    assert m.id == 11 and MAP.ids == list(range(10, 19))
+    assert m.raw_to_rad(2048) == pytest.approx(0.0)
+    assert m.rad_to_raw(m.raw_to_rad(3000)) == 3000
+    with pytest.raises(ValueError, match="duplicate id"):
+        MotorMap.from_dict({"motors": [{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]})
+    with pytest.raises(ValueError, match="direction"):
+        MotorMap.from_dict({"motors": [{"id": 1, "name": "a", "direction": 2}]})
+
+
+def test_missing_port_raises_port_error(tmp_path):
+    d = Driver(str(tmp_path / "nope"), MAP)
+    with pytest.raises(PortError) as ei:
+        d.start()
+    assert ei.value.cause == "open_failed" and "nope" in str(ei.value)
+
+
+def test_positions_and_goals_converge(sim):
+    with make(sim) as drv:
+        wait_for(lambda: all(m.position_rad is not None for m in drv.snapshot()))
+        assert all(m.temperature_c is not None for m in wait_for(
+            lambda: [m for m in drv.snapshot() if m.temperature_c is not None] == drv.snapshot() and drv.snapshot()))
+        assert all(err is None for err in drv.set_torque(True).values())
+        goals = {"stewart_1": 0.3, "right_antenna": -0.5, "body_rotation": 0.1}
+        drv.set_goals(goals)
+        for name, g in goals.items():
+            wait_for(lambda: abs(by_name(drv, name).position_rad - g) < 0.01, timeout=2)
+        st = drv.stats()
+        assert st["connected"] and st["timeouts"] == 0 and st["write_errors"] == 0
+        assert st["achieved_rate_hz"] > 90
+
+
+def test_unknown_motor_and_bad_goal_rejected(sim):
+    with make(sim) as drv:
+        with pytest.raises(ValueError, match="unknown motor 'neck'"):
+            drv.set_goals({"neck": 0.0})
+        with pytest.raises(ValueError, match="not finite"):
+            drv.set_goals({"stewart_1": float("nan")})
+
+
+def test_missing_motor_named_at_start(sim):
+    sim.inject("mute", id=14)
+    drv = make(sim)
+    try:
+        assert drv.start() == [14]
+        events = drv.events()
+        assert any("14" in e.message and e.kind == "missing" for e in events)
+        assert not by_name(drv, "stewart_4").responding
+        sim.inject("unmute", id=14)
+        wait_for(lambda: by_name(drv, "stewart_4").responding, timeout=2)
+        wait_for(lambda: by_name(drv, "stewart_4").position_raw is not None)
+    finally:
+        drv.stop()
+
+
+@pytest.mark.parametrize("fault,name", [("overheat", "overheating"), ("overload", "overload"),
+                                        ("voltage", "input_voltage")])
+def test_hardware_fault_detected_and_recovered(sim, fault, name):
+    # Slow status rate: detection must come from the alert bit, not the poll.
+    with make(sim, status_rate_hz=0.5) as drv:
+        drv.set_torque(True)
+        time.sleep(0.3)
+        drv.events()
+        t0 = time.monotonic()
+        sim.inject(fault, id=12)
+        m = wait_for(lambda: (r := by_name(drv, "stewart_2")).hardware_error and r, timeout=1.5)
+        assert time.monotonic() - t0 < 1.0
+        assert name in m.hardware_error_names and m.alert
+        ev = wait_for(lambda: [e for e in drv.events() if e.kind == "hardware_error"])
+        assert ev[0].motor_id == 12 and name in ev[0].message
+        # Reboot while the cause is still there: the error latches again.
+        drv.reboot("stewart_2")
+        time.sleep(0.3)
+        assert by_name(drv, "stewart_2").hardware_error
+        sim.inject("clear", id=12)
+        drv.reboot("stewart_2")
+        wait_for(lambda: by_name(drv, "stewart_2").hardware_error == 0, timeout=2)
+        assert sim.state()["motors"]["12"]["hardware_error"] == 0
+
+
+def test_silent_motor_dropped_and_readmitted(sim):
+    with make(sim) as drv:
+        wait_for(lambda: all(m.position_raw is not None for m in drv.snapshot()))
+        sim.inject("mute", id=13)
+        m = wait_for(lambda: (r := by_name(drv, "stewart_3")) and not r.responding and r, timeout=1)
+        assert m.timeouts >= 3 and "no status packet" in m.last_error
+        lost = [e for e in drv.events() if e.kind == "motor_lost"]
+        assert lost and lost[0].motor_id == 13
+        # Motors after it in the sync read keep updating once it is left out.
+        t = time.time()
+        wait_for(lambda: by_name(drv, "left_antenna").position_stamp > t + 0.05)
+        assert by_name(drv, "left_antenna").comm_errors == 0, "the blocked ones are not blamed"
+        sim.inject("unmute", id=13)
+        wait_for(lambda: by_name(drv, "stewart_3").responding, timeout=2)
+
+
+def test_corrupt_bytes_counted_and_survived(sim):
+    with make(sim) as drv:
+        wait_for(lambda: drv.stats()["cycles"] > 10)
+        sim.inject("corrupt", count=5)
+        sim.inject("garbage", count=200)
+        wait_for(lambda: drv.stats()["crc_errors"] >= 5, timeout=2)
+        wait_for(lambda: drv.stats()["garbage_bytes"] > 0, timeout=2)
+        crc_motor = sum(m.crc_errors for m in drv.snapshot())
+        assert crc_motor >= 5
+        t = time.time()
+        wait_for(lambda: all(m.position_stamp > t and m.responding for m in drv.snapshot()), timeout=2)
+
+
+def test_latency_spike_times_out_then_recovers(sim):
+    with make(sim, io_timeout_ms=5.0) as drv:
+        wait_for(lambda: drv.stats()["cycles"] > 10)
+        sim.inject("latency", ms=30, duration=0.5)
+        wait_for(lambda: drv.stats()["timeouts"] > 0, timeout=2)
+        time.sleep(0.6)
+        t = time.time()
+        wait_for(lambda: all(m.position_stamp > t and m.responding for m in drv.snapshot()), timeout=3)
+        n = drv.stats()["timeouts"]
+        time.sleep(0.3)
+        assert drv.stats()["timeouts"] == n, "no more timeouts once latency is gone"
+
+
+def test_port_vanishes_and_returns(sim):
+    with make(sim, reconnect_min_s=0.05, reconnect_max_s=0.4) as drv:
+        wait_for(lambda: drv.stats()["cycles"] > 10)
+        sim.inject("vanish", duration=1.0)
+        wait_for(lambda: not drv.stats()["connected"], timeout=1)
+        ev = wait_for(lambda: [e for e in drv.events() if e.kind == "disconnected"])
+        assert "disconnected" in ev[0].message
+        assert drv.stats()["achieved_rate_hz"] == 0
+        wait_for(lambda: drv.stats()["connected"], timeout=4)
+        st = drv.stats()
+        assert st["reconnects"] >= 1 and st["disconnects"] >= 1
+        t = time.time()
+        wait_for(lambda: all(m.position_stamp > t for m in drv.snapshot()), timeout=2)
+        assert drv.running
+
+
+def test_write_errors_raise_with_motor_and_cause(sim):
+    with make(sim) as drv:
+        with pytest.raises(StatusError) as ei:
+            drv.write(11, 132, b"\x00\x00\x00\x00")  # present_position is read-only
+        assert ei.value.motor_id == 11 and ei.value.cause == "access_error"
+        sim.inject("mute", id=15)
+        with pytest.raises(CommTimeout) as ei:
+            drv.write(15, 65, b"\x01")
+        assert ei.value.motor_id == 15 and ei.value.cause == "timeout"
+        assert drv.stats()["write_errors"] == 2
+        kinds = [e.kind for e in drv.events()]
+        assert kinds.count("write_error") == 2
+        res = drv.set_torque(True, ["stewart_5", "stewart_1"])
+        assert res["stewart_1"] is None and "motor 15" in res["stewart_5"]
+
+
+@pytest.mark.parametrize("action", ["hold", "torque_off"])
+def test_command_timeout(sim, action):
+    with make(sim, command_timeout_s=0.3, timeout_action=action) as drv:
+        drv.set_torque(True)
+        drv.set_goals({"stewart_1": 0.5})
+        time.sleep(0.15)
+        drv.set_goals({"stewart_1": 0.5})
+        ev = wait_for(lambda: [e for e in drv.events() if e.kind == "command_timeout"], timeout=1.5)
+        assert "no goal for 0.30 s" in ev[0].message
+        if action == "torque_off":
+            wait_for(lambda: sim.state()["motors"]["11"]["torque"] is False)
+        else:
+            s = sim.state()["motors"]["11"]
+            assert s["torque"] is True
+
+
+def test_invalid_controller_arguments():
+    from reachy_mini import _driver
+    with pytest.raises(ValueError, match="motor id 10 appears twice"):
+        _driver.Controller("/dev/null", [10, 11, 10])
+    with pytest.raises(ValueError, match="loop_rate_hz"):
+        Driver("/dev/null", MAP, loop_rate_hz=-1)
+    with pytest.raises(ValueError, match="timeout_action"):
+        Driver("/dev/null", MAP, timeout_action="explode")
