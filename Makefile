@@ -1,0 +1,39 @@
+# reachy_mini: `make run` starts the stack on the simulated robot,
+# `make test` runs every test, `make bench` prints figures.
+# Both do all set-up first: venv in .venv, ROS 2 wheels, Rust build.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+RUST_SRC := $(wildcard rust_driver/src/*.rs) rust_driver/Cargo.toml rust_driver/Cargo.lock
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+
+.PHONY: setup run test test-rust test-py bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt setup.py setup.cfg pyproject.toml $(RUST_SRC)
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-build-isolation -e .
+	@touch $@
+
+run: setup
+	$(VENV)/bin/reachy-mini-bringup --use-sim
+
+test: setup test-rust test-py
+
+test-rust:
+	cargo test --manifest-path rust_driver/Cargo.toml --release
+
+test-py: setup
+	$(PY) -m pytest -q test
+
+bench: setup
+	$(PY) -m reachy_mini.bench
+
+clean:
+	rm -rf $(VENV) rust_driver/target build *.egg-info reachy_mini/*.so

@@ -1,0 +1,121 @@
+"""Pure motor-health rules: a MotorReading and thresholds in, a level, a
+message and key/values out. No ROS imports; unit-tested directly."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .diag import ERROR, OK, WARN
+from .driver import MotorReading
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    temperature_warn_c: float = 55.0
+    temperature_error_c: float = 65.0
+    voltage_warn_low_v: float = 4.5
+    voltage_warn_high_v: float = 6.5
+    voltage_error_low_v: float = 3.8
+    voltage_error_high_v: float = 7.0
+    current_warn_ma: float = 800.0
+    current_error_ma: float = 1200.0
+    stale_after_s: float = 0.5
+
+    def validate(self) -> list[str]:
+        errs = []
+        if not self.temperature_warn_c < self.temperature_error_c:
+            errs.append("temperature_warn_c must be < temperature_error_c")
+        if not (self.voltage_error_low_v < self.voltage_warn_low_v < self.voltage_warn_high_v < self.voltage_error_high_v):
+            errs.append("need voltage_error_low_v < voltage_warn_low_v < voltage_warn_high_v < voltage_error_high_v")
+        if not 0 < self.current_warn_ma < self.current_error_ma:
+            errs.append("need 0 < current_warn_ma < current_error_ma")
+        return errs
+
+
+def motor_health(m: MotorReading, th: Thresholds, connected: bool, now: float,
+                 new_comm_errors: int = 0) -> tuple[int, str, list[tuple[str, str]]]:
+    """Returns (level, message, values) for one motor."""
+    issues: list[tuple[int, str]] = []
+    if not connected:
+        issues.append((ERROR, "bus disconnected"))
+    elif not m.responding:
+        issues.append((ERROR, f"not answering ({m.last_error or 'no reply'})"))
+    if m.hardware_error:
+        issues.append((ERROR, "hardware error: " + ", ".join(m.hardware_error_names)))
+    t = m.temperature_c
+    if t is not None:
+        if t >= th.temperature_error_c:
+            issues.append((ERROR, f"temperature {t:.0f} C >= {th.temperature_error_c:.0f} C"))
+        elif t >= th.temperature_warn_c:
+            issues.append((WARN, f"temperature {t:.0f} C >= {th.temperature_warn_c:.0f} C"))
+    v = m.voltage_v
+    if v is not None:
+        if not th.voltage_error_low_v <= v <= th.voltage_error_high_v:
+            issues.append((ERROR, f"input voltage {v:.1f} V out of [{th.voltage_error_low_v}, {th.voltage_error_high_v}] V"))
+        elif not th.voltage_warn_low_v <= v <= th.voltage_warn_high_v:
+            issues.append((WARN, f"input voltage {v:.1f} V out of [{th.voltage_warn_low_v}, {th.voltage_warn_high_v}] V"))
+    c = m.current_ma
+    if c is not None:
+        if abs(c) >= th.current_error_ma:
+            issues.append((ERROR, f"current {abs(c):.0f} mA >= {th.current_error_ma:.0f} mA"))
+        elif abs(c) >= th.current_warn_ma:
+            issues.append((WARN, f"current {abs(c):.0f} mA >= {th.current_warn_ma:.0f} mA"))
+    if connected and m.responding and m.age_s(now) > th.stale_after_s:
+        issues.append((WARN, f"position not updated for {m.age_s(now):.1f} s"))
+    if new_comm_errors and m.responding:
+        issues.append((WARN, f"{new_comm_errors} communication errors since last report"))
+    level = max((lv for lv, _ in issues), default=OK)
+    message = "; ".join(msg for _, msg in issues) if issues else "OK"
+
+    def fmt(x, f):
+        return "n/a" if x is None else f.format(x)
+
+    values = [
+        ("id", str(m.id)),
+        ("responding", str(m.responding)),
+        ("position (rad)", fmt(m.position_rad, "{:.4f}")),
+        ("goal (rad)", fmt(m.goal_rad, "{:.4f}")),
+        ("temperature (C)", fmt(m.temperature_c, "{:.0f}")),
+        ("voltage (V)", fmt(m.voltage_v, "{:.1f}")),
+        ("current (mA)", fmt(m.current_ma, "{:.0f}")),
+        ("torque", fmt(m.torque_enabled, "{}")),
+        ("hardware error", ", ".join(m.hardware_error_names) or "none"),
+        ("hardware error status", f"0x{m.hardware_error:02x}"),
+        ("communication errors", str(m.comm_errors)),
+        ("timeouts", str(m.timeouts)),
+        ("crc errors", str(m.crc_errors)),
+        ("last error", m.last_error or ""),
+    ]
+    return level, message, values
+
+
+def bus_health(stats: dict, target_rate_hz: float, min_rate_ratio: float = 0.9) -> tuple[int, str, list[tuple[str, str]]]:
+    issues = []
+    if not stats["connected"]:
+        issues.append((ERROR, f"disconnected ({stats.get('last_error') or 'port closed'}); reopening"))
+    elif stats["achieved_rate_hz"] < target_rate_hz * min_rate_ratio:
+        issues.append((WARN, f"loop rate {stats['achieved_rate_hz']:.1f} Hz < {min_rate_ratio:.0%} of {target_rate_hz:.0f} Hz"))
+    level = max((lv for lv, _ in issues), default=OK)
+    msg = "; ".join(m for _, m in issues) if issues else f"{stats['achieved_rate_hz']:.1f} Hz"
+    values = [
+        ("port", stats["port"]), ("baudrate", str(stats["baudrate"])), ("connected", str(stats["connected"])),
+        ("target rate (Hz)", f"{target_rate_hz:.1f}"), ("achieved rate (Hz)", f"{stats['achieved_rate_hz']:.1f}"),
+        ("cycle p50 (us)", f"{stats['cycle_p50_us']:.0f}"), ("cycle p99 (us)", f"{stats['cycle_p99_us']:.0f}"),
+        ("cycle max (us)", f"{stats['cycle_max_us']:.0f}"), ("jitter p99 (us)", f"{stats['jitter_p99_us']:.0f}"),
+        ("timeouts", str(stats["timeouts"])), ("crc errors", str(stats["crc_errors"])),
+        ("garbage bytes", str(stats["garbage_bytes"])), ("write errors", str(stats["write_errors"])),
+        ("disconnects", str(stats["disconnects"])), ("reconnects", str(stats["reconnects"])),
+        ("last error", stats.get("last_error") or ""),
+    ]
+    return level, msg, values
+
+
+def recoverable(m: MotorReading, th: Thresholds) -> bool:
+    """A latched hardware error whose cause is gone (cool, voltage in range):
+    a reboot will clear it."""
+    if not m.hardware_error or not m.responding:
+        return False
+    if m.temperature_c is not None and m.temperature_c >= th.temperature_warn_c:
+        return False
+    if m.voltage_v is not None and not th.voltage_warn_low_v <= m.voltage_v <= th.voltage_warn_high_v:
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""ROS 2 node executables: thin adapters over the plain-Python cores."""

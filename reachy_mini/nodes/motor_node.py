@@ -1,0 +1,295 @@
+"""motor_node: the ROS shell around the Rust Dynamixel driver.
+
+Publishes /joint_states, takes goals on /motors/goal, serves ~/set_torque,
+~/reboot and ~/emergency_stop, and reports per-motor and bus diagnostics.
+Safety (command timeout, torque off) lives in the driver thread, not here.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import rclpy
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_srvs.srv import SetBool, Trigger
+
+from ..diag import ERROR, Updater, level_byte
+from ..driver import Driver, DynamixelError
+from ..motor_core import Thresholds, bus_health, motor_health, recoverable
+from ..motors import MotorMap
+from ..params import P, ParameterError, declare, run_node
+from ..sim.cli import DEFAULT_LINK
+
+VID_PID = (0x1A86, 0x55D3)
+WIRELESS_PORT = "/dev/ttyAMA3"
+
+
+def find_adapter() -> str | None:
+    from serial.tools import list_ports
+
+    for p in list_ports.comports():
+        if (p.vid, p.pid) == VID_PID:
+            return p.device
+    return WIRELESS_PORT if os.path.exists(WIRELESS_PORT) else None
+
+
+SPECS = [
+    P("use_sim", False, "use the simulated servo bus (same as serial_port:=sim)"),
+    P("serial_port", "auto", "'auto' (find 1a86:55d3), 'sim', or a device path",
+      check=lambda v: None if v in ("auto", "sim") or v.startswith("/") else "must be 'auto', 'sim' or an absolute path"),
+    P("sim_link", DEFAULT_LINK, "pty link path of the simulated bus (serial_port=sim)"),
+    P("sim_wire_timing", True, "simulate 10 bits per byte at the baud rate"),
+    P("baudrate", 1_000_000, "bus baud rate", 9600, 4_500_000),
+    P("loop_rate_hz", 100.0, "control loop and /joint_states rate", 1.0, 1000.0),
+    P("status_rate_hz", 2.0, "temperature/voltage/current/error read rate", 0.1, 50.0),
+    P("io_timeout_ms", 5.0, "slack added to every read deadline", 0.5, 500.0),
+    P("motors_file", "", "motor map YAML (default: the package's config/motors.yaml)"),
+    P("command_timeout_s", 0.5, "after this long without a goal, apply command_timeout_action (0 = off)", 0.0, 3600.0),
+    P("command_timeout_action", "hold", "'hold' (goal := present position) or 'torque_off'", choices=("hold", "torque_off")),
+    P("torque_on_start", True, "turn torque on (holding the present pose) at start"),
+    P("auto_recover", True, "reboot a motor whose hardware error cause has cleared"),
+    P("auto_recover_delay_s", 3.0, "wait this long after a fault before an automatic reboot", 0.0, 600.0),
+    P("diagnostic_period_s", 1.0, "period of /diagnostics", 0.1, 10.0),
+    P("temperature_warn_c", 55.0, "WARN at or above (C)", 0.0, 100.0),
+    P("temperature_error_c", 65.0, "ERROR at or above (C)", 0.0, 100.0),
+    P("voltage_warn_low_v", 4.5, "WARN below (V)", 0.0, 20.0),
+    P("voltage_warn_high_v", 6.5, "WARN above (V)", 0.0, 20.0),
+    P("voltage_error_low_v", 3.8, "ERROR below (V)", 0.0, 20.0),
+    P("voltage_error_high_v", 7.0, "ERROR above (V)", 0.0, 20.0),
+    P("current_warn_ma", 800.0, "WARN at or above |current| (mA)", 0.0, 10000.0),
+    P("current_error_ma", 1200.0, "ERROR at or above |current| (mA)", 0.0, 10000.0),
+]
+
+
+class MotorNode(Node):
+    def __init__(self) -> None:
+        super().__init__("motor_node")
+        p = declare(self, SPECS)
+        self.p = p
+        self.th = Thresholds(p["temperature_warn_c"], p["temperature_error_c"], p["voltage_warn_low_v"],
+                             p["voltage_warn_high_v"], p["voltage_error_low_v"], p["voltage_error_high_v"],
+                             p["current_warn_ma"], p["current_error_ma"], stale_after_s=max(0.5, 5.0 / p["loop_rate_hz"]))
+        for err in self.th.validate():
+            raise ParameterError(f"thresholds: {err}")
+        try:
+            self.map = MotorMap.load(p["motors_file"] or None)
+        except ValueError as e:
+            raise ParameterError(f"parameter 'motors_file': {e}") from None
+        self.sim_proc = None
+        port = p["serial_port"]
+        if p["use_sim"] or port == "sim":
+            from ..sim.child import start_sim
+
+            self.sim_proc, port, control = start_sim(p["sim_link"], p["sim_wire_timing"])
+            self.get_logger().info(f"simulated bus on {port} (fault injection: reachy-mini-sim-bus inject --control {control} ...)")
+        elif port == "auto":
+            found = find_adapter()
+            if not found:
+                raise ParameterError("parameter 'serial_port' = 'auto': no adapter with VID:PID 1a86:55d3 and no "
+                                     f"{WIRELESS_PORT}; plug the robot in or give a device path")
+            port = found
+        self.port = port
+        self.drv = Driver(port, self.map, baudrate=p["baudrate"], loop_rate_hz=p["loop_rate_hz"],
+                          status_rate_hz=p["status_rate_hz"], io_timeout_ms=p["io_timeout_ms"],
+                          command_timeout_s=p["command_timeout_s"], timeout_action=p["command_timeout_action"])
+        missing = self.drv.start()
+        if missing:
+            names = [f"{self.map.by_id[i].name} (id {i})" for i in missing]
+            self.get_logger().error(f"motors not answering at start: {', '.join(names)}")
+        self.estopped = False
+        self.torque_wanted = set()
+        if p["torque_on_start"]:
+            self._torque(True, None)
+        self.fault_since: dict[str, float] = {}
+        self.recoveries = 0
+        self.last_levels: dict[str, int] = {}
+        self.comm_seen: dict[str, int] = {}
+        self.goal_rejects = 0
+
+        self.js_pub = self.create_publisher(JointState, "joint_states", 10)
+        self.create_subscription(JointState, "motors/goal", self._on_goal, 10)
+        self.create_service(SetBool, "~/set_torque", self._srv_torque)
+        self.create_service(Trigger, "~/reboot", self._srv_reboot)
+        self.create_service(Trigger, "~/emergency_stop", self._srv_estop)
+        self.create_timer(1.0 / p["loop_rate_hz"], self._publish_joints)
+        self.create_timer(0.1, self._watch)
+
+        self.updater = Updater(self, period=p["diagnostic_period_s"])
+        self.updater.setHardwareID(f"dynamixel_bus:{port}")
+        self.updater.add("bus", self._diag_bus)
+        for m in self.map.motors:
+            self.updater.add(m.name, lambda st, name=m.name: self._diag_motor(st, name))
+        self._snap = {r.name: r for r in self.drv.snapshot()}
+        self.get_logger().info(f"motor_node up on {port} at {p['loop_rate_hz']:.0f} Hz, {len(self.map.motors)} motors")
+
+    # ---- publishing
+    def _publish_joints(self) -> None:
+        snap = self.drv.snapshot()
+        msg = JointState()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        for r in snap:
+            if r.position_rad is None:
+                continue
+            msg.name.append(r.name)
+            msg.position.append(r.position_rad)
+            msg.effort.append((r.current_ma or 0.0) / 1000.0)
+        if msg.name:
+            self.js_pub.publish(msg)
+
+    # ---- goals and services
+    def _on_goal(self, msg: JointState) -> None:
+        if len(msg.position) != len(msg.name):
+            self.goal_rejects += 1
+            self.get_logger().warning(f"goal rejected: {len(msg.name)} names but {len(msg.position)} positions")
+            return
+        unknown = [n for n in msg.name if n not in self.map.by_name]
+        if unknown:
+            self.goal_rejects += 1
+            self.get_logger().warning(f"goal rejected: unknown joint names {unknown}; known: {self.map.names}")
+            return
+        if self.estopped:
+            self.goal_rejects += 1
+            self.get_logger().warning("goal rejected: emergency stop active (call ~/set_torque true to resume)",
+                                   throttle_duration_sec=2.0)
+            return
+        try:
+            self.drv.set_goals(dict(zip(msg.name, msg.position)))
+        except ValueError as e:
+            self.goal_rejects += 1
+            self.get_logger().warning(f"goal rejected: {e}")
+
+    def _torque(self, enable: bool, names) -> dict:
+        res = self.drv.set_torque(enable, names)
+        for name, err in res.items():
+            if err is None:
+                (self.torque_wanted.add if enable else self.torque_wanted.discard)(name)
+        return res
+
+    def _srv_torque(self, req, resp):
+        try:
+            res = self._torque(bool(req.data), None)
+        except DynamixelError as e:
+            resp.success, resp.message = False, str(e)
+            return resp
+        if req.data:
+            self.estopped = False
+        failed = {n: e for n, e in res.items() if e}
+        resp.success = not failed
+        resp.message = "torque {} on {} motors".format("on" if req.data else "off", len(res) - len(failed))
+        if failed:
+            resp.message += "; failed: " + "; ".join(f"{n}: {e}" for n, e in failed.items())
+        return resp
+
+    def _srv_reboot(self, req, resp):
+        faulty = [r.name for r in self.drv.snapshot() if r.hardware_error]
+        if not faulty:
+            resp.success, resp.message = True, "no latched hardware errors"
+            return resp
+        errors = []
+        for name in faulty:
+            try:
+                self.drv.reboot(name)
+            except DynamixelError as e:
+                errors.append(f"{name}: {e}")
+        resp.success = not errors
+        resp.message = f"rebooted {', '.join(faulty)}" + (f"; failed: {'; '.join(errors)}" if errors else "")
+        return resp
+
+    def _srv_estop(self, req, resp):
+        self.estopped = True
+        try:
+            res = self._torque(False, None)
+            failed = {n: e for n, e in res.items() if e}
+            resp.success = not failed
+            resp.message = "torque off on all motors" if not failed else f"torque off failed on {failed}"
+        except DynamixelError as e:
+            resp.success, resp.message = False, str(e)
+        self.get_logger().error(f"EMERGENCY STOP: {resp.message}")
+        self.updater.force_update()
+        return resp
+
+    # ---- monitoring
+    def _watch(self) -> None:
+        for ev in self.drv.events():
+            if ev.kind == "info":
+                self.get_logger().info(f"[{ev.kind}] {ev.message}")
+            else:
+                self.get_logger().error(f"[{ev.kind}] {ev.message}")
+        now = time.time()
+        stats = self.drv.stats()
+        self._snap = {r.name: r for r in self.drv.snapshot()}
+        escalate = False
+        for name, r in self._snap.items():
+            lv, _, _ = motor_health(r, self.th, stats["connected"], now)
+            if lv == ERROR and self.last_levels.get(name, 0) < ERROR:
+                escalate = True
+            self.last_levels[name] = lv
+            self._auto_recover(r, now)
+        blv, _, _ = bus_health(stats, self.p["loop_rate_hz"])
+        if blv == ERROR and self.last_levels.get("bus", 0) < ERROR:
+            escalate = True
+        self.last_levels["bus"] = blv
+        if escalate:
+            self.updater.force_update()  # a change to ERROR goes out at once
+
+    def _auto_recover(self, r, now: float) -> None:
+        if not r.hardware_error:
+            self.fault_since.pop(r.name, None)
+            return
+        since = self.fault_since.setdefault(r.name, now)
+        if not self.p["auto_recover"] or now - since < self.p["auto_recover_delay_s"]:
+            return
+        if not recoverable(r, self.th):
+            return
+        self.fault_since[r.name] = now  # next attempt after another delay
+        try:
+            self.drv.reboot(r.name)
+            self.recoveries += 1
+            self.get_logger().warning(f"{r.name}: hardware error ({', '.join(r.hardware_error_names)}) cause gone; rebooted")
+            if r.name in self.torque_wanted and not self.estopped:
+                self.drv.set_torque(True, [r.name])
+        except DynamixelError as e:
+            self.get_logger().error(f"{r.name}: automatic reboot failed: {e}")
+
+    def _diag_motor(self, st, name: str):
+        r = self._snap[name]
+        prev = self.comm_seen.get(name, r.comm_errors)
+        self.comm_seen[name] = r.comm_errors
+        lv, msg, values = motor_health(r, self.th, self.drv.stats()["connected"], time.time(), r.comm_errors - prev)
+        st.summary(level_byte(lv), msg)
+        st.hardware_id = f"dynamixel:{r.id}"
+        for k, v in values:
+            st.add(k, v)
+        return st
+
+    def _diag_bus(self, st):
+        stats = self.drv.stats()
+        lv, msg, values = bus_health(stats, self.p["loop_rate_hz"])
+        if self.estopped:
+            lv, msg = max(lv, 1), "emergency stop active; " + msg
+        st.summary(level_byte(lv), msg)
+        for k, v in values:
+            st.add(k, v)
+        st.add("automatic recoveries", self.recoveries)
+        st.add("rejected goals", self.goal_rejects)
+        if self.sim_proc is not None:
+            st.add("simulated", "true")
+        return st
+
+    def shutdown(self) -> None:
+        self.drv.stop()
+        if self.sim_proc is not None:
+            from ..sim.child import stop_sim
+
+            stop_sim(self.sim_proc)
+
+
+def main(args=None) -> int:
+    return run_node(MotorNode, "motor_node", args)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

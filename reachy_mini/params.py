@@ -1,0 +1,107 @@
+"""Declare ROS parameters from a compact spec, with descriptors, and fail
+fast with a message naming the parameter when a value is invalid."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+
+class ParameterError(ValueError):
+    """An invalid parameter value; the message names the parameter."""
+
+
+@dataclass
+class P:
+    name: str
+    default: Any
+    description: str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple | None = None
+    check: Callable[[Any], str | None] | None = None   # returns an error text or None
+    read_only: bool = True
+
+
+def declare(node, specs: list[P]) -> dict[str, Any]:
+    """Declares every parameter; returns {name: value}. Raises ParameterError."""
+    out = {}
+    for s in specs:
+        d = ParameterDescriptor(description=s.description, read_only=s.read_only)
+        if s.lo is not None and s.hi is not None:
+            if isinstance(s.default, bool):
+                pass
+            elif isinstance(s.default, int):
+                d.integer_range = [IntegerRange(from_value=int(s.lo), to_value=int(s.hi), step=0)]
+            elif isinstance(s.default, float):
+                d.floating_point_range = [FloatingPointRange(from_value=float(s.lo), to_value=float(s.hi), step=0.0)]
+        if s.choices:
+            d.additional_constraints = "one of: " + ", ".join(map(str, s.choices))
+        try:
+            v = node.declare_parameter(s.name, s.default, d).value
+        except InvalidParameterTypeException as e:
+            raise ParameterError(f"parameter '{s.name}': wrong type ({e}); expected "
+                                 f"{type(s.default).__name__}") from None
+        except InvalidParameterValueException as e:
+            raise ParameterError(f"parameter '{s.name}': {e}") from None
+        if s.lo is not None and isinstance(v, (int, float)) and not isinstance(v, bool):
+            if not (s.lo <= v <= s.hi):
+                raise ParameterError(f"parameter '{s.name}' = {v} is outside [{s.lo}, {s.hi}]")
+        if s.choices and v not in s.choices:
+            raise ParameterError(f"parameter '{s.name}' = {v!r} must be one of {list(s.choices)}")
+        if s.check:
+            err = s.check(v)
+            if err:
+                raise ParameterError(f"parameter '{s.name}' = {v!r}: {err}")
+        out[s.name] = v
+    return out
+
+
+def run_node(factory, name: str, args=None) -> int:
+    """Standard main(): init, build the node, spin, exit cleanly on SIGINT/
+    SIGTERM; an invalid parameter exits with status 2 and a clear message."""
+    import signal
+    import sys
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    try:
+        node = factory()
+    except ParameterError as e:
+        print(f"[{name}] FATAL: invalid parameter: {e}", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        return 2
+    except Exception as e:  # noqa: BLE001 - report startup failures clearly
+        print(f"[{name}] FATAL: startup failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    import traceback
+
+    try:
+        while not stop and rclpy.ok():
+            try:
+                executor.spin_once(timeout_sec=0.1)
+            except (KeyboardInterrupt, ExternalShutdownException):
+                break
+            except Exception:  # noqa: BLE001 - a failing callback must not take the node down
+                node.callback_errors = getattr(node, "callback_errors", 0) + 1
+                print(f"[{name}] ERROR in callback (#{node.callback_errors}):\n{traceback.format_exc()}",
+                      file=sys.stderr, flush=True)
+    finally:
+        try:
+            node.shutdown()
+        except Exception as e:  # noqa: BLE001
+            print(f"[{name}] error during shutdown: {e}", file=sys.stderr)
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,211 @@
+"""`reachy-mini-bringup`: start the whole stack without a ROS install.
+
+Reads the same node table as launch/bringup.launch.py and passes the same
+parameter file. Respawns crashed nodes with backoff, forwards SIGINT/SIGTERM
+(every node gets SIGINT, then SIGKILL after --stop-timeout), and writes a
+JSON state file (pids, restarts, last exit codes) for the health node and
+for tests.
+
+    reachy-mini-bringup --use-sim              # full stack on the simulated robot
+    reachy-mini-bringup --only motor_node --no-respawn
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .node_table import NODES, NodeSpec
+from .paths import config_path
+
+
+@dataclass
+class Child:
+    spec: NodeSpec
+    argv: list[str]
+    proc: subprocess.Popen | None = None
+    starts: int = 0
+    restarts: int = 0
+    crashes: list[float] = field(default_factory=list)
+    last_exit: int | None = None
+    next_start: float = 0.0
+
+    def backoff(self, now: float, window_s: float = 60.0) -> float:
+        """0.5 s after a crash, doubling for each crash in the last minute, max 10 s."""
+        recent = [t for t in self.crashes if now - t < window_s]
+        self.crashes = recent
+        return min(10.0, 0.5 * 2 ** max(0, len(recent) - 1))
+
+
+def override_file(directory: str, node: str, params: dict) -> str:
+    """Writes node-scoped parameter overrides. rcl lets `/**/<node>` entries
+    of a params file win over `-p` (which is `/**`), so overrides go in a
+    second file with the same scope, loaded after the first."""
+    import yaml
+
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{node}.overrides.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump({f"/**/{node}": {"ros__parameters": params}}, f)
+    return path
+
+
+def node_argv(spec: NodeSpec, params_file: str, use_sim: bool, namespace: str, log_level: str,
+              web_port: int | None, run_dir: str) -> list[str]:
+    overrides = {"use_sim": bool(use_sim)}
+    if spec.name == "web_bridge" and web_port is not None:
+        overrides["port"] = int(web_port)
+    argv = [sys.executable, "-m", spec.module, "--ros-args", "--params-file", params_file,
+            "--params-file", override_file(run_dir, spec.name, overrides), "--log-level", log_level]
+    if namespace:
+        argv += ["-r", f"__ns:=/{namespace.strip('/')}"]
+    return argv
+
+
+class Supervisor:
+    def __init__(self, children: list[Child], respawn: bool = True, state_file: str | None = None,
+                 stop_timeout: float = 4.0) -> None:
+        self.children = children
+        self.respawn = respawn
+        self.state_file = state_file
+        self.stop_timeout = stop_timeout
+        self.stopping = threading.Event()
+
+    def _start(self, c: Child) -> None:
+        c.proc = subprocess.Popen(c.argv, start_new_session=True)
+        c.starts += 1
+        self._log(f"started {c.spec.name} (pid {c.proc.pid})")
+
+    def _log(self, msg: str) -> None:
+        print(f"[reachy-mini-bringup] {msg}", flush=True)
+
+    def write_state(self) -> None:
+        if not self.state_file:
+            return
+        state = {"supervisor_pid": os.getpid(), "stamp": time.time(), "nodes": {
+            c.spec.name: {"pid": c.proc.pid if c.proc and c.proc.poll() is None else None,
+                          "starts": c.starts, "restarts": c.restarts, "last_exit": c.last_exit}
+            for c in self.children}}
+        tmp = self.state_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, self.state_file)
+
+    def restart(self, name: str, reason: str) -> bool:
+        """Kills a (hung) node; the loop respawns it. Used by hang detection."""
+        for c in self.children:
+            if c.spec.name == name and c.proc and c.proc.poll() is None:
+                self._log(f"restarting {name}: {reason}")
+                c.proc.kill()
+                return True
+        return False
+
+    def run(self) -> int:
+        for c in self.children:
+            self._start(c)
+        self.write_state()
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            changed = False
+            for c in self.children:
+                if c.proc is not None and c.proc.poll() is not None:
+                    c.last_exit = c.proc.returncode
+                    c.proc = None
+                    changed = True
+                    if not self.respawn or self.stopping.is_set():
+                        self._log(f"{c.spec.name} exited with {c.last_exit}; not respawning")
+                        continue
+                    if c.last_exit == 2:
+                        self._log(f"{c.spec.name} exited with 2 (invalid parameter): not respawning")
+                        continue
+                    c.crashes.append(now)
+                    delay = c.backoff(now)
+                    c.next_start = now + delay
+                    self._log(f"{c.spec.name} exited with {c.last_exit}; respawning in {delay:.1f} s")
+                elif c.proc is None and self.respawn and c.next_start and now >= c.next_start \
+                        and c.last_exit != 2:
+                    c.next_start = 0.0
+                    c.restarts += 1
+                    self._start(c)
+                    changed = True
+            if changed:
+                self.write_state()
+            if all(c.proc is None and not c.next_start for c in self.children):
+                self._log("no node left running")
+                self.shutdown()
+                return 1 if any(c.last_exit for c in self.children) else 0
+            self.stopping.wait(0.1)
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        self.stopping.set()
+        live = [c for c in self.children if c.proc and c.proc.poll() is None]
+        for c in live:
+            try:
+                c.proc.send_signal(signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + self.stop_timeout
+        for c in live:
+            try:
+                c.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._log(f"{c.spec.name} did not stop within {self.stop_timeout} s: killing")
+                os.killpg(c.proc.pid, signal.SIGKILL)
+                c.proc.wait()
+        self.write_state()
+        self._log("all nodes stopped")
+        return 0
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="reachy-mini-bringup", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--params-file", default=config_path("reachy_mini.yaml"))
+    p.add_argument("--use-sim", action="store_true", help="simulated bus, camera and audio")
+    p.add_argument("--namespace", default="")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
+    p.add_argument("--no-respawn", action="store_true")
+    p.add_argument("--web-port", type=int, default=None)
+    p.add_argument("--only", nargs="+", choices=[n.name for n in NODES], help="start only these nodes")
+    for n in NODES:
+        p.add_argument(f"--disable-{n.name.replace('_', '-')}", action="store_true", dest=f"disable_{n.name}")
+    p.add_argument("--state-file", default=os.environ.get("REACHY_MINI_STATE_FILE"))
+    p.add_argument("--stop-timeout", type=float, default=4.0)
+    a = p.parse_args(argv)
+    if not os.path.isfile(a.params_file):
+        p.error(f"--params-file {a.params_file}: no such file")
+    if a.web_port is not None and not 1 <= a.web_port <= 65535:
+        p.error(f"--web-port {a.web_port}: must be within 1..65535")
+    return a
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    specs = [n for n in NODES if (not a.only or n.name in a.only) and not getattr(a, f"disable_{n.name}")]
+    if a.state_file is None:
+        a.state_file = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", "reachy_mini_bringup.json")
+    run_dir = os.path.join(os.path.dirname(os.path.abspath(a.state_file)), f"reachy_mini_bringup.{os.getpid()}")
+    children = [Child(s, node_argv(s, a.params_file, a.use_sim, a.namespace, a.log_level, a.web_port, run_dir))
+                for s in specs]
+    sup = Supervisor(children, respawn=not a.no_respawn, state_file=a.state_file, stop_timeout=a.stop_timeout)
+
+    def _stop(signum, _frame):
+        sup._log(f"got signal {signum}: stopping")
+        sup.stopping.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    if "web_bridge" in [s.name for s in specs]:
+        sup._log(f"web status page: http://127.0.0.1:{a.web_port or 8000}")
+    return sup.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Web status page and JSON API (no rclpy import here)."""

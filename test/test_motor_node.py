@@ -1,0 +1,162 @@
+"""motor_node as a real process on the simulated bus, observed with real
+rclpy: joint state rate, goal convergence, diagnostics, services, params."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import JointState
+from std_srvs.srv import SetBool, Trigger
+
+from reachy_mini.diag import level_int
+from reachy_mini.paths import config_path
+from reachy_mini.sim.bus import send_command
+from reachy_mini.supervisor import override_file
+
+from conftest import wait_for
+from ros_probe import RosProbe
+
+
+def start_node(tmp_path, env, *params, module="reachy_mini.nodes.motor_node"):
+    import yaml
+
+    link = str(tmp_path / "tty")
+    over = {"use_sim": True, "sim_link": link}
+    for p in params:
+        k, v = p.split(":=", 1)
+        over[k] = yaml.safe_load(v)
+    path = override_file(str(tmp_path), "motor_node", over)
+    argv = [sys.executable, "-m", module, "--ros-args", "--params-file", config_path("reachy_mini.yaml"),
+            "--params-file", path]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, link + ".ctl"
+
+
+def stop(proc):
+    proc.send_signal(2)
+    try:
+        out, _ = proc.communicate(timeout=8)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out
+
+
+def motor_status(probe, name, since):
+    for t, arr in reversed(probe.get("/diagnostics", since)):
+        for st in arr.status:
+            if st.name == f"motor_node: {name}":
+                return t, st
+    return None
+
+
+@pytest.fixture
+def motor(tmp_path, ros_env):
+    probe = RosProbe()
+    probe.listen(JointState, "/joint_states", 1000)
+    probe.listen(DiagnosticArray, "/diagnostics", 1000)
+    procs = []
+
+    def run(*params):
+        proc, ctl = start_node(tmp_path, ros_env, *params)
+        procs.append(proc)
+        wait_for(lambda: probe.get("/joint_states"), timeout=15)
+        return proc, ctl
+
+    yield probe, run
+    for p in procs:
+        if p.poll() is None:
+            stop(p)
+    probe.close()
+
+
+def test_joint_states_rate_and_names(motor):
+    probe, run = motor
+    run("loop_rate_hz:=100.0")
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    time.sleep(3.0)
+    msgs = probe.get("/joint_states", t0)
+    rate = len(msgs) / 3.0
+    assert rate >= 90.0, f"/joint_states at {rate:.1f} Hz, want >= 90"
+    m = msgs[-1][1]
+    assert list(m.name) == ["body_rotation"] + [f"stewart_{i}" for i in range(1, 7)] + ["right_antenna", "left_antenna"]
+    assert len(m.position) == 9 and len(m.effort) == 9
+
+
+def test_goals_converge_and_unknown_names_rejected(motor):
+    probe, run = motor
+    proc, _ = run()
+    pub = probe.node.create_publisher(JointState, "/motors/goal", 10)
+    goal = {"stewart_1": 0.4, "left_antenna": -0.8}
+
+    def pos():
+        msgs = probe.get("/joint_states")
+        m = msgs[-1][1]
+        return dict(zip(m.name, m.position))
+
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        pub.publish(JointState(name=list(goal), position=list(goal.values())))
+        pub.publish(JointState(name=["neck"], position=[1.0]))
+        p = pos()
+        if all(abs(p[k] - v) < 0.01 for k, v in goal.items()):
+            break
+        time.sleep(0.05)
+    p = pos()
+    assert all(abs(p[k] - v) < 0.01 for k, v in goal.items()), p
+    out = stop(proc)
+    assert "goal rejected: unknown joint names ['neck']" in out
+
+
+def test_overheat_error_within_1_5s_then_recovers(motor):
+    probe, run = motor
+    _, ctl = run("auto_recover_delay_s:=1.0", "diagnostic_period_s:=1.0")
+    wait_for(lambda: (s := motor_status(probe, "stewart_2", 0)) and level_int(s[1].level) == 0, timeout=10)
+    t0 = time.monotonic()
+    send_command(ctl, {"cmd": "overheat", "id": 12})
+    t, st = wait_for(lambda: (s := motor_status(probe, "stewart_2", t0)) and level_int(s[1].level) == 2 and s,
+                     timeout=3)
+    assert t - t0 < 1.5, f"ERROR published {t - t0:.2f} s after the fault"
+    assert "overheating" in st.message and st.hardware_id == "dynamixel:12"
+    # the cause goes away; the node reboots the motor itself
+    send_command(ctl, {"cmd": "clear", "id": 12})
+    wait_for(lambda: (s := motor_status(probe, "stewart_2", time.monotonic() - 0.5)) and level_int(s[1].level) == 0,
+             timeout=8)
+    assert send_command(ctl, {"cmd": "state"})["motors"]["12"]["reboots"] >= 1
+
+
+def test_services_torque_reboot_estop(motor):
+    probe, run = motor
+    _, ctl = run()
+    r = probe.call(Trigger, "/motor_node/emergency_stop", Trigger.Request())
+    assert r.success, r.message
+    wait_for(lambda: all(not m["torque"] for m in send_command(ctl, {"cmd": "state"})["motors"].values()))
+    r = probe.call(SetBool, "/motor_node/set_torque", SetBool.Request(data=True))
+    assert r.success and "torque on on 9 motors" in r.message
+    r = probe.call(Trigger, "/motor_node/reboot", Trigger.Request())
+    assert r.success and r.message == "no latched hardware errors"
+    send_command(ctl, {"cmd": "overload", "id": 16})
+    send_command(ctl, {"cmd": "clear", "id": 16})
+    time.sleep(0.8)
+    r = probe.call(Trigger, "/motor_node/reboot", Trigger.Request())
+    assert r.success and "stewart_6" in r.message
+
+
+@pytest.mark.parametrize("param,needle", [
+    ("loop_rate_hz:=0.0", "loop_rate_hz"),
+    ("serial_port:=ttyUSB0", "serial_port"),
+    ("command_timeout_action:=explode", "command_timeout_action"),
+    ("temperature_warn_c:=80.0", "temperature_warn_c must be < temperature_error_c"),
+    ("motors_file:=/nonexistent.yaml", "motors_file"),
+])
+def test_invalid_parameter_exits_cleanly(tmp_path, ros_env, param, needle):
+    proc, _ = start_node(tmp_path, ros_env, param)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 2, out
+    assert "invalid parameter" in out and needle in out, out
+    assert "Traceback" not in out

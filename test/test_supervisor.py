@@ -1,0 +1,74 @@
+"""reachy-mini-bringup: respawn with backoff, clean stop on SIGTERM."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from reachy_mini.node_table import NODES
+from reachy_mini.supervisor import Child
+
+from conftest import wait_for
+
+
+def read_state(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def test_backoff_doubles_and_caps():
+    c = Child(NODES[0], [])
+    now = 1000.0
+    delays = []
+    for i in range(8):
+        c.crashes.append(now + i)
+        delays.append(c.backoff(now + i))
+    assert delays[:4] == [0.5, 1.0, 2.0, 4.0] and max(delays) == 10.0
+    assert c.backoff(now + 500) == 0.5  # old crashes are forgotten
+
+
+def test_killed_node_respawned_and_clean_stop(tmp_path, ros_env):
+    state = str(tmp_path / "state.json")
+    argv = [sys.executable, "-m", "reachy_mini.supervisor", "--use-sim", "--state-file", state,
+            "--only", "motor_node", "camera_node"]
+    env = dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path))
+    sup = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        s = wait_for(lambda: (st := read_state(state)) and all(n["pid"] for n in st["nodes"].values()) and st,
+                     timeout=10)
+        old = s["nodes"]["camera_node"]["pid"]
+        os.kill(old, signal.SIGKILL)
+        t0 = time.monotonic()
+        s = wait_for(lambda: (st := read_state(state)) and st["nodes"]["camera_node"]["pid"] not in (None, old) and st,
+                     timeout=5, period=0.02)
+        assert time.monotonic() - t0 < 3.0
+        assert s["nodes"]["camera_node"]["restarts"] == 1 and s["nodes"]["camera_node"]["last_exit"] == -9
+        pids = [n["pid"] for n in s["nodes"].values()]
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        sup.send_signal(signal.SIGTERM)
+        out, _ = sup.communicate(timeout=10)
+        assert time.monotonic() - t0 < 5.0
+        assert sup.returncode == 0 and "all nodes stopped" in out
+        for pid in pids:
+            assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+        assert "did not stop" not in out
+    finally:
+        if sup.poll() is None:
+            sup.kill()
+
+
+def test_invalid_parameter_not_respawned(tmp_path, ros_env):
+    params = tmp_path / "bad.yaml"
+    params.write_text("/**/camera_node:\n  ros__parameters:\n    fps: -3.0\n")
+    argv = [sys.executable, "-m", "reachy_mini.supervisor", "--use-sim", "--params-file", str(params),
+            "--state-file", str(tmp_path / "s.json"), "--only", "camera_node"]
+    out = subprocess.run(argv, env=ros_env, capture_output=True, text=True, timeout=30)
+    assert "invalid parameter" in out.stderr and "fps" in out.stderr
+    assert "not respawning" in out.stdout
