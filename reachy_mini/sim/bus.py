@@ -314,7 +314,7 @@ class SimBus:
 
     def _advance(self, now: float) -> None:
         dt = now - self.last_step
-        if dt >= 0.002:
+        if dt >= 0.01:  # physics at 100 Hz (exact exponential steps)
             for s in self.servos.values():
                 s.step(dt)
             self.last_step = now

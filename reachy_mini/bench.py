@@ -1,0 +1,143 @@
+"""`make bench`: figures as `name: value unit` lines, ours and the baseline
+measured in the same run against the same simulator (1 Mbaud wire timing).
+
+Baseline: ROBOTIS's dynamixel-sdk (PyPI), GroupSyncWrite + GroupSyncRead,
+the same transactions as our cycle.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+from . import _driver
+from .driver import Driver
+from .motors import MotorMap
+from .sim.child import start_sim, stop_sim
+
+IDS = list(range(10, 19))
+CYCLES = int(os.environ.get("BENCH_CYCLES", "2000"))
+JITTER_S = float(os.environ.get("BENCH_JITTER_S", "10"))
+
+
+def out(name: str, value: float, unit: str) -> None:
+    print(f"{name}: {value:.3f} {unit}", flush=True)
+
+
+def ours_full_cycle(port: str) -> float:
+    bus = _driver.Bus(port, 1_000_000, 5.0)
+    goals = [(i, (2048).to_bytes(4, "little", signed=True)) for i in IDS]
+    for _ in range(50):
+        bus.sync_write(116, 4, goals)
+        bus.sync_read(IDS, 132, 4)
+    t0 = time.perf_counter()
+    bad = 0
+    for _ in range(CYCLES):
+        bus.sync_write(116, 4, goals)
+        r = bus.sync_read(IDS, 132, 4)
+        bad += sum(1 for v in r.values() if not isinstance(v, bytes))
+    dt = time.perf_counter() - t0
+    if bad:
+        print(f"# ours: {bad} failed reads", file=sys.stderr)
+    return CYCLES / dt
+
+
+def sdk_full_cycle(port: str) -> tuple[float, object]:
+    from dynamixel_sdk import COMM_SUCCESS, GroupSyncRead, GroupSyncWrite, PacketHandler, PortHandler
+
+    ph = PortHandler(port)
+    if not ph.openPort() or not ph.setBaudRate(1_000_000):
+        raise RuntimeError(f"dynamixel-sdk cannot open {port}")
+    pk = PacketHandler(2.0)
+    gr = GroupSyncRead(ph, pk, 132, 4)
+    gw = GroupSyncWrite(ph, pk, 116, 4)
+    for i in IDS:
+        gr.addParam(i)
+        gw.addParam(i, list((2048).to_bytes(4, "little")))
+
+    def cycle() -> bool:
+        gw.txPacket()
+        return gr.txRxPacket() == COMM_SUCCESS
+
+    for _ in range(50):
+        cycle()
+    t0 = time.perf_counter()
+    bad = sum(0 if cycle() else 1 for _ in range(CYCLES))
+    dt = time.perf_counter() - t0
+    if bad:
+        print(f"# dynamixel-sdk: {bad} failed cycles", file=sys.stderr)
+    return CYCLES / dt, (ph, cycle)
+
+
+def ours_jitter(port: str) -> dict:
+    drv = Driver(port, MotorMap.load(), loop_rate_hz=100.0, status_rate_hz=2.0)
+    drv.start()
+    try:
+        drv.set_torque(True)
+        time.sleep(0.5)
+        drv.reset_timing()
+        end = time.monotonic() + JITTER_S
+        k = 0
+        while time.monotonic() < end:  # stream goals as a client would
+            drv.set_goals({"stewart_1": 0.2 * ((k % 20) - 10) / 10})
+            k += 1
+            time.sleep(0.01)
+        return drv.stats()
+    finally:
+        drv.stop()
+
+
+def sdk_jitter(cycle) -> float:
+    period = 0.01
+    n = int(JITTER_S / period)
+    nxt = time.perf_counter() + period
+    lat = []
+    for _ in range(n):
+        d = nxt - time.perf_counter()
+        if d > 0:
+            time.sleep(d)
+        lat.append(max(0.0, time.perf_counter() - nxt) * 1e6)
+        cycle()
+        nxt += period
+    lat.sort()
+    return lat[int(0.99 * (len(lat) - 1))]
+
+
+def main() -> int:
+    tmp = tempfile.mkdtemp(prefix="reachy_bench_")
+    proc, port, _ = start_sim(os.path.join(tmp, "tty"), wire_timing=True)
+    try:
+        print(f"# simulator: 9 servos, 1 Mbaud wire timing, {CYCLES} cycles; jitter over {JITTER_S:.0f} s at 100 Hz")
+        # sync write 9x4 B (59 B) + sync read instruction (23 B) + 9 status packets (15 B each)
+        wire = 1_000_000 / 10 / (59 + 23 + 9 * 15)
+        out("wire_limit_full_cycle_rate", wire, "Hz")
+        ours = ours_full_cycle(port)
+        out("ours_full_cycle_rate", ours, "Hz")
+        try:
+            sdk, (ph, cycle) = sdk_full_cycle(port)
+            out("dynamixel_sdk_full_cycle_rate", sdk, "Hz")
+            out("full_cycle_rate_ratio_ours_over_sdk", ours / sdk, "x")
+        except Exception as e:  # noqa: BLE001 - report, don't hide, a baseline failure
+            print(f"# dynamixel-sdk baseline failed: {e}")
+            ph = cycle = None
+        if cycle is not None:
+            sdk_j = sdk_jitter(cycle)
+            ph.closePort()
+        st = ours_jitter(port)
+        out("ours_loop_rate_at_100hz", st["achieved_rate_hz"], "Hz")
+        out("ours_jitter_p99_at_100hz", st["jitter_p99_us"] / 1000, "ms")
+        out("ours_jitter_max_at_100hz", st["jitter_max_us"] / 1000, "ms")
+        out("ours_cycle_p99_at_100hz", st["cycle_p99_us"] / 1000, "ms")
+        if cycle is not None:
+            out("dynamixel_sdk_jitter_p99_at_100hz", sdk_j / 1000, "ms")
+            out("jitter_p99_ratio_sdk_over_ours", sdk_j / max(st["jitter_p99_us"], 1e-3), "x")
+        _ = statistics
+    finally:
+        stop_sim(proc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
