@@ -17,7 +17,8 @@ class _RustExtension(RustExtension):
     """colcon evaluates repr() of the setup() kwargs: keep it plain."""
 
     def __repr__(self):
-        return f"RustExtension({self.name!r}, {self.path!r})"
+        # ast.literal_eval must accept it: a quoted string, not a call.
+        return repr(f"RustExtension({self.name}, {self.path})")
 
 
 NODES = ["motor_node", "camera_node", "audio_node", "health_node", "web_bridge"]
