@@ -7,7 +7,6 @@ the same transactions as our cycle.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -133,7 +132,6 @@ def main() -> int:
         if cycle is not None:
             out("dynamixel_sdk_jitter_p99_at_100hz", sdk_j / 1000, "ms")
             out("jitter_p99_ratio_sdk_over_ours", sdk_j / max(st["jitter_p99_us"], 1e-3), "x")
-        _ = statistics
     finally:
         stop_sim(proc)
     return 0

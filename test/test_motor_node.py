@@ -2,7 +2,6 @@
 rclpy: joint state rate, goal convergence, diagnostics, services, params."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time

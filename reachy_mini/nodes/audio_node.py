@@ -14,7 +14,7 @@ from rclpy.node import Node
 from std_msgs.msg import Float32, Int16MultiArray, MultiArrayDimension
 
 from ..audio_core import SyntheticAudio, clipped_fraction, level_dbfs
-from ..diag import ERROR, OK, WARN, FrequencyStatus, FrequencyStatusParam, Updater, level_byte
+from ..diag import ERROR, WARN, FrequencyStatus, FrequencyStatusParam, Updater, level_byte
 from ..params import P, declare, run_node
 
 SPECS = [
@@ -78,7 +78,6 @@ class AudioNode(Node):
         st.add("sample rate", self.p["sample_rate"])
         st.add("channels", self.p["channels"])
         st.add("overflows", 0)
-        _ = OK
         return st
 
     def shutdown(self) -> None:

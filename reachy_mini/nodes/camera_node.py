@@ -12,7 +12,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..camera_core import SyntheticCamera, load_camera_info
-from ..diag import ERROR, OK, WARN, FrequencyStatus, FrequencyStatusParam, Updater, level_byte
+from ..diag import ERROR, FrequencyStatus, FrequencyStatusParam, Updater, level_byte
 from ..params import P, ParameterError, declare, run_node
 from ..paths import config_path
 
@@ -81,7 +81,6 @@ class CameraNode(Node):
         st.add("last frame age (s)", f"{age:.3f}")
         st.add("dropped frames", self.dropped)
         st.add("resolution", f"{self.p['width']}x{self.p['height']}")
-        _ = (OK, WARN)
         return st
 
     def shutdown(self) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import time
 
-import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
