@@ -98,7 +98,8 @@ def run_node(factory, name: str, args=None) -> int:
                       file=sys.stderr, flush=True)
     finally:
         try:
-            node.shutdown()
+            if hasattr(node, "shutdown"):  # nodes owning threads or devices release them here
+                node.shutdown()
         except Exception as e:  # noqa: BLE001
             print(f"[{name}] error during shutdown: {e}", file=sys.stderr)
         executor.shutdown(timeout_sec=1.0)

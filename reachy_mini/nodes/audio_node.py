@@ -80,10 +80,6 @@ class AudioNode(Node):
         st.add("overflows", 0)
         return st
 
-    def shutdown(self) -> None:
-        pass
-
-
 def main(args=None) -> int:
     return run_node(AudioNode, "audio_node", args)
 

@@ -83,10 +83,6 @@ class CameraNode(Node):
         st.add("resolution", f"{self.p['width']}x{self.p['height']}")
         return st
 
-    def shutdown(self) -> None:
-        pass
-
-
 def main(args=None) -> int:
     return run_node(CameraNode, "camera_node", args)
 

@@ -124,10 +124,6 @@ class HealthNode(Node):
                                 f"{name} restarted {n['restarts']} times")
         return st
 
-    def shutdown(self) -> None:
-        pass
-
-
 def main(args=None) -> int:
     return run_node(HealthNode, "health_node", args)
 

@@ -120,6 +120,7 @@ class MotorNode(Node):
         for m in self.map.motors:
             self.updater.add(m.name, lambda st, name=m.name: self._diag_motor(st, name))
         self._snap = {r.name: r for r in self.drv.snapshot()}
+        self._stats = self.drv.stats()
         self.get_logger().info(f"motor_node up on {port} at {p['loop_rate_hz']:.0f} Hz, {len(self.map.motors)} motors")
 
     # ---- publishing
@@ -216,7 +217,7 @@ class MotorNode(Node):
             else:
                 self.get_logger().error(f"[{ev.kind}] {ev.message}")
         now = time.time()
-        stats = self.drv.stats()
+        self._stats = stats = self.drv.stats()
         self._snap = {r.name: r for r in self.drv.snapshot()}
         escalate = False
         for name, r in self._snap.items():
@@ -255,7 +256,7 @@ class MotorNode(Node):
         r = self._snap[name]
         prev = self.comm_seen.get(name, r.comm_errors)
         self.comm_seen[name] = r.comm_errors
-        lv, msg, values = motor_health(r, self.th, self.drv.stats()["connected"], time.time(), r.comm_errors - prev)
+        lv, msg, values = motor_health(r, self.th, self._stats["connected"], time.time(), r.comm_errors - prev)
         st.summary(level_byte(lv), msg)
         st.hardware_id = f"dynamixel:{r.id}"
         for k, v in values:
