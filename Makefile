@@ -33,7 +33,7 @@ test-py: setup
 	$(PY) -m pytest -q test
 
 bench: setup
-	$(PY) -m reachy_mini.bench
+	$(PY) -m reachy_mini.bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) rust_driver/target build *.egg-info reachy_mini/*.so

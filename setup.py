@@ -55,6 +55,7 @@ setup(
         + [
             "reachy-mini-bringup = reachy_mini.supervisor:main",
             "reachy-mini-sim-bus = reachy_mini.sim.cli:main",
+            "reachy-mini-incidents = reachy_mini.incidents:main",
         ],
     },
 )

@@ -1,5 +1,9 @@
-"""`make bench`: figures as `name: value unit` lines, ours and the baseline
-measured in the same run against the same simulator (1 Mbaud wire timing).
+"""`make bench`: figures as `name: value unit` lines. Sections (all by
+default; `make bench BENCH="motors health"` picks some): motors, health,
+stack (see bench_stack.py).
+
+Motors: ours and the baseline measured in the same run against the same
+simulator (1 Mbaud wire timing).
 
 Baseline: ROBOTIS's dynamixel-sdk (PyPI), GroupSyncWrite + GroupSyncRead,
 the same transactions as our cycle.
@@ -104,7 +108,7 @@ def sdk_jitter(cycle) -> float:
     return lat[int(0.99 * (len(lat) - 1))]
 
 
-def main() -> int:
+def bench_motors() -> None:
     tmp = tempfile.mkdtemp(prefix="reachy_bench_")
     proc, port, _ = start_sim(os.path.join(tmp, "tty"), wire_timing=True)
     try:
@@ -134,6 +138,20 @@ def main() -> int:
             out("jitter_p99_ratio_sdk_over_ours", sdk_j / max(st["jitter_p99_us"], 1e-3), "x")
     finally:
         stop_sim(proc)
+
+
+def main(argv=None) -> int:
+    from . import bench_stack
+
+    sections = {"motors": bench_motors, "health": bench_stack.bench_health, "stack": bench_stack.bench_stack}
+    which = (argv if argv is not None else sys.argv[1:]) or list(sections)
+    unknown = [w for w in which if w not in sections]
+    if unknown:
+        print(f"unknown bench section(s) {unknown}; known: {list(sections)}", file=sys.stderr)
+        return 2
+    for w in which:
+        print(f"# --- {w} ---", flush=True)
+        sections[w]()
     return 0
 
 

@@ -62,11 +62,13 @@ def declare(node, specs: list[P]) -> dict[str, Any]:
 def run_node(factory, name: str, args=None) -> int:
     """Standard main(): init, build the node, spin, exit cleanly on SIGINT/
     SIGTERM; an invalid parameter exits with status 2 and a clear message."""
+    import os
     import signal
     import sys
+    import time
 
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
     stop = []
@@ -82,12 +84,21 @@ def run_node(factory, name: str, args=None) -> int:
         print(f"[{name}] FATAL: startup failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 1
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     import traceback
 
+    heartbeat = os.environ.get("REACHY_MINI_HEARTBEAT")  # set by reachy-mini-bringup (hang watchdog)
+    beat_at = 0.0
     try:
         while not stop and rclpy.ok():
+            if heartbeat and time.monotonic() - beat_at >= 1.0:
+                beat_at = time.monotonic()
+                try:
+                    with open(heartbeat, "w") as f:
+                        f.write(f"{os.getpid()} {time.time():.3f}\n")
+                except OSError:
+                    pass
             try:
                 executor.spin_once(timeout_sec=0.1)
             except (KeyboardInterrupt, ExternalShutdownException):

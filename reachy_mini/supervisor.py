@@ -35,6 +35,9 @@ class Child:
     crashes: list[float] = field(default_factory=list)
     last_exit: int | None = None
     next_start: float = 0.0
+    started_at: float = 0.0
+    hang_restarts: int = 0
+    heartbeat: str = ""
 
     def backoff(self, now: float, window_s: float = 60.0) -> float:
         """0.5 s after a crash, doubling for each crash in the last minute, max 10 s."""
@@ -57,10 +60,15 @@ def override_file(directory: str, node: str, params: dict) -> str:
 
 
 def node_argv(spec: NodeSpec, params_file: str, use_sim: bool, namespace: str, log_level: str,
-              web_port: int | None, run_dir: str) -> list[str]:
+              web_port: int | None, run_dir: str, data_dir: str | None = None,
+              state_file: str | None = None) -> list[str]:
     overrides = {"use_sim": bool(use_sim)}
     if spec.name == "web_bridge" and web_port is not None:
         overrides["port"] = int(web_port)
+    if spec.name in ("health_node", "web_bridge") and data_dir:
+        overrides["data_dir"] = os.path.abspath(data_dir)
+    if spec.name in ("health_node", "web_bridge") and state_file:
+        overrides["state_file"] = os.path.abspath(state_file)
     argv = [sys.executable, "-m", spec.module, "--ros-args", "--params-file", params_file,
             "--params-file", override_file(run_dir, spec.name, overrides), "--log-level", log_level]
     if namespace:
@@ -70,15 +78,24 @@ def node_argv(spec: NodeSpec, params_file: str, use_sim: bool, namespace: str, l
 
 class Supervisor:
     def __init__(self, children: list[Child], respawn: bool = True, state_file: str | None = None,
-                 stop_timeout: float = 4.0) -> None:
+                 stop_timeout: float = 4.0, hang_timeout: float = 15.0) -> None:
         self.children = children
+        self.hang_timeout = hang_timeout
         self.respawn = respawn
         self.state_file = state_file
         self.stop_timeout = stop_timeout
         self.stopping = threading.Event()
 
     def _start(self, c: Child) -> None:
-        c.proc = subprocess.Popen(c.argv, start_new_session=True)
+        env = dict(os.environ)
+        if c.heartbeat:
+            env["REACHY_MINI_HEARTBEAT"] = c.heartbeat
+            try:
+                os.unlink(c.heartbeat)
+            except FileNotFoundError:
+                pass
+        c.proc = subprocess.Popen(c.argv, start_new_session=True, env=env)
+        c.started_at = time.time()
         c.starts += 1
         self._log(f"started {c.spec.name} (pid {c.proc.pid})")
 
@@ -90,7 +107,8 @@ class Supervisor:
             return
         state = {"supervisor_pid": os.getpid(), "stamp": time.time(), "nodes": {
             c.spec.name: {"pid": c.proc.pid if c.proc and c.proc.poll() is None else None,
-                          "starts": c.starts, "restarts": c.restarts, "last_exit": c.last_exit}
+                          "starts": c.starts, "restarts": c.restarts, "last_exit": c.last_exit,
+                          "hang_restarts": c.hang_restarts}
             for c in self.children}}
         tmp = self.state_file + ".tmp"
         with open(tmp, "w") as f:
@@ -98,13 +116,34 @@ class Supervisor:
         os.replace(tmp, self.state_file)
 
     def restart(self, name: str, reason: str) -> bool:
-        """Kills a (hung) node; the loop respawns it. Used by hang detection."""
+        """Kills a (hung) node and its process group; the loop respawns it."""
         for c in self.children:
             if c.spec.name == name and c.proc and c.proc.poll() is None:
                 self._log(f"restarting {name}: {reason}")
-                c.proc.kill()
+                try:
+                    os.killpg(c.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 return True
         return False
+
+    def _watchdog(self) -> None:
+        """Backstop for hangs that the health node cannot see (the health
+        node itself, or no health node): a node whose spin loop has not
+        touched its heartbeat file for hang_timeout is killed and respawned."""
+        if self.hang_timeout <= 0:
+            return
+        now = time.time()
+        for c in self.children:
+            if not (c.heartbeat and c.proc and c.proc.poll() is None) or now - c.started_at < self.hang_timeout:
+                continue
+            try:
+                beat = os.stat(c.heartbeat).st_mtime
+            except FileNotFoundError:
+                beat = c.started_at
+            if now - beat > self.hang_timeout and self.restart(
+                    c.spec.name, f"no heartbeat for {now - beat:.1f} s (hung or stopped)"):
+                c.hang_restarts += 1
 
     def run(self) -> int:
         for c in self.children:
@@ -113,6 +152,7 @@ class Supervisor:
         while not self.stopping.is_set():
             now = time.monotonic()
             changed = False
+            self._watchdog()
             for c in self.children:
                 if c.proc is not None and c.proc.poll() is not None:
                     c.last_exit = c.proc.returncode
@@ -178,6 +218,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.add_argument(f"--disable-{n.name.replace('_', '-')}", action="store_true", dest=f"disable_{n.name}")
     p.add_argument("--state-file", default=os.environ.get("REACHY_MINI_STATE_FILE"))
     p.add_argument("--stop-timeout", type=float, default=4.0)
+    p.add_argument("--hang-timeout", type=float, default=15.0,
+                   help="kill and respawn a node whose spin loop is silent this long (0: off)")
+    p.add_argument("--data-dir", default=None, help="incident database directory (health_node data_dir)")
     a = p.parse_args(argv)
     if not os.path.isfile(a.params_file):
         p.error(f"--params-file {a.params_file}: no such file")
@@ -192,9 +235,12 @@ def main(argv=None) -> int:
     if a.state_file is None:
         a.state_file = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", "reachy_mini_bringup.json")
     run_dir = os.path.join(os.path.dirname(os.path.abspath(a.state_file)), f"reachy_mini_bringup.{os.getpid()}")
-    children = [Child(s, node_argv(s, a.params_file, a.use_sim, a.namespace, a.log_level, a.web_port, run_dir))
+    children = [Child(s, node_argv(s, a.params_file, a.use_sim, a.namespace, a.log_level, a.web_port, run_dir,
+                                   a.data_dir, a.state_file),
+                      heartbeat=os.path.join(run_dir, f"{s.name}.heartbeat"))
                 for s in specs]
-    sup = Supervisor(children, respawn=not a.no_respawn, state_file=a.state_file, stop_timeout=a.stop_timeout)
+    sup = Supervisor(children, respawn=not a.no_respawn, state_file=a.state_file, stop_timeout=a.stop_timeout,
+                     hang_timeout=a.hang_timeout)
 
     def _stop(signum, _frame):
         sup._log(f"got signal {signum}: stopping")

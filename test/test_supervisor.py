@@ -72,3 +72,71 @@ def test_invalid_parameter_not_respawned(tmp_path, ros_env):
     out = subprocess.run(argv, env=ros_env, capture_output=True, text=True, timeout=30)
     assert "invalid parameter" in out.stderr and "fps" in out.stderr
     assert "not respawning" in out.stdout
+
+
+def _start(tmp_path, ros_env, *extra):
+    state = str(tmp_path / "state.json")
+    argv = [sys.executable, "-m", "reachy_mini.supervisor", "--use-sim", "--state-file", state,
+            "--data-dir", str(tmp_path / "data"), *extra]
+    env = dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path))
+    sup = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    s = wait_for(lambda: (st := read_state(state)) and all(n["pid"] for n in st["nodes"].values()) and st,
+                 timeout=15)
+    return sup, state, s
+
+
+def _stop(sup):
+    if sup.poll() is None:
+        sup.send_signal(signal.SIGTERM)
+        try:
+            return sup.communicate(timeout=15)[0]
+        except subprocess.TimeoutExpired:
+            sup.kill()
+    return sup.communicate()[0]
+
+
+def test_hung_node_detected_by_health_node_and_restarted(tmp_path, ros_env):
+    """SIGSTOP: the process is alive but publishes nothing. The health node sees
+    it silent past hang_timeout_s (10 s) and kills it; the supervisor respawns it.
+    The supervisor's own heartbeat watchdog is set later (30 s) so that the
+    health node's path is the one tested."""
+    from reachy_mini.incidents import db_path, query
+
+    sup, state, s = _start(tmp_path, ros_env, "--only", "camera_node", "health_node", "--hang-timeout", "30")
+    try:
+        time.sleep(3.0)  # both up and publishing
+        old = s["nodes"]["camera_node"]["pid"]
+        os.kill(old, signal.SIGSTOP)
+        t0 = time.monotonic()
+        s = wait_for(lambda: (st := read_state(state)) and st["nodes"]["camera_node"]["pid"] not in (None, old)
+                     and st, timeout=25, period=0.1)
+        took = time.monotonic() - t0
+        print(f"SIGSTOP to respawn: {took:.1f} s")
+        assert 9.0 < took < 16.0
+        assert s["nodes"]["camera_node"]["restarts"] == 1 and s["nodes"]["camera_node"]["hang_restarts"] == 0
+        db = db_path(str(tmp_path / "data"))
+        hang = wait_for(lambda: query(db, kind="hang"), timeout=5)
+        assert hang[0]["name"] == "/Reachy Mini/System/Nodes/camera_node" and f"pid {old}" in hang[0]["message"]
+        assert wait_for(lambda: query(db, kind="restart"), timeout=5)
+        # and it is back: its item returns from STALE/ERROR
+        assert wait_for(lambda: [r for r in query(db, name_prefix="/Reachy Mini/Camera/")
+                                 if r["prev_level"] == 3 and r["level"] == 0], timeout=15)
+    finally:
+        out = _stop(sup)
+    assert "camera_node exited with -9" in out
+
+
+def test_supervisor_watchdog_restarts_a_stopped_health_node(tmp_path, ros_env):
+    sup, state, s = _start(tmp_path, ros_env, "--only", "health_node", "--hang-timeout", "5")
+    try:
+        time.sleep(6.0)  # past the start-up grace
+        old = s["nodes"]["health_node"]["pid"]
+        os.kill(old, signal.SIGSTOP)
+        t0 = time.monotonic()
+        s = wait_for(lambda: (st := read_state(state)) and st["nodes"]["health_node"]["pid"] not in (None, old)
+                     and st, timeout=15, period=0.1)
+        assert time.monotonic() - t0 < 8.0
+        assert s["nodes"]["health_node"]["hang_restarts"] == 1
+    finally:
+        out = _stop(sup)
+    assert "no heartbeat" in out

@@ -1,33 +1,39 @@
-"""health_node: aggregates /diagnostics into /diagnostics_agg and
-/diagnostics_toplevel_state (for rqt_robot_monitor) and adds system checks.
-"""
+"""health_node: /diagnostics -> /diagnostics_agg + /diagnostics_toplevel_state
+(rqt_robot_monitor), driven by config/analyzers.yaml; system and per-node
+process checks; hang detection (alive but silent nodes are killed so the
+supervisor or launch's respawn restarts them); incident history in SQLite.
+The logic lives in health_core, system_probes and incidents."""
 from __future__ import annotations
 
-import json
 import os
+import signal
 import time
 
-import psutil
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
-from ..diag import ERROR, OK, WARN, Updater, level_byte, level_int
-from ..health_core import Aggregator
+from ..diag import ERROR, OK, Updater, level_byte, level_int
+from ..health_core import ConfigError, NodeWatch, load_aggregator, node_status
+from ..incidents import Incident, IncidentWriter, default_data_dir
 from ..node_table import NODES
-from ..params import P, declare, run_node
+from ..params import P, ParameterError, declare, run_node
+from ..paths import config_path
+from ..system_probes import ProcessMonitor, Thresholds, evaluate_process, evaluate_system, system_snapshot
 
+TH = Thresholds()
 SPECS = [
     P("use_sim", False, "unused; accepted for a uniform command line"),
     P("pub_rate", 1.0, "publish rate of /diagnostics_agg (Hz)", 0.1, 50.0),
-    P("data_dir", os.path.expanduser("~/.local/share/reachy_mini"), "data directory (disk check)"),
-    P("cpu_warn_pct", 85.0, "CPU load WARN (%)", 0.0, 100.0),
-    P("mem_warn_pct", 85.0, "memory WARN (%)", 0.0, 100.0),
-    P("mem_error_pct", 95.0, "memory ERROR (%)", 0.0, 100.0),
-    P("disk_warn_pct", 85.0, "disk usage WARN (%)", 0.0, 100.0),
-    P("disk_error_pct", 95.0, "disk usage ERROR (%)", 0.0, 100.0),
+    P("analyzers_file", config_path("analyzers.yaml"), "diagnostic_aggregator analyzer YAML",
+      check=lambda v: None if os.path.isfile(v) else "no such file"),
+    P("data_dir", default_data_dir(), "incident database and disk check directory"),
+    P("history_days", 30.0, "incident retention (days)", 0.001, 3650.0),
+    P("history_max_rows", 100000, "incident retention (rows)", 100, 10_000_000),
+    P("hang_timeout_s", 10.0, "a live node silent this long is hung", 2.0, 600.0),
+    P("restart_hung_nodes", True, "kill hung nodes so that the supervisor / launch respawn restarts them"),
     P("state_file", os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", "reachy_mini_bringup.json"),
-      "supervisor state file (restart counts)"),
-]
+      "reachy-mini-bringup state file (pids, restart counts)"),
+] + [P(k, v, f"threshold: {k}", 0, 1e6) for k, v in vars(TH).items()]
 
 
 def _status(o) -> DiagnosticStatus:
@@ -39,90 +45,161 @@ class HealthNode(Node):
     def __init__(self) -> None:
         super().__init__("health_node")
         self.p = p = declare(self, SPECS)
-        self.agg = Aggregator({n.name: n.stale_timeout_s for n in NODES})
+        self.th = Thresholds(**{k: p[k] for k in vars(TH)})
+        try:
+            self.agg = load_aggregator(p["analyzers_file"])
+        except ConfigError as e:
+            raise ParameterError(f"parameter 'analyzers_file': {e}") from None
+        now = time.monotonic()
+        self.watch = NodeWatch({n.name: n.stale_timeout_s for n in NODES}, now)
+        self.procs = ProcessMonitor({n.name: n.module for n in NODES}, p["state_file"])
+        self.info: dict = {}
+        self.restart_log: dict[str, list[float]] = {n.name: [] for n in NODES}
+        self.hang_kills: dict[str, int] = {n.name: 0 for n in NODES}
+        self.killed_pids: set[int] = set()
+        self.restarts_seen: dict[str, int] = {}
+        self.db = IncidentWriter(p["data_dir"], p["history_days"], p["history_max_rows"])
+        self.levels = self.db.last_levels()
+        self.statuses = 0
+        self.last_immediate = 0.0
         self.agg_pub = self.create_publisher(DiagnosticArray, "/diagnostics_agg", 10)
         self.top_pub = self.create_publisher(DiagnosticStatus, "/diagnostics_toplevel_state", 10)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 100)
         self.create_timer(1.0 / p["pub_rate"], self._publish)
-        self.last_immediate = 0.0
-        psutil.cpu_percent(None)
+        self.create_timer(1.0, self._sample)
+        system_snapshot(p["data_dir"])  # primes cpu_percent
         self.updater = Updater(self, period=1.0)
         self.updater.setHardwareID(os.uname().nodename)
         self.updater.add("system", self._diag_system)
-        self.updater.add("processes", self._diag_processes)
+        self.updater.add("incidents", self._diag_incidents)
+        for n in NODES:
+            self.updater.add(f"node {n.name}", lambda st, name=n.name: self._diag_node(st, name))
+
+    def _note(self, name: str, level: int, message: str, hwid: str = "", kind: str = "level") -> None:
+        prev = self.levels.get(name)
+        if kind == "level" and prev == level:
+            return
+        if kind == "level":
+            self.levels[name] = level
+        self.db.record(Incident(time.time(), name, level, prev, message, hwid, kind))
+
+    def _item(self, node: str) -> str:
+        """Aggregated name of a node's presence item, e.g. /Reachy Mini/Nodes/camera_node."""
+        names = self.agg.out_names(f"health_node: node {node}")
+        return names[0] if names else f"health_node: node {node}"
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         now = time.monotonic()
         escalate = False
         for st in msg.status:
             lv = level_int(st.level)
-            prev = self.agg.update(st.name, lv, st.message, st.hardware_id, [(kv.key, kv.value) for kv in st.values], now)
-            if lv == ERROR and prev != ERROR:
-                escalate = True
-        if escalate and now - self.last_immediate > 0.05:
+            prev = self.agg.update(st.name, lv, st.message, st.hardware_id, st.values, now)
+            self.watch.seen(st.name, now)
+            if prev != lv:
+                for out_name in self.agg.out_names(st.name):
+                    self._note(out_name, lv, st.message, st.hardware_id)
+                escalate |= lv == ERROR
+        self.statuses += len(msg.status)
+        if escalate and now - self.last_immediate > 0.02:
             self.last_immediate = now
             self._publish()
 
     def _publish(self) -> None:
-        now = time.monotonic()
-        outs, top = self.agg.report(now)
+        outs, top = self.agg.report(time.monotonic())
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [_status(o) for o in outs]
         self.agg_pub.publish(arr)
         self.top_pub.publish(_status(top))
+        for o in outs:
+            self._note(o.name, o.level, o.message, o.hardware_id)
+        self._note(top.name, top.level, top.message)
+
+    def _sample(self) -> None:
+        now, wall = time.monotonic(), time.time()
+        self.info = self.procs.sample()
+        for name, info in self.info.items():
+            log = self.restart_log[name]
+            prev = self.restarts_seen.get(name)
+            if prev is not None and info.restarts > prev:
+                log.append(wall)
+                self._note(self._item(name), ERROR, f"{name} restarted (restart #{info.restarts}, "
+                           f"last exit {info.last_exit})", kind="restart")
+            self.restart_log[name] = [t for t in log if wall - t < 600]
+            if name == "health_node":
+                continue
+            _, msg, hung = node_status(name, info, self.watch, now, self.p["hang_timeout_s"])
+            if hung and self.p["restart_hung_nodes"] and info.pid not in self.killed_pids:
+                self.killed_pids.add(info.pid)
+                self.hang_kills[name] += 1
+                self.get_logger().error(f"{name} {msg}: killing pid {info.pid} so that it is respawned")
+                self._note(self._item(name), ERROR, f"{msg}; killed pid {info.pid}", kind="hang")
+                try:
+                    os.kill(info.pid, signal.SIGKILL)
+                except OSError as e:
+                    self.get_logger().error(f"could not kill {name} (pid {info.pid}): {e}")
+        self.restarts_seen = {n: i.restarts for n, i in self.info.items()}
+
+    def _diag_node(self, st, name: str):
+        info = self.info.get(name)
+        now = time.monotonic()
+        if name == "health_node":
+            lv, msg = OK, "publishing"
+        else:
+            lv, msg, _ = node_status(name, info, self.watch, now, self.p["hang_timeout_s"],
+                                     len(self.restart_log[name]))
+        if info is not None:
+            plv, pmsgs = evaluate_process(info, self.th)
+            if plv > lv and lv in (OK, 1):
+                lv, msg = plv, "; ".join(pmsgs)
+            st.add("pid", info.pid or "")
+            st.add("process state", info.status)
+            st.add("rss (MB)", f"{info.rss_mb:.1f}")
+            st.add("cpu (%)", f"{info.cpu_pct:.1f}")
+            st.add("open fds", info.fds)
+            st.add("threads", info.threads)
+            st.add("restarts", info.restarts)
+            st.add("last exit", "" if info.last_exit is None else info.last_exit)
+            st.add("pid source", info.source)
+        st.add("hang restarts", self.hang_kills[name])
+        st.add("last diagnostics age (s)", f"{self.watch.silent_for(name, now):.1f}")
+        st.add("statuses received", self.watch.counts.get(name, 0))
+        st.summary(level_byte(lv), msg)
+        st.hardware_id = f"pid:{info.pid}" if info and info.pid else ""
+        return st
 
     def _diag_system(self, st):
-        p = self.p
-        cpu = psutil.cpu_percent(None)
-        mem = psutil.virtual_memory().percent
-        os.makedirs(p["data_dir"], exist_ok=True)
-        disk = psutil.disk_usage(p["data_dir"]).percent
-        st.summary(level_byte(OK), "OK")
-        if cpu >= p["cpu_warn_pct"]:
-            st.mergeSummary(level_byte(WARN), f"CPU {cpu:.0f} %")
-        if mem >= p["mem_error_pct"]:
-            st.mergeSummary(level_byte(ERROR), f"memory {mem:.0f} %")
-        elif mem >= p["mem_warn_pct"]:
-            st.mergeSummary(level_byte(WARN), f"memory {mem:.0f} %")
-        if disk >= p["disk_error_pct"]:
-            st.mergeSummary(level_byte(ERROR), f"disk {disk:.0f} %")
-        elif disk >= p["disk_warn_pct"]:
-            st.mergeSummary(level_byte(WARN), f"disk {disk:.0f} %")
-        st.add("cpu (%)", f"{cpu:.1f}")
-        st.add("load average", " ".join(f"{x:.2f}" for x in os.getloadavg()))
-        st.add("memory (%)", f"{mem:.1f}")
-        st.add("disk (%)", f"{disk:.1f}")
-        st.add("data dir", p["data_dir"])
-        st.add("uptime (s)", f"{time.time() - psutil.boot_time():.0f}")
-        temps = getattr(psutil, "sensors_temperatures", lambda: {})() or {}
-        for chip, entries in temps.items():
-            for e in entries[:1]:
-                st.add(f"temperature {chip} (C)", f"{e.current:.0f}")
+        s = system_snapshot(self.p["data_dir"])
+        lv, msg = evaluate_system(s, self.th)
+        st.summary(level_byte(lv), msg)
+        st.add("cpu (%)", f"{s['cpu_pct']:.1f}")
+        st.add("load average", " ".join(f"{x:.2f}" for x in s["load"]))
+        st.add("memory (%)", f"{s['mem_pct']:.1f}")
+        st.add("disk (%)", f"{s['disk_pct']:.1f}")
+        st.add("disk free (GB)", f"{s['disk_free_gb']:.1f}")
+        st.add("data dir", self.p["data_dir"])
+        st.add("uptime (s)", f"{s['uptime_s']:.0f}")
+        for k, v in list(s["temps"].items())[:8]:
+            st.add(f"temperature {k} (C)", f"{v:.0f}")
+        if not s["temps"]:
+            st.add("temperature", "no sensor")
         return st
 
-    def _diag_processes(self, st):
-        st.summary(level_byte(OK), "OK")
-        try:
-            with open(self.p["state_file"]) as f:
-                state = json.load(f)
-        except (OSError, ValueError):
-            st.summary(level_byte(OK), "not started by reachy-mini-bringup (no supervisor state)")
-            return st
-        for name, n in state.get("nodes", {}).items():
-            pid = n.get("pid")
-            info = "not running"
-            if pid:
-                try:
-                    pr = psutil.Process(pid)
-                    info = f"rss {pr.memory_info().rss / 1e6:.0f} MB, fds {pr.num_fds()}"
-                except psutil.Error:
-                    pass
-            st.add(name, f"{info}, restarts {n.get('restarts', 0)}")
-            if n.get("restarts"):
-                st.mergeSummary(level_byte(WARN) if pid else level_byte(ERROR),
-                                f"{name} restarted {n['restarts']} times")
+    def _diag_incidents(self, st):
+        d = self.db
+        lv = ERROR if d.errors else OK
+        st.summary(level_byte(lv), f"write errors: {d.last_error}" if d.errors else "OK")
+        st.add("database", d.path)
+        for k in ("written", "dropped", "pruned", "errors"):
+            st.add(k, getattr(d, k))
+        st.add("queue", d.q.qsize())
+        st.add("statuses aggregated", self.statuses)
+        st.add("items", len(self.agg.items))
         return st
+
+    def shutdown(self) -> None:
+        self.db.close()
+
 
 def main(args=None) -> int:
     return run_node(HealthNode, "health_node", args)

@@ -1,0 +1,273 @@
+"""Incident history in SQLite: every level change of every diagnostic item,
+plus restarts and hang kills. Plain Python, no rclpy.
+
+- ``IncidentWriter`` (health node): ``record()`` only appends to a bounded
+  queue, so ROS callbacks never wait on the disk; a writer thread inserts
+  in batches and enforces retention (age in days and row count) with
+  incremental vacuum, so the file shrinks back.
+- ``query()`` / ``summary()`` (web bridge, CLI): read-only, safe to call from
+  another process while the writer runs (WAL mode).
+
+    python -m reachy_mini.incidents [--db PATH] [--since 3600] [--limit 50]
+"""
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+
+DB_NAME = "incidents.sqlite3"
+LEVEL_NAMES = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    t REAL NOT NULL,              -- wall time, seconds since the epoch
+    name TEXT NOT NULL,           -- aggregated name, e.g. /Reachy Mini/Motors/stewart_2
+    level INTEGER NOT NULL,       -- 0 OK, 1 WARN, 2 ERROR, 3 STALE
+    prev_level INTEGER,           -- NULL: first seen
+    message TEXT NOT NULL DEFAULT '',
+    hardware_id TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL DEFAULT 'level'   -- level | restart | hang | crash
+);
+CREATE INDEX IF NOT EXISTS incidents_t ON incidents(t);
+CREATE INDEX IF NOT EXISTS incidents_name ON incidents(name, id);
+"""
+
+
+def default_data_dir() -> str:
+    return os.path.join(os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "reachy_mini")
+
+
+def db_path(data_dir: str) -> str:
+    return os.path.join(data_dir, DB_NAME)
+
+
+@dataclass
+class Incident:
+    t: float
+    name: str
+    level: int
+    prev_level: int | None
+    message: str = ""
+    hardware_id: str = ""
+    kind: str = "level"
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # effective on a new file only
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(SCHEMA)
+    return db
+
+
+class IncidentWriter:
+    def __init__(self, data_dir: str, retention_days: float = 30.0, max_rows: int = 100_000,
+                 queue_size: int = 10_000, prune_every_s: float = 60.0) -> None:
+        os.makedirs(data_dir, exist_ok=True)
+        self.path = db_path(data_dir)
+        self.retention_days = float(retention_days)
+        self.max_rows = int(max_rows)
+        self.prune_every_s = prune_every_s
+        self.q: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.written = self.dropped = self.pruned = self.errors = 0
+        self.last_error = ""
+        self._db = _connect(self.path)
+        self._prune()
+        self._stop = threading.Event()
+        self._flushed = threading.Condition()
+        self._pending = 0
+        self._thread = threading.Thread(target=self._run, name="incident-writer", daemon=True)
+        self._thread.start()
+
+    def last_levels(self) -> dict[str, int]:
+        """Level of each name as last recorded, so that the history carries on
+        across restarts of the health node instead of restarting from 'new'."""
+        rows = self._db.execute(
+            "SELECT name, level FROM incidents WHERE id IN (SELECT MAX(id) FROM incidents "
+            "WHERE kind = 'level' GROUP BY name)").fetchall()
+        return dict(rows)
+
+    def record(self, inc: Incident) -> bool:
+        """Never blocks: a full queue drops the incident and counts it."""
+        try:
+            self.q.put_nowait(inc)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        with self._flushed:
+            self._pending += 1
+        return True
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Waits until everything recorded so far is on disk (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._flushed:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._flushed.wait(left)
+        return True
+
+    def _run(self) -> None:
+        last_prune = time.monotonic()
+        while not self._stop.is_set() or not self.q.empty():
+            try:
+                batch = [self.q.get(timeout=0.5)]
+            except queue.Empty:
+                batch = []
+            while batch and len(batch) < 1000:
+                try:
+                    batch.append(self.q.get_nowait())
+                except queue.Empty:
+                    break
+            if batch:
+                try:
+                    self._db.execute("BEGIN")
+                    self._db.executemany(
+                        "INSERT INTO incidents (t, name, level, prev_level, message, hardware_id, kind) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [(i.t, i.name, i.level, i.prev_level, i.message[:1000], i.hardware_id, i.kind)
+                         for i in batch])
+                    self._db.execute("COMMIT")
+                    self.written += len(batch)
+                except sqlite3.Error as e:
+                    self.errors += 1
+                    self.last_error = f"{type(e).__name__}: {e}"
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                with self._flushed:
+                    self._pending -= len(batch)
+                    self._flushed.notify_all()
+            if time.monotonic() - last_prune > self.prune_every_s:
+                last_prune = time.monotonic()
+                self._prune()
+
+    def _prune(self) -> None:
+        try:
+            cur = self._db.execute("DELETE FROM incidents WHERE t < ?", (time.time() - self.retention_days * 86400,))
+            n = cur.rowcount
+            cur = self._db.execute(
+                "DELETE FROM incidents WHERE id <= (SELECT id FROM incidents ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (self.max_rows,))
+            n += cur.rowcount
+            if n > 0:
+                self.pruned += n
+                self._db.execute("PRAGMA incremental_vacuum")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as e:
+            self.errors += 1
+            self.last_error = f"prune: {type(e).__name__}: {e}"
+
+    def prune_now(self) -> None:
+        self.flush()
+        self._prune()
+
+    def rows(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM incidents").fetchone()[0]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass
+
+
+def _ro(path: str) -> sqlite3.Connection | None:
+    if not os.path.exists(path):
+        return None
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def query(path: str, since: float | None = None, until: float | None = None, limit: int = 100,
+          name_prefix: str | None = None, min_level: int | None = None, kind: str | None = None) -> list[dict]:
+    """Newest first. `since`/`until` are epoch seconds; `path` is the
+    database file (db_path(data_dir))."""
+    db = _ro(path)
+    if db is None:
+        return []
+    where, args = [], []
+    if since is not None:
+        where.append("t >= ?")
+        args.append(float(since))
+    if until is not None:
+        where.append("t <= ?")
+        args.append(float(until))
+    if name_prefix:
+        where.append("substr(name, 1, ?) = ?")
+        args += [len(name_prefix), name_prefix]
+    if min_level is not None:
+        where.append("level >= ?")
+        args.append(int(min_level))
+    if kind:
+        where.append("kind = ?")
+        args.append(kind)
+    sql = "SELECT id, t, name, level, prev_level, message, hardware_id, kind FROM incidents"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC LIMIT ?"
+    args.append(max(0, int(limit)))
+    try:
+        rows = db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+    out = []
+    for r in rows:
+        d = dict(r)
+        d["level_name"] = LEVEL_NAMES.get(d["level"], str(d["level"]))
+        d["prev_level_name"] = LEVEL_NAMES.get(d["prev_level"]) if d["prev_level"] is not None else None
+        out.append(d)
+    return out
+
+
+def summary(path: str, since: float | None = None) -> dict:
+    """Counts per kind and per level since `since`, and the row total."""
+    db = _ro(path)
+    if db is None:
+        return {"rows": 0, "by_kind": {}, "by_level": {}}
+    try:
+        cond, args = ("WHERE t >= ?", [since]) if since is not None else ("", [])
+        rows = db.execute("SELECT COUNT(*) FROM incidents").fetchone()[0]
+        kinds = dict(db.execute(f"SELECT kind, COUNT(*) FROM incidents {cond} GROUP BY kind", args).fetchall())
+        levels = {LEVEL_NAMES.get(k, str(k)): n for k, n in
+                  db.execute(f"SELECT level, COUNT(*) FROM incidents {cond} GROUP BY level", args).fetchall()}
+    finally:
+        db.close()
+    return {"rows": rows, "by_kind": kinds, "by_level": levels}
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="reachy-mini-incidents", description="Print the incident history.")
+    p.add_argument("--db", default=db_path(default_data_dir()))
+    p.add_argument("--since", type=float, default=86400.0, help="seconds back from now (default 1 day)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--min-level", type=int, choices=[0, 1, 2, 3])
+    p.add_argument("--name", help="name prefix, e.g. '/Reachy Mini/Motors'")
+    a = p.parse_args(argv)
+    if not os.path.exists(a.db):
+        print(f"no incident database at {a.db}")
+        return 1
+    for r in reversed(query(a.db, since=time.time() - a.since, limit=a.limit, name_prefix=a.name,
+                            min_level=a.min_level)):
+        ts = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["t"]))
+        prev = r["prev_level_name"] or "new"
+        print(f"{ts}  {r['kind']:<7} {prev:>5} -> {r['level_name']:<5} {r['name']}: {r['message']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

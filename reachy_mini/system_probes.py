@@ -1,0 +1,210 @@
+"""System and per-process probes for the health node (plain Python, psutil).
+
+Where the pids come from:
+- under `reachy-mini-bringup` (make run): its JSON state file, which also
+  gives restart counts;
+- under `ros2 launch` (no state file): a scan of this user's processes for
+  the node's executable name (`.../lib/reachy_mini/camera_node`) or
+  `-m reachy_mini.nodes.camera_node`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+from .diag import ERROR, OK, WARN
+
+
+@dataclass
+class Thresholds:
+    cpu_warn_pct: float = 90.0
+    cpu_error_pct: float = 98.0
+    mem_warn_pct: float = 85.0
+    mem_error_pct: float = 95.0
+    disk_warn_pct: float = 85.0
+    disk_error_pct: float = 95.0
+    temp_warn_c: float = 75.0
+    temp_error_c: float = 85.0
+    node_rss_warn_mb: float = 500.0
+    node_rss_error_mb: float = 1500.0
+    node_cpu_warn_pct: float = 80.0
+    node_fds_warn: int = 500
+
+
+def system_snapshot(data_dir: str) -> dict:
+    os.makedirs(data_dir, exist_ok=True)
+    du = psutil.disk_usage(data_dir)
+    temps = {}
+    try:
+        for chip, entries in (psutil.sensors_temperatures() or {}).items():
+            for e in entries:
+                temps[f"{chip}/{e.label or 'temp'}"] = e.current
+    except (AttributeError, OSError):
+        pass
+    return {"cpu_pct": psutil.cpu_percent(None), "load": os.getloadavg(), "cpus": psutil.cpu_count() or 1,
+            "mem_pct": psutil.virtual_memory().percent, "disk_pct": du.percent, "disk_free_gb": du.free / 1e9,
+            "temps": temps, "uptime_s": time.time() - psutil.boot_time()}
+
+
+def evaluate_system(s: dict, th: Thresholds) -> tuple[int, str]:
+    """(level, message) of a snapshot against the thresholds."""
+    level, msgs = OK, []
+
+    def check(value, warn, error, text):
+        nonlocal level
+        if value >= error:
+            level = max(level, ERROR)
+            msgs.append(f"{text} (>= {error:g})")
+        elif value >= warn:
+            level = max(level, WARN)
+            msgs.append(f"{text} (>= {warn:g})")
+
+    check(s["cpu_pct"], th.cpu_warn_pct, th.cpu_error_pct, f"CPU {s['cpu_pct']:.0f} %")
+    check(s["mem_pct"], th.mem_warn_pct, th.mem_error_pct, f"memory {s['mem_pct']:.0f} %")
+    check(s["disk_pct"], th.disk_warn_pct, th.disk_error_pct, f"disk {s['disk_pct']:.0f} %")
+    if s["temps"]:
+        hottest = max(s["temps"], key=s["temps"].get)
+        check(s["temps"][hottest], th.temp_warn_c, th.temp_error_c, f"{hottest} {s['temps'][hottest]:.0f} C")
+    return level, "; ".join(msgs) if msgs else "OK"
+
+
+@dataclass
+class ProcInfo:
+    name: str
+    pid: int | None = None
+    alive: bool = False
+    status: str = "not running"
+    rss_mb: float = 0.0
+    cpu_pct: float = 0.0
+    cpu_avg_pct: float = 0.0   # exponential average, ~5 samples (start-up spikes do not warn)
+    fds: int = 0
+    threads: int = 0
+    age_s: float | None = None
+    starts: int = 0
+    restarts: int = 0
+    last_exit: int | None = None
+    source: str = "none"     # supervisor | scan | none
+    restart_times: list = field(default_factory=list)
+
+
+def _matches(cmdline: list[str], name: str, module: str) -> bool:
+    if not cmdline:
+        return False
+    for a in cmdline[:3]:
+        if os.path.basename(a) == name:
+            return True
+    return module in cmdline[:4]
+
+
+class ProcessMonitor:
+    def __init__(self, nodes: dict[str, str], state_file: str | None) -> None:
+        """nodes: node name -> python module (node table)."""
+        self.nodes = nodes
+        self.state_file = state_file
+        self._procs: dict[int, psutil.Process] = {}
+        self._ema: dict[int, float] = {}
+        self._scan_at = 0.0
+        self._scan: dict[str, int] = {}
+        self.uid = os.getuid()
+
+    def _supervisor_state(self) -> dict | None:
+        if not self.state_file:
+            return None
+        try:
+            with open(self.state_file) as f:
+                st = json.load(f)
+        except (OSError, ValueError):
+            return None
+        sup = st.get("supervisor_pid")
+        if not sup or not psutil.pid_exists(sup):
+            return None  # left over from an earlier run
+        return st.get("nodes", {})
+
+    def _scan_pids(self) -> dict[str, int]:
+        now = time.monotonic()
+        if now - self._scan_at < 5.0:
+            return self._scan
+        self._scan_at = now
+        found: dict[str, int] = {}
+        for p in psutil.process_iter(["pid", "cmdline", "uids"]):
+            try:
+                if p.info["uids"] is None or p.info["uids"].real != self.uid:
+                    continue
+                cmd = p.info["cmdline"] or []
+                for name, module in self.nodes.items():
+                    if name not in found and _matches(cmd, name, module):
+                        found[name] = p.info["pid"]
+            except (psutil.Error, TypeError):
+                continue
+        self._scan = found
+        return found
+
+    def _proc(self, pid: int) -> psutil.Process:
+        p = self._procs.get(pid)
+        if p is None:
+            p = self._procs[pid] = psutil.Process(pid)
+            p.cpu_percent(None)  # primes the CPU counter
+        return p
+
+    def sample(self) -> dict[str, ProcInfo]:
+        sup = self._supervisor_state()
+        scan = None if sup is not None else self._scan_pids()
+        out: dict[str, ProcInfo] = {}
+        live = set()
+        for name in self.nodes:
+            info = ProcInfo(name)
+            if sup is not None:
+                n = sup.get(name, {})
+                info.pid, info.source = n.get("pid"), "supervisor"
+                info.starts, info.restarts, info.last_exit = n.get("starts", 0), n.get("restarts", 0), n.get("last_exit")
+            else:
+                info.pid = scan.get(name)
+                info.source = "scan" if info.pid else "none"
+            if info.pid:
+                try:
+                    p = self._proc(info.pid)
+                    with p.oneshot():
+                        info.status = p.status()
+                        info.alive = info.status != psutil.STATUS_ZOMBIE
+                        info.rss_mb = p.memory_info().rss / 1e6
+                        info.cpu_pct = p.cpu_percent(None)
+                        prev = self._ema.get(info.pid)
+                        info.cpu_avg_pct = self._ema[info.pid] = (
+                            info.cpu_pct if prev is None else 0.8 * prev + 0.2 * info.cpu_pct)
+                        info.fds = p.num_fds()
+                        info.threads = p.num_threads()
+                        info.age_s = time.time() - p.create_time()
+                    live.add(info.pid)
+                except psutil.Error:
+                    info.alive, info.status = False, "gone"
+                    if scan is not None:
+                        self._scan_at = 0.0
+            out[name] = info
+        for pid in list(self._procs):
+            if pid not in live:
+                del self._procs[pid]
+                self._ema.pop(pid, None)
+        return out
+
+
+def evaluate_process(info: ProcInfo, th: Thresholds) -> tuple[int, list[str]]:
+    level, msgs = OK, []
+    if not info.alive:
+        return level, msgs
+    if info.rss_mb >= th.node_rss_error_mb:
+        level = ERROR
+        msgs.append(f"RSS {info.rss_mb:.0f} MB")
+    elif info.rss_mb >= th.node_rss_warn_mb:
+        level = WARN
+        msgs.append(f"RSS {info.rss_mb:.0f} MB")
+    if info.cpu_avg_pct >= th.node_cpu_warn_pct and (info.age_s or 0) > 15:
+        level = max(level, WARN)
+        msgs.append(f"CPU {info.cpu_avg_pct:.0f} % (average)")
+    if info.fds >= th.node_fds_warn:
+        level = max(level, WARN)
+        msgs.append(f"{info.fds} open files")
+    return level, msgs

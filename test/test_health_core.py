@@ -1,0 +1,241 @@
+"""Aggregation rules (no ROS): every analyzer key, levels, config errors."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from reachy_mini.diag import ERROR, OK, STALE, WARN
+from reachy_mini.health_core import (Aggregator, ConfigError, NodeWatch, analyzer_params, combine,
+                                     load_aggregator, node_status, remove_chaff)
+from reachy_mini.paths import config_path
+from reachy_mini.system_probes import ProcInfo
+
+EVERY_KEY = """
+analyzers:
+  ros__parameters:
+    path: Robot
+    pub_rate: 1.0
+    motors:
+      type: diagnostic_aggregator/GenericAnalyzer
+      path: Motors
+      find_and_remove_prefix: ['motor_node: ']
+      num_items: 3
+      timeout: 2.0
+    sensors:
+      type: diagnostic_aggregator/AnalyzerGroup
+      path: Sensors
+      analyzers:
+        cams:
+          type: diagnostic_aggregator/GenericAnalyzer
+          path: Cameras
+          startswith: ['cam']
+          remove_prefix: ['cam_driver']
+        lidar:
+          type: diagnostic_aggregator/GenericAnalyzer
+          path: Lidar
+          contains: ['lidar']
+          discard_stale: true
+          timeout: 1.0
+    power:
+      type: diagnostic_aggregator/GenericAnalyzer
+      path: Power
+      regex: ['battery_[0-9]+: .*']
+      expected: ['charger: state']
+    dropped:
+      type: diagnostic_aggregator/DiscardAnalyzer
+      path: Dropped
+      name: ['noise: chatter']
+"""
+
+
+def agg_from(text: str) -> Aggregator:
+    return Aggregator(analyzer_params(yaml.safe_load(text)))
+
+
+def by_name(outs):
+    return {o.name: o for o in outs}
+
+
+def test_every_key_routes_and_renames():
+    a = agg_from(EVERY_KEY)
+    t = 100.0
+    for n in ["motor_node: bus", "motor_node: m1", "motor_node: m2", "cam_driver: frames", "front/lidar: scan",
+              "battery_1: voltage", "battery_x: voltage", "charger: state", "noise: chatter"]:
+        a.update(n, OK, "fine", "hw", [("k", "v")], t)
+    outs, top = a.report(t + 0.5)
+    o = by_name(outs)
+    # find_and_remove_prefix: matched by prefix, prefix removed
+    assert {"/Robot/Motors/bus", "/Robot/Motors/m1", "/Robot/Motors/m2"} <= set(o)
+    # startswith + remove_prefix (leading ':' and spaces go too)
+    assert "/Robot/Sensors/Cameras/frames" in o
+    # contains; '/' in a name becomes ' ' (diagnostic_aggregator's output name)
+    assert "/Robot/Sensors/Lidar/front lidar: scan" in o
+    # regex is a whole-name match: battery_x does not match and lands in Other
+    assert "/Robot/Power/battery_1: voltage" in o and "/Robot/Other/battery_x: voltage" in o
+    # expected item that arrived
+    assert o["/Robot/Power/charger: state"].level == OK
+    # DiscardAnalyzer: matched and dropped, not in Other either
+    assert not [n for n in o if "chatter" in n]
+    # AnalyzerGroup and top-level path produce headers
+    assert o["/Robot/Sensors"].level == OK and o["/Robot"].level == OK and top.level == OK
+    assert o["/Robot/Motors/m1"].values == [("k", "v")] and o["/Robot/Motors/m1"].hardware_id == "hw"
+
+
+def test_num_items_mismatch_is_error():
+    a = agg_from(EVERY_KEY)
+    a.update("motor_node: bus", OK, "fine", "", [], 0.0)
+    a.update("motor_node: m1", OK, "fine", "", [], 0.0)
+    outs, top = a.report(0.1)
+    m = by_name(outs)["/Robot/Motors"]
+    assert m.level == ERROR and m.message.startswith("expected 3, found 2")
+    assert top.level == ERROR
+
+
+def test_expected_item_missing_is_stale_then_arrives():
+    a = agg_from(EVERY_KEY)
+    a.update("battery_1: voltage", OK, "fine", "", [], 0.0)
+    o = by_name(a.report(0.1)[0])
+    assert o["/Robot/Power/charger: state"].level == STALE
+    assert o["/Robot/Power/charger: state"].message == "Missing"
+    assert o["/Robot/Power"].level == ERROR  # a mix of stale and fresh
+
+
+def test_timeout_stale_and_group_rule():
+    a = agg_from(EVERY_KEY)
+    for n in ["motor_node: bus", "motor_node: m1", "motor_node: m2"]:
+        a.update(n, OK, "fine", "", [], 0.0)
+    a.update("motor_node: m1", OK, "fine", "", [], 1.5)
+    o = by_name(a.report(2.5)[0])   # timeout 2.0: bus and m2 stale, m1 fresh
+    assert o["/Robot/Motors/bus"].level == STALE and "no update for 2.5 s" in o["/Robot/Motors/bus"].message
+    assert o["/Robot/Motors/m1"].level == OK
+    assert o["/Robot/Motors"].level == ERROR  # some stale -> ERROR
+    o = by_name(a.report(10.0)[0])
+    assert o["/Robot/Motors"].level == STALE  # all stale -> STALE
+
+
+def test_discard_stale_removes_items():
+    a = agg_from(EVERY_KEY)
+    a.update("lidar: scan", WARN, "slow", "", [], 0.0)
+    assert "/Robot/Sensors/Lidar/lidar: scan" in by_name(a.report(0.5)[0])
+    o = by_name(a.report(2.0)[0])
+    assert "/Robot/Sensors/Lidar/lidar: scan" not in o and o["/Robot/Sensors/Lidar"].level == OK
+    a.update("lidar: scan", ERROR, "dead", "", [], 3.0)   # comes back when it publishes again
+    assert by_name(a.report(3.1)[0])["/Robot/Sensors/Lidar/lidar: scan"].level == ERROR
+
+
+def test_levels_propagate_with_reason():
+    a = agg_from(EVERY_KEY)
+    for n in ["motor_node: bus", "motor_node: m1", "motor_node: m2"]:
+        a.update(n, OK, "fine", "", [], 0.0)
+    a.update("motor_node: m2", ERROR, "overheating", "", [], 0.0)
+    a.update("cam_driver: frames", WARN, "low fps", "", [], 0.0)
+    outs, top = a.report(0.1)
+    o = by_name(outs)
+    assert o["/Robot/Motors"].level == ERROR and "m2: overheating" in o["/Robot/Motors"].message
+    assert o["/Robot/Sensors"].level == WARN and o["/Robot"].level == ERROR
+    assert top.level == ERROR and "m2: overheating" in top.message
+
+
+def test_combine_rule():
+    assert combine([]) == OK
+    assert combine([OK, WARN]) == WARN
+    assert combine([STALE, STALE]) == STALE
+    assert combine([STALE, OK]) == ERROR
+    assert combine([STALE, WARN]) == ERROR
+
+
+def test_remove_chaff_like_diagnostic_aggregator():
+    assert remove_chaff("/Hokuyo/Tilt HK/tilt_node: Connection", "tilt_node") == "/Hokuyo/Tilt HK/Connection"
+    assert remove_chaff("/A/motor_node: bus", "motor_node: ") == "/A/bus"
+    assert remove_chaff("/A/other: x", "motor_node") == "/A/other: x"
+
+
+def test_flattened_keys_and_other_param_scopes():
+    flat = {"/**": {"ros__parameters": {"path": "R", "m.type": "diagnostic_aggregator/GenericAnalyzer",
+                                          "m.path": "M", "m.startswith": ["x"]}}}
+    a = Aggregator(analyzer_params(flat))
+    a.update("x: y", OK, "", "", [], 0.0)
+    assert "/R/M/x: y" in by_name(a.report(0.0)[0])
+
+
+def test_upstream_example_file_loads_unchanged(tmp_path):
+    # diagnostic_aggregator/example/example_analyzers.yaml, as shipped upstream
+    text = """analyzers:
+  ros__parameters:
+    path: Aggregation
+    arms:
+      type: diagnostic_aggregator/GenericAnalyzer
+      path: Arms
+      startswith: [ '/arms' ]
+    motors:
+      type: diagnostic_aggregator/GenericAnalyzer
+      path: Motors
+      contains: [ '/motor' ]
+    topology:
+      type: 'diagnostic_aggregator/AnalyzerGroup'
+      path: Topology
+      analyzers:
+        left:
+          type: diagnostic_aggregator/GenericAnalyzer
+          path: Left
+          contains: [ '/left' ]
+"""
+    f = tmp_path / "example.yaml"
+    f.write_text(text)
+    a = load_aggregator(str(f))
+    a.update("/arms/left/motor", OK, "ok", "", [], 0.0)
+    names = set(by_name(a.report(0.0)[0]))
+    # one status may feed several analyzers, as in the aggregator
+    assert {"/Aggregation/Arms/ arms left motor", "/Aggregation/Motors/ arms left motor",
+            "/Aggregation/Topology/Left/ arms left motor"} <= names
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("a: {ros__parameters: {x: {type: diagnostic_aggregator/GenericAnalyzer, startswith: [a]}}}", "'path'"),
+    ("a: {ros__parameters: {x: {type: diagnostic_aggregator/GenericAnalyzer, path: X, startwith: [a]}}}",
+     "unknown key"),
+    ("a: {ros__parameters: {x: {type: diagnostic_aggregator/GenericAnalyzer, path: X, regex: ['(']}}}",
+     "regex"),
+    ("a: {ros__parameters: {x: {type: diagnostic_aggregator/Nope, path: X}}}", "not supported"),
+    ("a: {ros__parameters: {x: {type: diagnostic_aggregator/GenericAnalyzer, path: X}}}", "at least one"),
+    ("a: {ros__parameters: {x: {type: diagnostic_aggregator/AnalyzerGroup, path: X}}}", "'analyzers'"),
+    ("a: {ros__parameters: {x: {type: diagnostic_aggregator/GenericAnalyzer, path: X, startswith: a,"
+     " num_items: many}}}", "num_items"),
+])
+def test_config_errors_name_the_analyzer(text, needle):
+    with pytest.raises(ConfigError) as e:
+        agg_from(text)
+    assert "'x'" in str(e.value) and needle in str(e.value)
+
+
+def test_shipped_config_groups_the_stack():
+    a = load_aggregator(config_path("analyzers.yaml"))
+    for n in ["motor_node: bus"] + [f"motor_node: m{i}" for i in range(9)]:
+        a.update(n, OK, "ok", "", [], 0.0)
+    for n in ["camera_node: camera", "audio_node: microphone", "web_bridge: http", "health_node: system",
+              "health_node: incidents"] + [f"health_node: node {x}" for x in
+                                          ["motor_node", "camera_node", "audio_node", "health_node", "web_bridge"]]:
+        a.update(n, OK, "ok", "", [], 0.0)
+    outs, top = a.report(0.5)
+    o = by_name(outs)
+    assert top.level == OK, top.message
+    assert "/Reachy Mini/Motors/m3" in o and "/Reachy Mini/System/Nodes/camera_node" in o
+    assert "/Reachy Mini/System/Host/system" in o and "/Reachy Mini/Other" not in o
+
+
+def test_node_watch_and_hang_rule():
+    w = NodeWatch({"camera_node": 5.0}, started=0.0)
+    live = ProcInfo("camera_node", pid=42, alive=True, status="stopped", age_s=100.0)
+    lv, msg, hung = node_status("camera_node", live, w, 4.0, 10.0)
+    assert lv == OK and not hung
+    lv, msg, hung = node_status("camera_node", live, w, 6.0, 10.0)
+    assert lv == STALE and msg.startswith("no diagnostics from camera_node for 6.0 s") and not hung
+    w.seen("/ns/camera_node: frames", 7.0)
+    assert node_status("camera_node", live, w, 8.0, 10.0)[0] == OK
+    lv, msg, hung = node_status("camera_node", live, w, 17.5, 10.0)
+    assert lv == ERROR and hung and "hung" in msg
+    dead = ProcInfo("camera_node")
+    lv, msg, hung = node_status("camera_node", dead, w, 30.0, 10.0)
+    assert lv == STALE and not hung and "process not running" in msg
+    young = ProcInfo("camera_node", pid=43, alive=True, status="sleeping", age_s=3.0)
+    assert not node_status("camera_node", young, w, 30.0, 10.0)[2]  # just restarted: give it time

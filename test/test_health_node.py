@@ -1,0 +1,168 @@
+"""health_node as a real process, fed and read over real rclpy."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from reachy_mini.incidents import db_path, query
+
+from conftest import wait_for
+from ros_probe import RosProbe
+from test_health_core import EVERY_KEY
+
+
+class HealthProc:
+    def __init__(self, env, tmp_path, analyzers=None, **params):
+        params.setdefault("state_file", str(tmp_path / "no-supervisor.json"))
+        params.setdefault("data_dir", str(tmp_path / "data"))
+        if analyzers is not None:
+            f = tmp_path / "analyzers.yaml"
+            f.write_text(analyzers)
+            params["analyzers_file"] = str(f)
+        argv = [sys.executable, "-m", "reachy_mini.nodes.health_node", "--ros-args"]
+        for k, v in params.items():
+            argv += ["-p", f"{k}:={v}"]
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                return self.proc.communicate(timeout=10)[0]
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.communicate()[0]
+
+
+@pytest.fixture
+def probe(ros_env):
+    p = RosProbe("health_test")
+    p.listen(DiagnosticArray, "/diagnostics_agg")
+    p.listen(DiagnosticStatus, "/diagnostics_toplevel_state")
+    p.pub = p.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+    yield p
+    p.close()
+
+
+def publish(probe, statuses):
+    arr = DiagnosticArray()
+    arr.status = [DiagnosticStatus(level=bytes([lv]), name=n, message=m, hardware_id="hw",
+                                   values=[KeyValue(key="k", value="v")]) for n, lv, m in statuses]
+    probe.pub.publish(arr)
+
+
+def latest(probe, since=0.0):
+    msgs = probe.get("/diagnostics_agg", since)
+    return {s.name: s for s in msgs[-1][1].status} if msgs else {}
+
+
+def test_aggregates_every_analyzer_key(ros_env, tmp_path, probe):
+    h = HealthProc(ros_env, tmp_path, EVERY_KEY, pub_rate=2.0)
+    try:
+        feed = [("motor_node: bus", 0, "ok"), ("motor_node: m1", 0, "ok"), ("motor_node: m2", 2, "overheating"),
+                ("cam_driver: frames", 1, "low fps"), ("lidar: scan", 0, "ok"), ("battery_1: voltage", 0, "ok"),
+                ("charger: state", 0, "ok"), ("noise: chatter", 2, "dropped"), ("stray: thing", 0, "ok")]
+
+        def seen():
+            publish(probe, feed)
+            d = latest(probe)
+            return d if "/Robot/Sensors/Lidar/lidar: scan" in d and "/Robot/Power/charger: state" in d else None
+        d = wait_for(seen, timeout=15, period=0.3)
+        lv = {n: s.level[0] for n, s in d.items()}
+        assert lv["/Robot/Motors/m2"] == 2 and d["/Robot/Motors/m2"].message == "overheating"
+        assert lv["/Robot/Motors"] == 2 and "expected 3, found 3" not in d["/Robot/Motors"].message
+        assert lv["/Robot/Sensors/Cameras/frames"] == 1 and lv["/Robot/Sensors"] == 1
+        assert "/Robot/Other/stray: thing" in d and not any("chatter" in n for n in d)
+        assert d["/Robot/Motors/m1"].values[0].key == "k" and d["/Robot/Motors/m1"].hardware_id == "hw"
+        top = probe.get("/diagnostics_toplevel_state")[-1][1]
+        assert top.level[0] == 2 and "m2: overheating" in top.message
+        # num_items: stop sending m1 and m2 -> after the 2 s timeout they go stale, then
+        # discard... motors have no discard_stale, so count stays 3; send a 4th motor instead
+        publish(probe, feed + [("motor_node: m3", 0, "ok")])
+        d = wait_for(lambda: (x := latest(probe)) and "/Robot/Motors/m3" in x and x, timeout=5)
+        assert d["/Robot/Motors"].level[0] == 2 and d["/Robot/Motors"].message.startswith("expected 3, found 4")
+        # missing nodes of the node table: STALE with the reason, after their 5 s timeout
+        d = wait_for(lambda: (x := latest(probe)) and (s := x.get("/Robot/Other/health_node: node camera_node"))
+                     and s.level[0] == 3 and s, timeout=10)
+        assert d.message.startswith("no diagnostics from camera_node for ")
+        assert float(d.message.split(" for ")[1].split(" s")[0]) >= 5.0
+    finally:
+        h.stop()
+
+
+def test_missing_node_stale_in_shipped_tree(ros_env, tmp_path, probe):
+    h = HealthProc(ros_env, tmp_path, pub_rate=1.0)
+    try:
+        s = wait_for(lambda: (x := latest(probe)) and (s := x.get("/Reachy Mini/System/Nodes/camera_node"))
+                     and s.level[0] == 3 and s, timeout=15, period=0.2)
+        assert s.message.startswith("no diagnostics from camera_node for 5.")
+        publish(probe, [("camera_node: frames", 0, "ok")])
+        s = wait_for(lambda: (x := latest(probe)) and (s := x.get("/Reachy Mini/System/Nodes/camera_node"))
+                     and s.level[0] == 0 and s, timeout=5, period=0.1)
+        assert s.message.startswith("publishing")
+    finally:
+        h.stop()
+
+
+def test_error_is_published_immediately(ros_env, tmp_path, probe):
+    """pub_rate 0.2 Hz: without the immediate path an ERROR would wait up to 5 s."""
+    h = HealthProc(ros_env, tmp_path, EVERY_KEY, pub_rate=0.2)
+    try:
+        wait_for(lambda: (publish(probe, [("motor_node: m1", 0, "ok")]), latest(probe).get("/Robot/Motors/m1"))[1],
+                 timeout=15, period=0.5)
+        lat = []
+        for _ in range(5):
+            publish(probe, [("motor_node: m1", 0, "ok")])
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            publish(probe, [("motor_node: m1", 2, "overheating")])
+            wait_for(lambda: (s := latest(probe, t0).get("/Robot/Motors/m1")) and s.level[0] == 2, timeout=3,
+                     period=0.002)
+            lat.append(probe.get("/diagnostics_agg", t0)[0][0] - t0)
+        print(f"immediate ERROR publish latency: max {max(lat) * 1000:.1f} ms, "
+              f"mean {sum(lat) / len(lat) * 1000:.1f} ms")
+        assert max(lat) < 0.5
+    finally:
+        h.stop()
+
+
+def test_incident_history_survives_restart(ros_env, tmp_path, probe):
+    name = "/Reachy Mini/Motors/stewart_2"
+    path = db_path(str(tmp_path / "data"))
+    h = HealthProc(ros_env, tmp_path)
+    try:
+        wait_for(lambda: (publish(probe, [("motor_node: stewart_2", 2, "overheating")]),
+                          latest(probe).get(name))[1], timeout=15, period=0.3)
+        publish(probe, [("motor_node: stewart_2", 0, "OK")])
+        wait_for(lambda: (s := latest(probe).get(name)) and s.level[0] == 0, timeout=5)
+    finally:
+        out = h.stop()
+    assert h.proc.returncode == 0, out
+    rows = [(r["prev_level"], r["level"]) for r in reversed(query(path, name_prefix=name))]
+    assert rows == [(None, 2), (2, 0)]
+    t1 = time.monotonic()
+    h = HealthProc(ros_env, tmp_path)
+    try:
+        wait_for(lambda: (publish(probe, [("motor_node: stewart_2", 0, "OK")]), latest(probe, t1).get(name))[1],
+                 timeout=15, period=0.3)
+        publish(probe, [("motor_node: stewart_2", 1, "warm")])
+        wait_for(lambda: (s := latest(probe, t1).get(name)) and s.level[0] == 1, timeout=5)
+    finally:
+        h.stop()
+    rows = [(r["prev_level"], r["level"]) for r in reversed(query(path, name_prefix=name))]
+    assert rows == [(None, 2), (2, 0), (0, 1)]   # no "new" entry after the restart
+    top = [r for r in query(path, name_prefix="toplevel_state")]
+    assert top, "top-level changes are recorded too"
+
+
+def test_invalid_analyzer_file_fails_fast(ros_env, tmp_path):
+    h = HealthProc(ros_env, tmp_path, "a: {ros__parameters: {m: {type: diagnostic_aggregator/GenericAnalyzer,"
+                                      " path: M, startswith: x, regexp: y}}}")
+    out = h.proc.communicate(timeout=30)[0]
+    assert h.proc.returncode == 2
+    assert "analyzers_file" in out and "'m'" in out and "regexp" in out and "Traceback" not in out
