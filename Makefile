@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 RUST_SRC := $(wildcard rust_driver/src/*.rs) rust_driver/Cargo.toml rust_driver/Cargo.lock
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup run test test-rust test-py bench clean
+.PHONY: setup run test test-rust test-py bench soak install-service uninstall-service clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,19 @@ test-py: setup
 
 bench: setup
 	$(PY) -m reachy_mini.bench $(BENCH)
+
+# Fault-storm soak of the whole simulated stack: `make soak DURATION=1800`.
+DURATION ?= 120
+soak: setup
+	$(PY) -m reachy_mini.soak --duration $(DURATION) --report soak_report.json
+
+# Boot-time service (systemd) + udev rules; runs as SERVICE_USER (default: you).
+SERVICE_USER ?= $(USER)
+install-service: setup
+	sudo $(abspath $(VENV))/bin/reachy-mini-service install --user $(SERVICE_USER)
+
+uninstall-service:
+	sudo $(abspath $(VENV))/bin/reachy-mini-service uninstall
 
 clean:
 	rm -rf $(VENV) rust_driver/target build *.egg-info reachy_mini/*.so

@@ -27,7 +27,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["web/*", "py.typed"]},
+    package_data={PACKAGE: ["web/static/*", "py.typed"]},
     rust_extensions=[
         _RustExtension(
             f"{PACKAGE}._driver",
@@ -41,9 +41,11 @@ setup(
         ("share/ament_index/resource_index/packages", [os.path.join("resource", PACKAGE)]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", sorted(glob("launch/*.py"))),
-        (f"share/{PACKAGE}/config", sorted(glob("config/*"))),
+        (f"share/{PACKAGE}/config", sorted(p for p in glob("config/*") if os.path.isfile(p))),
+        (f"share/{PACKAGE}/config/udev", sorted(glob("config/udev/*"))),
     ],
-    install_requires=["setuptools", "pyyaml", "numpy", "pyserial", "psutil", "fastapi", "uvicorn"],
+    install_requires=["setuptools", "pyyaml", "numpy", "pyserial", "psutil", "fastapi", "uvicorn",
+                      "opencv-python-headless", "sounddevice"],
     zip_safe=False,
     maintainer="reachy_mini developers",
     maintainer_email="dev@reachy-mini.invalid",
@@ -56,6 +58,8 @@ setup(
             "reachy-mini-bringup = reachy_mini.supervisor:main",
             "reachy-mini-sim-bus = reachy_mini.sim.cli:main",
             "reachy-mini-incidents = reachy_mini.incidents:main",
+            "reachy-mini-service = reachy_mini.service:main",
+            "reachy-mini-soak = reachy_mini.soak:main",
         ],
     },
 )

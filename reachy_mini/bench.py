@@ -1,6 +1,6 @@
 """`make bench`: figures as `name: value unit` lines. Sections (all by
 default; `make bench BENCH="motors health"` picks some): motors, health,
-stack (see bench_stack.py).
+media, web, stack (see bench_stack.py).
 
 Motors: ours and the baseline measured in the same run against the same
 simulator (1 Mbaud wire timing).
@@ -143,7 +143,8 @@ def bench_motors() -> None:
 def main(argv=None) -> int:
     from . import bench_stack
 
-    sections = {"motors": bench_motors, "health": bench_stack.bench_health, "stack": bench_stack.bench_stack}
+    sections = {"motors": bench_motors, "health": bench_stack.bench_health, "media": bench_stack.bench_media,
+                "web": bench_stack.bench_web, "stack": bench_stack.bench_stack}
     which = (argv if argv is not None else sys.argv[1:]) or list(sections)
     unknown = [w for w in which if w not in sections]
     if unknown:

@@ -1,5 +1,10 @@
 """Benchmarks of the nodes (part of `make bench`):
 
+- media: camera_node CPU % and achieved fps at 640x480, 30 fps, decoding an
+  MJPEG video file through OpenCV (the V4L2 path minus the kernel) and with
+  the synthetic source; audio_node CPU % at 16 kHz through real ALSA capture
+  (file-plugin PCM fed by sim.fifo_mic) and with the synthetic source;
+
 - health: aggregator throughput on one core, through health_node's real
   /diagnostics callback (DiagnosticArray messages, level bytes, routing,
   stale watch, incident recording) and for the core alone;
@@ -161,5 +166,238 @@ def bench_stack() -> None:
         for k, v in cpu.items():
             out(f"stack_{k}_cpu", v, "%")
         print("# goal: health_node < 3 %", flush=True)
+    finally:
+        st.stop()
+
+
+def _node(module: str, env: dict, **params) -> subprocess.Popen:
+    argv = [sys.executable, "-m", f"reachy_mini.nodes.{module}", "--ros-args"]
+    for k, v in params.items():
+        argv += ["-p", f"{k}:={v}"]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _measure(proc: subprocess.Popen, warmup: float, seconds: float) -> float:
+    time.sleep(warmup)
+    if proc.poll() is not None:
+        raise RuntimeError(f"node exited with {proc.returncode}")
+    return cpu_of({"n": proc.pid}, seconds)["n"]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+class _FpsListener:
+    """Latest 'measured fps' that camera_node reports in /diagnostics (that it
+    matches a subscriber's count is checked in test_media)."""
+
+    def __init__(self, domain: int) -> None:
+        import threading
+
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.ctx = Context()
+        rclpy.init(context=self.ctx, domain_id=domain)
+        self.node = rclpy.create_node("bench_fps", context=self.ctx)
+        self.fps = 0.0
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._cb, 10)
+        self.ex = SingleThreadedExecutor(context=self.ctx)
+        self.ex.add_node(self.node)
+        self.stop = False
+        self.t = threading.Thread(target=self._spin, daemon=True)
+        self.t.start()
+
+    def _spin(self) -> None:
+        while not self.stop:
+            self.ex.spin_once(timeout_sec=0.1)
+
+    def _cb(self, m) -> None:
+        for s in m.status:
+            if s.name == "camera_node: camera":
+                self.fps = float(next(kv.value for kv in s.values if kv.key == "measured fps"))
+
+    def close(self) -> None:
+        import rclpy
+
+        self.stop = True
+        self.t.join(2)
+        self.ex.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+
+
+def bench_media() -> None:
+    import cv2
+    import numpy as np
+
+    from .sim.fifo_mic import ASOUNDRC, FifoMic
+
+    tmp = tempfile.mkdtemp(prefix="reachy_bench_media_")
+    env = dict(os.environ, ROS_DOMAIN_ID="95", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", HOME=tmp)
+    video = os.path.join(tmp, "clip.avi")
+    w = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:480, 0:640]
+    base = np.stack([(xx // 3) % 256, (yy // 2) % 256, ((xx + yy) // 4) % 256], -1).astype(np.int16)
+    for i in range(90):   # gradients, a moving box, sensor-like noise: a camera-ish picture
+        f = base + rng.integers(-6, 7, base.shape)
+        f[100:220, 20 + i * 6:140 + i * 6] = (40, 200, 240)
+        w.write(np.clip(f, 0, 255).astype(np.uint8))
+    w.release()
+    fps = _FpsListener(95)
+    secs = min(STACK_S, 15.0)
+    print(f"# camera_node at 640x480, target 30 fps, {secs:.0f} s; goal < 15 % of a core", flush=True)
+    for label, params in (("file_mjpeg", {"device": video}), ("synthetic", {"use_sim": "true"})):
+        p = _node("camera_node", env, fps=30.0, width=640, height=480, **params)
+        try:
+            cpu = _measure(p, 4.0, secs)
+            achieved = fps.fps
+        finally:
+            _stop(p)
+        out(f"camera_node_cpu_{label}", cpu, "%")
+        out(f"camera_node_fps_{label}", achieved, "fps")
+    fps.close()
+    with open(os.path.join(tmp, ".asoundrc"), "w") as f:
+        f.write(ASOUNDRC.format(name="bench_mic", fifo=os.path.join(tmp, "mic.fifo")))
+    mic = FifoMic(os.path.join(tmp, "mic.fifo"))
+    print(f"# audio_node at 16 kHz mono, 100 ms chunks, {secs:.0f} s; goal < 3 % of a core", flush=True)
+    try:
+        for label, params in (("alsa", {"device": "bench_mic"}), ("synthetic", {"use_sim": "true"})):
+            p = _node("audio_node", env, **params)
+            try:
+                out(f"audio_node_cpu_{label}", _measure(p, 4.0, secs), "%")
+            finally:
+                _stop(p)
+    finally:
+        mic.close()
+
+
+class _DiagListener(_FpsListener):
+    """Latest values of one diagnostic status."""
+
+    def __init__(self, domain: int, status: str) -> None:
+        self.status, self.values = status, {}
+        super().__init__(domain)
+
+    def _cb(self, m) -> None:
+        for s in m.status:
+            if s.name == self.status:
+                self.values = {kv.key: kv.value for kv in s.values}
+
+
+async def _open_loop(host: str, port: int, path: str, rate: float, seconds: float,
+                     conns: int = 32) -> list[float]:
+    """Requests released on a fixed schedule (no coordinated omission) to a
+    pool of keep-alive HTTP/1.1 connections; latency counts from the
+    scheduled time, so queueing in the client or server is included. A
+    minimal client (asyncio streams, pre-built request) so that the load
+    generator is not what is measured."""
+    import asyncio
+
+    req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    q: asyncio.Queue = asyncio.Queue()
+    lat: list[float] = []
+    errors = 0
+
+    async def worker() -> None:
+        nonlocal errors
+        r, w = await asyncio.open_connection(host, port)
+        while True:
+            t_sched = await q.get()
+            if t_sched is None:
+                w.close()
+                return
+            w.write(req)
+            head = await r.readuntil(b"\r\n\r\n")
+            n = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    n = int(line.split(b":")[1])
+            await r.readexactly(n)
+            if not (head.startswith(b"HTTP/1.1 200") or head.startswith(b"HTTP/1.1 503")):
+                errors += 1
+            lat.append(time.perf_counter() - t_sched)
+    workers = [asyncio.create_task(worker()) for _ in range(conns)]
+    await asyncio.sleep(0.2)
+    t0 = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        t_sched = t0 + i / rate
+        d = t_sched - time.perf_counter()
+        if d > 0:
+            await asyncio.sleep(d)
+        q.put_nowait(t_sched)
+    for _ in workers:
+        q.put_nowait(None)
+    await asyncio.gather(*workers)
+    if errors:
+        print(f"# {errors} unexpected responses", flush=True)
+    return lat
+
+
+def _sse_clients(url: str, n: int, stop) -> list:
+    import threading
+
+    import httpx
+
+    counts = [0] * n
+
+    def run(i: int) -> None:
+        try:
+            with httpx.stream("GET", url, timeout=30) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: "):
+                        counts[i] += 1
+                    if stop.is_set():
+                        return
+        except httpx.HTTPError:
+            pass
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    return [threads, counts]
+
+
+def bench_web() -> None:
+    import asyncio
+    import threading
+
+    tmp = tempfile.mkdtemp(prefix="reachy_bench_web_")
+    st = Stack(tmp, domain="94")
+    try:
+        st.pids()
+        time.sleep(6.0)
+        base = f"http://127.0.0.1:{st.port}"
+        lat = sorted(asyncio.run(_open_loop("127.0.0.1", st.port, "/api/health", 500.0, 10.0)))
+        p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
+        print("# /api/health, open loop at 500 req/s for 10 s on loopback, full stack running; goal p99 < 10 ms",
+              flush=True)
+        out("web_health_p50_at_500rps", p(0.50), "ms")
+        out("web_health_p99_at_500rps", p(0.99), "ms")
+        out("web_health_max_at_500rps", lat[-1] * 1000, "ms")
+        diag = _DiagListener(94, "motor_node: bus")
+        time.sleep(12.0)   # the loop statistics cover the last 10 s
+        quiet = dict(diag.values)
+        stop = threading.Event()
+        threads, counts = _sse_clients(base + "/api/stream", 100, stop)
+        time.sleep(12.0)
+        loaded = dict(diag.values)
+        stop.set()
+        diag.close()
+        print(f"# motor loop with 0 vs 100 live page clients (SSE), last 10 s each; the 100 clients received "
+              f"{sum(counts)} updates", flush=True)
+        for key, name in (("cycle p99 (us)", "cycle_p99"), ("jitter p99 (us)", "jitter_p99")):
+            a, b = float(quiet.get(key, "nan")), float(loaded.get(key, "nan"))
+            out(f"motor_loop_{name}_0_clients", a / 1000, "ms")
+            out(f"motor_loop_{name}_100_clients", b / 1000, "ms")
+            out(f"motor_loop_{name}_ratio_100_over_0", b / a if a else float("nan"), "x")
+        out("motor_loop_rate_100_clients", float(loaded.get("achieved rate (Hz)", "nan")), "Hz")
     finally:
         st.stop()

@@ -69,18 +69,64 @@ def node_argv(spec: NodeSpec, params_file: str, use_sim: bool, namespace: str, l
         overrides["data_dir"] = os.path.abspath(data_dir)
     if spec.name in ("health_node", "web_bridge") and state_file:
         overrides["state_file"] = os.path.abspath(state_file)
+    # --disable-external-lib-logs: no per-start log files under ~/.ros/log (they
+    # would pile up with every respawn); node output goes to our stdout or to the
+    # rotating files of --log-dir.
     argv = [sys.executable, "-m", spec.module, "--ros-args", "--params-file", params_file,
-            "--params-file", override_file(run_dir, spec.name, overrides), "--log-level", log_level]
+            "--params-file", override_file(run_dir, spec.name, overrides), "--log-level", log_level,
+            "--disable-external-lib-logs"]
     if namespace:
         argv += ["-r", f"__ns:=/{namespace.strip('/')}"]
     return argv
 
 
+class RotatingLog:
+    """Size-rotated log file: <name>.log, <name>.log.1 ... .<backups>."""
+
+    def __init__(self, path: str, max_bytes: int, backups: int) -> None:
+        self.path, self.max_bytes, self.backups = path, max_bytes, backups
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self.f = open(path, "ab")
+        self.size = self.f.tell()
+        self.lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self.lock:
+            if self.size + len(data) > self.max_bytes and self.size > 0:
+                self._rotate()
+            self.f.write(data)
+            self.f.flush()
+            self.size += len(data)
+
+    def _rotate(self) -> None:
+        self.f.close()
+        for i in range(self.backups - 1, 0, -1):
+            if os.path.exists(f"{self.path}.{i}"):
+                os.replace(f"{self.path}.{i}", f"{self.path}.{i + 1}")
+        if self.backups > 0:
+            os.replace(self.path, f"{self.path}.1")
+        else:
+            os.unlink(self.path)
+        self.f = open(self.path, "wb")
+        self.size = 0
+
+
+def _pump(stream, log: RotatingLog, prefix: bytes) -> None:
+    for line in iter(stream.readline, b""):
+        log.write(prefix + line)
+    stream.close()
+
+
 class Supervisor:
     def __init__(self, children: list[Child], respawn: bool = True, state_file: str | None = None,
-                 stop_timeout: float = 4.0, hang_timeout: float = 15.0) -> None:
+                 stop_timeout: float = 4.0, hang_timeout: float = 15.0, log_dir: str | None = None,
+                 log_max_bytes: int = 10_000_000, log_backups: int = 3) -> None:
         self.children = children
         self.hang_timeout = hang_timeout
+        self.logs = {c.spec.name: RotatingLog(os.path.join(log_dir, f"{c.spec.name}.log"), log_max_bytes, log_backups)
+                     for c in children} if log_dir else {}
+        self.own_log = RotatingLog(os.path.join(log_dir, "bringup.log"), log_max_bytes, log_backups) \
+            if log_dir else None
         self.respawn = respawn
         self.state_file = state_file
         self.stop_timeout = stop_timeout
@@ -94,13 +140,23 @@ class Supervisor:
                 os.unlink(c.heartbeat)
             except FileNotFoundError:
                 pass
-        c.proc = subprocess.Popen(c.argv, start_new_session=True, env=env)
+        log = self.logs.get(c.spec.name)
+        if log is None:
+            c.proc = subprocess.Popen(c.argv, start_new_session=True, env=env)
+        else:
+            c.proc = subprocess.Popen(c.argv, start_new_session=True, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT)
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            log.write(f"--- {stamp} reachy-mini-bringup: started pid {c.proc.pid}\n".encode())
+            threading.Thread(target=_pump, args=(c.proc.stdout, log, b""), daemon=True).start()
         c.started_at = time.time()
         c.starts += 1
         self._log(f"started {c.spec.name} (pid {c.proc.pid})")
 
     def _log(self, msg: str) -> None:
         print(f"[reachy-mini-bringup] {msg}", flush=True)
+        if self.own_log is not None:
+            self.own_log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n".encode())
 
     def write_state(self) -> None:
         if not self.state_file:
@@ -221,9 +277,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hang-timeout", type=float, default=15.0,
                    help="kill and respawn a node whose spin loop is silent this long (0: off)")
     p.add_argument("--data-dir", default=None, help="incident database directory (health_node data_dir)")
+    p.add_argument("--log-dir", default=None,
+                   help="write each node's output to <dir>/<node>.log, rotated by size (default: this terminal)")
+    p.add_argument("--log-max-bytes", type=int, default=10_000_000, help="rotate a node log at this size")
+    p.add_argument("--log-backups", type=int, default=3, help="rotated files kept per node")
     a = p.parse_args(argv)
     if not os.path.isfile(a.params_file):
         p.error(f"--params-file {a.params_file}: no such file")
+    if a.log_max_bytes < 10_000 or a.log_backups < 0:
+        p.error("--log-max-bytes must be >= 10000 and --log-backups >= 0")
     if a.web_port is not None and not 1 <= a.web_port <= 65535:
         p.error(f"--web-port {a.web_port}: must be within 1..65535")
     return a
@@ -240,7 +302,8 @@ def main(argv=None) -> int:
                       heartbeat=os.path.join(run_dir, f"{s.name}.heartbeat"))
                 for s in specs]
     sup = Supervisor(children, respawn=not a.no_respawn, state_file=a.state_file, stop_timeout=a.stop_timeout,
-                     hang_timeout=a.hang_timeout)
+                     hang_timeout=a.hang_timeout, log_dir=a.log_dir, log_max_bytes=a.log_max_bytes,
+                     log_backups=a.log_backups)
 
     def _stop(signum, _frame):
         sup._log(f"got signal {signum}: stopping")

@@ -1,29 +1,37 @@
-"""audio_node: publishes audio chunks and the level in dBFS.
+"""audio_node: audio chunks and level, from a PortAudio/ALSA capture device
+(`sounddevice`; by name or `auto` = the XVF3800 board) or the synthetic
+source under use_sim. Capture runs on its own thread (capture.SourceLoop),
+which reopens a lost device with backoff.
 
-Chunks go on `audio/chunk` as std_msgs/Int16MultiArray (no custom
-interfaces needed): layout.dim[0] = "samples" (frames), dim[1] =
-"channels"; data is interleaved signed 16-bit PCM at `sample_rate`.
-The level goes on `audio/level_dbfs` (std_msgs/Float32) at 5 Hz.
+Chunks: `audio/chunk`, std_msgs/Int16MultiArray (the most standard type
+without custom interfaces): layout.dim[0] "samples" (frames per chunk),
+dim[1] "channels"; data is interleaved signed 16-bit PCM at `sample_rate`
+(16 kHz). It carries no header: stamps and the sample rate are in
+diagnostics and parameters. Level: `audio/level_dbfs` (std_msgs/Float32, RMS
+dBFS, -120 for digital silence) at 5 Hz.
 """
 from __future__ import annotations
 
-import math
+import array
 import time
 
 from rclpy.node import Node
 from std_msgs.msg import Float32, Int16MultiArray, MultiArrayDimension
 
-from ..audio_core import SyntheticAudio, clipped_fraction, level_dbfs
-from ..diag import ERROR, WARN, FrequencyStatus, FrequencyStatusParam, Updater, level_byte
+from ..audio_core import LevelMeter, SoundDeviceSource, SyntheticAudio
+from ..capture import SourceLoop, rate_status
+from ..diag import ERROR, WARN, Updater, level_byte
 from ..params import P, declare, run_node
 
 SPECS = [
     P("use_sim", False, "synthetic tone instead of a capture device"),
-    P("device", "auto", "'auto' (XVF3800), 'sim' or an ALSA/PortAudio device name"),
+    P("device", "auto", "'auto' (XVF3800), 'sim' or a PortAudio/ALSA device name"),
     P("sample_rate", 16000, "samples per second", 8000, 48000),
     P("channels", 1, "channels", 1, 8),
     P("chunk_ms", 100, "chunk length (ms)", 10, 1000),
-    P("silence_warn_s", 5.0, "WARN after this long of digital silence", 0.5, 3600.0),
+    P("silence_warn_s", 5.0, "WARN after this long of digital silence", 0.1, 3600.0),
+    P("clip_warn_fraction", 0.001, "WARN when this fraction of samples is at full scale", 0.0, 1.0),
+    P("stall_timeout_s", 1.0, "no audio for this long: device lost, reopen", 0.1, 60.0),
 ]
 
 
@@ -32,53 +40,70 @@ class AudioNode(Node):
         super().__init__("audio_node")
         self.p = p = declare(self, SPECS)
         self.sim = p["use_sim"] or p["device"] == "sim"
-        self.source = SyntheticAudio(p["sample_rate"], p["channels"]) if self.sim else None
-        self.frames = p["sample_rate"] * p["chunk_ms"] // 1000
+        frames = p["sample_rate"] * p["chunk_ms"] // 1000
+        self.src = None
+        self.meter = LevelMeter()
         self.pub = self.create_publisher(Int16MultiArray, "audio/chunk", 10)
         self.level_pub = self.create_publisher(Float32, "audio/level_dbfs", 10)
-        rate = 1000.0 / p["chunk_ms"]
-        self.freq = FrequencyStatus(FrequencyStatusParam({"min": rate, "max": rate}, 0.1, 5), "chunk rate")
-        self.level = -math.inf
-        self.clip = 0.0
-        self.silent_since = None
-        self.updater = Updater(self, period=1.0)
-        self.updater.setHardwareID("usb:38fb:1001" if not self.sim else "audio:synthetic")
-        self.updater.add("capture", self._diag)
-        self.create_timer(p["chunk_ms"] / 1000.0, self._tick)
-        self.create_timer(0.2, lambda: self.level_pub.publish(Float32(data=float(max(self.level, -120.0)))))
 
-    def _tick(self) -> None:
-        if self.source is None:
-            return
-        pcm = self.source.read(self.frames)
+        def make():
+            self.src = SyntheticAudio(p["sample_rate"], p["channels"], frames) if self.sim else \
+                SoundDeviceSource(p["device"], p["sample_rate"], p["channels"], frames)
+            return self.src
+        self.overflows_before = 0
+        self.loop = SourceLoop(make, self._publish, 1000.0 / p["chunk_ms"], p["stall_timeout_s"]).start()
+        self.updater = Updater(self, period=1.0)
+        self.updater.setHardwareID("audio:synthetic" if self.sim else "usb:38fb:1001" if p["device"] == "auto"
+                                   else f"alsa:{p['device']}")
+        self.updater.add("microphone", self._diag)
+        self.create_timer(0.2, lambda: self.level_pub.publish(Float32(data=float(max(self.meter.level, -120.0)))))
+
+    def _publish(self, pcm, now: float) -> None:  # capture thread
         msg = Int16MultiArray()
         msg.layout.dim = [MultiArrayDimension(label="samples", size=pcm.shape[0], stride=pcm.size),
                           MultiArrayDimension(label="channels", size=pcm.shape[1], stride=pcm.shape[1])]
-        msg.data = pcm.reshape(-1).tolist()
+        data = array.array("h")
+        data.frombytes(pcm.astype("<i2", copy=False).tobytes())   # no per-sample Python objects
+        msg.data = data
         self.pub.publish(msg)
-        self.freq.tick()
-        self.level = level_dbfs(pcm)
-        self.clip = clipped_fraction(pcm)
-        if self.level == -math.inf:
-            self.silent_since = self.silent_since or time.monotonic()
-        else:
-            self.silent_since = None
+        self.meter.update(pcm, now)
 
     def _diag(self, st):
-        if self.source is None:
-            st.summary(level_byte(ERROR), f"device {self.p['device']!r}: ALSA capture is not available in this build")
-            return st
-        self.freq.run(st)
-        if self.silent_since and time.monotonic() - self.silent_since > self.p["silence_warn_s"]:
-            st.mergeSummary(level_byte(WARN), f"digital silence for {time.monotonic() - self.silent_since:.0f} s")
-        if self.clip > 0.01:
-            st.mergeSummary(level_byte(WARN), f"clipping ({self.clip:.1%} of samples)")
-        st.add("device", "synthetic" if self.sim else self.p["device"])
-        st.add("level (dBFS)", f"{self.level:.1f}")
-        st.add("sample rate", self.p["sample_rate"])
+        s = self.loop.snapshot()
+        now = time.monotonic()
+        rate = 1000.0 / self.p["chunk_ms"]
+        lv, msg = rate_status(s["rate"], rate)
+        st.summary(level_byte(lv), msg)
+        if not s["present"]:
+            st.summary(level_byte(ERROR), f"device not available: {s['last_error']}; retrying")
+        elif s["age"] > self.p["stall_timeout_s"]:
+            st.summary(level_byte(ERROR), f"no audio for {s['age']:.1f} s")
+        else:
+            silent = self.meter.silent_for(now)
+            if silent > self.p["silence_warn_s"]:
+                st.mergeSummary(level_byte(WARN), f"digital silence for {silent:.1f} s")
+            if self.meter.clip > self.p["clip_warn_fraction"]:
+                st.mergeSummary(level_byte(WARN), f"clipping: {self.meter.clip:.1%} of samples at full scale")
+        src = self.src
+        st.add("device", s["description"] or self.p["device"])
+        st.add("device present", str(s["present"]).lower())
+        st.add("sample rate (Hz)", self.p["sample_rate"])
         st.add("channels", self.p["channels"])
-        st.add("overflows", 0)
+        st.add("chunk rate (Hz)", f"{s['rate']:.2f}")
+        st.add("chunks", s["count"])
+        st.add("level (dBFS)", f"{self.meter.level:.1f}")
+        st.add("clipped chunks", self.meter.clipped_chunks)
+        st.add("overflows", getattr(src, "overflows", 0) + getattr(src, "queue_drops", 0) + s["dropped"])
+        st.add("device opens", s["opens"])
+        st.add("device losses", s["losses"])
+        st.add("last error", s["last_error"])
         return st
+
+    def shutdown(self) -> None:
+        self.loop.stop()
+        if self.src is not None:
+            self.src.close()
+
 
 def main(args=None) -> int:
     return run_node(AudioNode, "audio_node", args)

@@ -1,30 +1,36 @@
-"""camera_node: publishes camera/image_raw and camera/camera_info.
-
-Sources: the synthetic test pattern (use_sim or device:=sim). V4L2 capture
-is tracked in its own issue; with a real device path this node reports the
-device as unsupported in diagnostics instead of pretending.
-"""
+"""camera_node: camera/image_raw (sensor_msgs/Image), camera/camera_info and,
+at `compressed_fps`, camera/image_raw/compressed (JPEG). Sources (camera_core):
+V4L2 device by path or `auto` (UVC 38FB:1002), a video file, or the synthetic
+pattern under use_sim. Capture runs on its own thread (capture.SourceLoop),
+which reopens a lost device with backoff; diagnostics say what happened."""
 from __future__ import annotations
 
+import os
 import time
 
+import cv2
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from ..camera_core import SyntheticCamera, load_camera_info
-from ..diag import ERROR, FrequencyStatus, FrequencyStatusParam, Updater, level_byte
+from ..camera_core import PIXEL_FORMATS, OpenCVSource, SyntheticCamera, load_camera_info
+from ..capture import SourceLoop, rate_status
+from ..diag import ERROR, Updater, level_byte
 from ..params import P, ParameterError, declare, run_node
 from ..paths import config_path
 
 SPECS = [
     P("use_sim", False, "synthetic test pattern instead of a device"),
-    P("device", "auto", "'auto', 'sim' or a V4L2 device path"),
+    P("device", "auto", "'auto' (UVC 38FB:1002), 'sim', a V4L2 device path or a video file"),
     P("width", 640, "image width", 16, 4096),
     P("height", 480, "image height", 16, 4096),
-    P("fps", 30.0, "frame rate", 0.5, 120.0),
+    P("fps", 30.0, "target frame rate", 0.5, 120.0),
     P("frame_id", "camera_optical_frame", "frame_id of the images (REP-103 optical frame)"),
-    P("camera_info_url", "", "calibration YAML (default: the package's config/camera_info.yaml)"),
-    P("pixel_format", "rgb8", "published encoding", choices=("rgb8", "bgr8")),
+    P("camera_info_url", "", "calibration YAML, path or file:// URL (default: config/camera_info.yaml)"),
+    P("pixel_format", "any", "V4L2 capture format", choices=PIXEL_FORMATS),
+    P("encoding", "bgr8", "published encoding", choices=("bgr8", "rgb8")),
+    P("compressed_fps", 5.0, "rate of camera/image_raw/compressed (0: off)", 0.0, 120.0),
+    P("jpeg_quality", 80, "JPEG quality", 1, 100),
+    P("stall_timeout_s", 1.0, "no frame for this long: device lost, reopen", 0.1, 60.0),
 ]
 
 
@@ -34,54 +40,72 @@ class CameraNode(Node):
         self.p = p = declare(self, SPECS)
         url = p["camera_info_url"].removeprefix("file://") or config_path("camera_info.yaml")
         try:
-            self.info = load_camera_info(url)
+            i = load_camera_info(url)
         except ValueError as e:
             raise ParameterError(f"parameter 'camera_info_url': {e}") from None
+        self.info = CameraInfo(height=i["height"], width=i["width"], distortion_model=i["distortion_model"],
+                               d=i["d"], k=i["k"], r=i["r"], p=i["p"])
         self.sim = p["use_sim"] or p["device"] == "sim"
-        self.source = SyntheticCamera(p["width"], p["height"]) if self.sim else None
+        if not self.sim and p["device"] != "auto" and not p["device"].startswith("/dev/") \
+                and not os.path.isfile(p["device"]):
+            raise ParameterError(f"parameter 'device' = {p['device']!r}: not 'auto', 'sim', a /dev path or a file")
         self.img_pub = self.create_publisher(Image, "camera/image_raw", 5)
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", 5)
-        self.freq = FrequencyStatus(FrequencyStatusParam({"min": p["fps"], "max": p["fps"]}, 0.1, 5), "frame rate")
-        self.last_frame = 0.0
-        self.dropped = 0
+        self.jpg_pub = self.create_publisher(CompressedImage, "camera/image_raw/compressed", 5)
+        self.last_jpg = 0.0
+        make = (lambda: SyntheticCamera(p["width"], p["height"])) if self.sim else \
+            (lambda: OpenCVSource(p["device"], p["width"], p["height"], p["fps"], p["pixel_format"]))
+        self.loop = SourceLoop(make, self._publish, p["fps"], p["stall_timeout_s"]).start()
         self.updater = Updater(self, period=1.0)
-        self.updater.setHardwareID("uvc:38fb:1002" if not self.sim else "camera:synthetic")
-        self.updater.add("frames", self._diag)
-        self.create_timer(1.0 / p["fps"], self._tick)
+        self.updater.setHardwareID("camera:synthetic" if self.sim else
+                                   "uvc:38fb:1002" if p["device"] == "auto" else p["device"])
+        self.updater.add("camera", self._diag)
 
-    def _tick(self) -> None:
-        if self.source is None:
-            return
-        frame = self.source.read()
+    def _publish(self, frame, _t: float) -> None:  # capture thread
         stamp = self.get_clock().now().to_msg()
-        msg = Image(height=frame.shape[0], width=frame.shape[1], encoding=self.p["pixel_format"],
-                    is_bigendian=0, step=frame.shape[1] * 3)
+        h, w = frame.shape[:2]
+        enc = self.p["encoding"]
+        data = frame if enc == "bgr8" else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        msg = Image(height=h, width=w, encoding=enc, is_bigendian=0, step=w * 3, data=data.tobytes())
         msg.header.stamp, msg.header.frame_id = stamp, self.p["frame_id"]
-        msg.data = frame.tobytes() if self.p["pixel_format"] == "rgb8" else frame[..., ::-1].tobytes()
         self.img_pub.publish(msg)
-        i = self.info
-        info = CameraInfo(height=i["height"], width=i["width"], distortion_model=i["distortion_model"],
-                          d=i["d"], k=i["k"], r=i["r"], p=i["p"])
-        info.header = msg.header
-        self.info_pub.publish(info)
-        self.freq.tick()
-        self.last_frame = time.monotonic()
+        self.info.header = msg.header
+        self.info_pub.publish(self.info)
+        cf = self.p["compressed_fps"]
+        if cf > 0 and time.monotonic() - self.last_jpg >= 1.0 / cf:
+            self.last_jpg = time.monotonic()
+            ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.p["jpeg_quality"]])
+            if ok:
+                c = CompressedImage(format=f"{enc}; jpeg compressed bgr8", data=jpg.tobytes())
+                c.header = msg.header
+                self.jpg_pub.publish(c)
 
     def _diag(self, st):
-        if self.source is None:
-            st.summary(level_byte(ERROR), f"device {self.p['device']!r}: V4L2 capture is not available in this build")
-            st.add("device present", "unknown")
-            return st
-        self.freq.run(st)
-        age = time.monotonic() - self.last_frame if self.last_frame else float("inf")
-        if age > 1.0:
-            st.summary(level_byte(ERROR), f"no frame for {age:.1f} s")
-        st.add("device", "synthetic" if self.sim else self.p["device"])
-        st.add("device present", "true")
-        st.add("last frame age (s)", f"{age:.3f}")
-        st.add("dropped frames", self.dropped)
-        st.add("resolution", f"{self.p['width']}x{self.p['height']}")
+        s = self.loop.snapshot()
+        target = self.p["fps"]
+        lv, msg = rate_status(s["rate"], target)
+        if not s["present"]:
+            lv, msg = ERROR, f"device not available: {s['last_error']}; retrying"
+        elif s["age"] > max(1.0, 3.0 / target):
+            lv, msg = ERROR, f"no frame for {s['age']:.1f} s"
+        st.summary(level_byte(lv), msg)
+        st.add("source", "synthetic" if self.sim else s["description"] or self.p["device"])
+        st.add("device present", str(s["present"]).lower())
+        st.add("target fps", f"{target:.1f}")
+        st.add("measured fps", f"{s['rate']:.2f}")
+        st.add("frames", s["count"])
+        st.add("dropped frames", s["dropped"])
+        st.add("last frame age (s)", f"{s['age']:.3f}")
+        st.add("device opens", s["opens"])
+        st.add("device losses", s["losses"])
+        st.add("last error", s["last_error"])
+        st.add("resolution (requested)", f"{self.p['width']}x{self.p['height']}")
+        st.add("encoding", self.p["encoding"])
         return st
+
+    def shutdown(self) -> None:
+        self.loop.stop()
+
 
 def main(args=None) -> int:
     return run_node(CameraNode, "camera_node", args)

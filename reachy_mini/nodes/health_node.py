@@ -158,6 +158,7 @@ class HealthNode(Node):
             st.add("cpu (%)", f"{info.cpu_pct:.1f}")
             st.add("open fds", info.fds)
             st.add("threads", info.threads)
+            st.add("process age (s)", "" if info.age_s is None else f"{info.age_s:.1f}")
             st.add("restarts", info.restarts)
             st.add("last exit", "" if info.last_exit is None else info.last_exit)
             st.add("pid source", info.source)

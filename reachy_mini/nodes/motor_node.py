@@ -24,9 +24,14 @@ VID_PID = (0x1A86, 0x55D3)
 WIRELESS_PORT = "/dev/ttyAMA3"
 
 
+UDEV_LINK = "/dev/reachy_mini_servo"   # config/udev/99-reachy-mini.rules
+
+
 def find_adapter() -> str | None:
     from serial.tools import list_ports
 
+    if os.path.exists(UDEV_LINK):
+        return UDEV_LINK
     for p in list_ports.comports():
         if (p.vid, p.pid) == VID_PID:
             return p.device

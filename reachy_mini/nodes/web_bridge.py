@@ -1,58 +1,129 @@
-"""web_bridge: serves the web status page and JSON API from the
-aggregated diagnostics. uvicorn runs on its own thread."""
+"""web_bridge: the web status page, JSON API and Prometheus metrics (web/app.py)
+over a StateStore filled from /diagnostics_agg, /diagnostics_toplevel_state,
+/joint_states, the camera's compressed topic, the audio level and the incident
+history. uvicorn runs on its own thread; writes call motor_node's services."""
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import uvicorn
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import CompressedImage, JointState
+from std_msgs.msg import Float32
+from std_srvs.srv import SetBool, Trigger
 
-from ..diag import OK, Updater, level_byte, level_int
-from ..params import P, declare, run_node
-from ..web.app import create_app
+from ..diag import ERROR, OK, Updater, level_byte, level_int
+from ..incidents import db_path, default_data_dir, query
+from ..params import P, ParameterError, declare, run_node
+from ..web.app import Actions, WebConfig, create_app
 from ..web.state import StateStore, status_dict
 
 SPECS = [
     P("use_sim", False, "unused; accepted for a uniform command line"),
-    P("host", "127.0.0.1", "listen address"),
+    P("host", "127.0.0.1", "listen address (0.0.0.0 to serve the LAN)"),
     P("port", 8000, "listen port", 1, 65535),
+    P("data_dir", default_data_dir(), "health_node's data directory (incident history)"),
+    P("state_file", "", "unused here; accepted for a uniform command line"),
+    P("token_file", "", "file holding the bearer token for writes (else env REACHY_MINI_WEB_TOKEN)"),
+    P("history_minutes", 30.0, "length of the temperature / loop-rate history", 1.0, 1440.0),
+    P("write_rate", 5, "writes allowed per client per write_window_s", 1, 1000),
+    P("write_window_s", 10.0, "rate-limit window for writes", 1.0, 3600.0),
+    P("service_timeout_s", 3.0, "how long a write waits for motor_node", 0.1, 30.0),
+    P("motor_node", "motor_node", "name of the motor node (its services)"),
 ]
 
 
 def _d(st) -> dict:
-    return status_dict(st.name, level_int(st.level), st.message, [(kv.key, kv.value) for kv in st.values])
+    return status_dict(st.name, level_int(st.level), st.message, [(kv.key, kv.value) for kv in st.values],
+                       st.hardware_id)
+
+
+def _token(p) -> str | None:
+    if p["token_file"]:
+        try:
+            with open(p["token_file"]) as f:
+                tok = f.read().strip()
+        except OSError as e:
+            raise ParameterError(f"parameter 'token_file' = {p['token_file']!r}: {e.strerror}") from None
+        if len(tok) < 16:
+            raise ParameterError("parameter 'token_file': the token must be at least 16 characters")
+        return tok
+    tok = os.environ.get("REACHY_MINI_WEB_TOKEN", "").strip()
+    if tok and len(tok) < 16:
+        raise ParameterError("REACHY_MINI_WEB_TOKEN must be at least 16 characters")
+    return tok or None
 
 
 class WebBridge(Node):
     def __init__(self) -> None:
         super().__init__("web_bridge")
         self.p = p = declare(self, SPECS)
-        self.store = StateStore()
+        self.store = StateStore(history_s=p["history_minutes"] * 60)
+        self.db = db_path(p["data_dir"])
+        s = self.store
         self.create_subscription(DiagnosticStatus, "/diagnostics_toplevel_state",
-                                 lambda m: self.store.set_diagnostics(_d(m), None), 10)
+                                 lambda m: s.set_diagnostics(_d(m), None), 10)
         self.create_subscription(DiagnosticArray, "/diagnostics_agg",
-                                 lambda m: self.store.set_diagnostics(None, [_d(s) for s in m.status[1:]]), 10)
-        self.create_subscription(JointState, "/joint_states",
-                                 lambda m: self.store.set_joints(m.name, m.position), 10)
-        config = uvicorn.Config(create_app(self.store), host=p["host"], port=p["port"], log_level="warning")
-        self.server = uvicorn.Server(config)
+                                 lambda m: s.set_diagnostics(None, [_d(x) for x in m.status]), 10)
+        self.create_subscription(JointState, "/joint_states", lambda m: s.set_joints(m.name, m.position), 10)
+        self.create_subscription(CompressedImage, "camera/image_raw/compressed", lambda m: s.set_camera(m.data), 2)
+        self.create_subscription(Float32, "audio/level_dbfs", lambda m: s.set_audio_level(m.data), 10)
+        self.create_timer(1.0, lambda: s.set_incidents(query(self.db, limit=20)))
+        self.torque_cli = self.create_client(SetBool, f"/{p['motor_node']}/set_torque")
+        self.reboot_cli = self.create_client(Trigger, f"/{p['motor_node']}/reboot")
+        token = _token(p)
+        cfg = WebConfig(token=token, write_rate=p["write_rate"], write_window_s=p["write_window_s"],
+                        public_config={k: v for k, v in p.items() if k != "token_file"}
+                        | {"token_file_set": bool(p["token_file"])})
+        app = create_app(s, Actions(self._torque, self._reboot,
+                                    lambda since=None, limit=100: query(self.db, since=since, limit=limit)), cfg)
+        self.server = uvicorn.Server(uvicorn.Config(app, host=p["host"], port=p["port"], log_level="warning",
+                                                    timeout_graceful_shutdown=2))
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
         self.thread.start()
         self.updater = Updater(self, period=1.0)
         self.updater.setHardwareID(f"http://{p['host']}:{p['port']}")
         self.updater.add("http", self._diag)
-        self.get_logger().info(f"web status page on http://{p['host']}:{p['port']}")
+        self.app = app
+        self.get_logger().info(f"web status page on http://{p['host']}:{p['port']} "
+                               f"(writes {'enabled' if token else 'disabled: no token'})")
+
+    def _call(self, cli, req) -> tuple[bool, str]:   # uvicorn worker thread; the executor completes it
+        if not cli.wait_for_service(timeout_sec=self.p["service_timeout_s"]):
+            raise TimeoutError(f"service {cli.srv_name} not available (is motor_node running?)")
+        fut = cli.call_async(req)
+        end = time.monotonic() + self.p["service_timeout_s"]
+        while not fut.done() and time.monotonic() < end:
+            time.sleep(0.005)
+        if not fut.done():
+            fut.cancel()
+            raise TimeoutError(f"service {cli.srv_name} did not answer within {self.p['service_timeout_s']} s")
+        r = fut.result()
+        return r.success, r.message
+
+    def _torque(self, enabled: bool) -> tuple[bool, str]:
+        return self._call(self.torque_cli, SetBool.Request(data=enabled))
+
+    def _reboot(self) -> tuple[bool, str]:
+        return self._call(self.reboot_cli, Trigger.Request())
 
     def _diag(self, st):
+        hub = self.app.state.hub
         if self.thread.is_alive() and self.server.started:
             st.summary(level_byte(OK), f"serving on {self.p['host']}:{self.p['port']}")
         else:
-            st.summary(level_byte(2), "HTTP server not running")
+            st.summary(level_byte(ERROR), "HTTP server not running (port in use?)")
+        st.add("live clients", len(hub.clients))
+        st.add("updates dropped for slow clients", hub.dropped)
+        st.add("requests", sum(self.app.state.metrics.count.values()))
         return st
 
     def shutdown(self) -> None:
+        self.app.state.hub.close()
+        time.sleep(0.1)
         self.server.should_exit = True
         self.thread.join(3)
 

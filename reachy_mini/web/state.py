@@ -1,48 +1,147 @@
-"""Thread-safe store that the web_bridge node fills from ROS callbacks and
-the FastAPI app reads. Plain Python."""
+"""Thread-safe state that the web_bridge node fills from ROS callbacks and
+the FastAPI app reads. Plain Python, no rclpy.
+
+Writers (ROS threads) never wait on readers: they take a short lock, bump a
+version and call the registered listeners (the app's SSE hub, which hands the
+event to the asyncio loop with call_soon_threadsafe and returns at once).
+"""
 from __future__ import annotations
 
+import collections
 import threading
 import time
 
 LEVELS = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}
 
+# Per-motor keys of motor_node's diagnostics (motor_core.motor_health).
+MOTOR_KEYS = {"temperature (C)": "temperature_c", "voltage (V)": "voltage_v", "current (mA)": "current_ma",
+              "torque": "torque", "hardware error status": "hardware_error_status",
+              "hardware error": "hardware_errors", "goal (rad)": "goal_rad", "id": "id", "responding": "responding",
+              "communication errors": "communication_errors"}
+
+
+def status_dict(name: str, level: int, message: str, values=(), hardware_id: str = "") -> dict:
+    return {"name": name, "level": level, "level_name": LEVELS.get(level, str(level)), "message": message,
+            "hardware_id": hardware_id, "values": {k: v for k, v in values}}
+
+
+def _num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
 
 class StateStore:
-    def __init__(self) -> None:
+    def __init__(self, history_s: float = 1800.0, sample_period_s: float = 1.0) -> None:
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
         self.version = 0
         self.top: dict | None = None
         self.tree: list[dict] = []
         self.joints: dict[str, float] = {}
+        self.joints_stamp = 0.0
         self.updated = 0.0
+        self.camera_jpeg: bytes | None = None
+        self.camera_stamp = 0.0
+        self.camera_version = 0
+        self.audio_level: float | None = None
+        self.audio_stamp = 0.0
+        self.incidents: list[dict] = []
+        self.history: collections.deque = collections.deque(maxlen=max(2, int(history_s / sample_period_s)))
+        self.sample_period_s = sample_period_s
+        self._last_sample = 0.0
+        self._last_joint_push = 0.0
+        self.listeners: list = []
+
+    # ---- writers (ROS side)
+    def _changed(self) -> None:
+        self.version += 1
+        v = self.version
+        for fn in list(self.listeners):
+            fn(v)
 
     def set_diagnostics(self, top: dict | None, tree: list[dict] | None) -> None:
-        with self._cond:
+        with self._lock:
             if top is not None:
                 self.top = top
             if tree is not None:
                 self.tree = tree
+                self._sample_locked(time.time())
             self.updated = time.time()
-            self.version += 1
-            self._cond.notify_all()
+        self._changed()
 
-    def set_joints(self, names, positions) -> None:
+    def set_joints(self, names, positions, min_period_s: float = 0.2) -> None:
+        now = time.time()
         with self._lock:
             self.joints = dict(zip(names, positions))
+            self.joints_stamp = now
+            push = now - self._last_joint_push >= min_period_s
+            if push:
+                self._last_joint_push = now
+        if push:   # 100 Hz joint states are pushed to pages at 5 Hz at most
+            self._changed()
 
+    def set_camera(self, jpeg: bytes) -> None:
+        with self._lock:
+            self.camera_jpeg, self.camera_stamp = bytes(jpeg), time.time()
+            self.camera_version += 1
+
+    def set_audio_level(self, dbfs: float) -> None:
+        with self._lock:
+            self.audio_level, self.audio_stamp = float(dbfs), time.time()
+
+    def set_incidents(self, rows: list[dict]) -> None:
+        with self._lock:
+            changed = [r.get("id") for r in rows] != [r.get("id") for r in self.incidents]
+            self.incidents = rows
+        if changed:
+            self._changed()
+
+    def _sample_locked(self, now: float) -> None:
+        if now - self._last_sample < self.sample_period_s * 0.9:
+            return
+        self._last_sample = now
+        temps, rate = {}, None
+        for st in self.tree:
+            n = st["name"]
+            if "/Motors/" in n:
+                leaf = n.rsplit("/", 1)[-1]
+                if leaf == "bus":
+                    rate = _num(st["values"].get("achieved rate (Hz)"))
+                else:
+                    t = _num(st["values"].get("temperature (C)"))
+                    if t is not None:
+                        temps[leaf] = t
+        self.history.append({"t": now, "temperature_c": temps, "loop_rate_hz": rate})
+
+    # ---- readers (HTTP side)
     def snapshot(self) -> dict:
         with self._lock:
-            return {"version": self.version, "updated": self.updated, "top": self.top,
-                    "tree": list(self.tree), "joints": dict(self.joints)}
+            return {"version": self.version, "updated": self.updated, "top": self.top, "tree": list(self.tree),
+                    "joints": dict(self.joints), "audio_level_dbfs": self.audio_level,
+                    "audio_stamp": self.audio_stamp, "camera_stamp": self.camera_stamp,
+                    "camera_version": self.camera_version, "incidents": list(self.incidents),
+                    "sample": self.history[-1] if self.history else None}
 
-    def wait_newer(self, version: int, timeout: float) -> int:
-        with self._cond:
-            self._cond.wait_for(lambda: self.version != version, timeout)
-            return self.version
+    def camera(self) -> tuple[bytes | None, float]:
+        with self._lock:
+            return self.camera_jpeg, self.camera_stamp
 
+    def history_since(self, seconds: float) -> list[dict]:
+        cut = time.time() - seconds
+        with self._lock:
+            return [h for h in self.history if h["t"] >= cut]
 
-def status_dict(name: str, level: int, message: str, values=()) -> dict:
-    return {"name": name, "level": level, "level_name": LEVELS.get(level, str(level)), "message": message,
-            "values": {k: v for k, v in values}}
+    def motors(self) -> list[dict]:
+        s = self.snapshot()
+        out = []
+        for st in s["tree"]:
+            if "/Motors/" in st["name"] and not st["name"].endswith("/bus"):
+                name = st["name"].rsplit("/", 1)[-1]
+                m = {"name": name, "level": st["level"], "level_name": st["level_name"], "message": st["message"],
+                     "hardware_id": st.get("hardware_id", ""), "position_rad": s["joints"].get(name)}
+                for k, key in MOTOR_KEYS.items():
+                    v = st["values"].get(k)
+                    m[key] = _num(v) if key in ("temperature_c", "voltage_v", "current_ma", "goal_rad") else v
+                out.append(m)
+        return out

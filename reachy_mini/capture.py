@@ -1,0 +1,161 @@
+"""A capture loop shared by the camera and audio nodes (plain Python).
+
+It owns a source (open/read/close), runs it on its own thread, paces sources
+that have no clock of their own (files, synthetic), and treats a source that
+fails to open, raises on read, or delivers nothing for `stall_s` as lost:
+it is closed (on a helper thread, so a driver stuck in a read cannot block
+us) and reopened with backoff 0.5 s -> 5 s, without restarting the node.
+
+Rate statistics follow diagnostic_updater's FrequencyStatus: the measured
+rate over a window is compared with the target within a tolerance.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any, Callable, Protocol
+
+
+class SourceError(Exception):
+    """The device is missing, cannot be opened, or was lost; the message says which."""
+
+
+class Source(Protocol):
+    paced: bool          # True: read() blocks until the device has data (its own clock)
+    description: str
+
+    def open(self) -> None: ...
+    def read(self, timeout: float) -> Any: ...   # returns None on timeout
+    def close(self) -> None: ...
+
+
+class RateWindow:
+    """Event times over the last `window_s`; rate() in events per second."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self.window_s = window_s
+        self.t: collections.deque[float] = collections.deque()
+
+    def tick(self, now: float) -> None:
+        self.t.append(now)
+        while self.t and now - self.t[0] > self.window_s:
+            self.t.popleft()
+
+    def rate(self, now: float) -> float:
+        while self.t and now - self.t[0] > self.window_s:
+            self.t.popleft()
+        if len(self.t) < 2:
+            return 0.0
+        span = max(now - self.t[0], (self.t[-1] - self.t[0]))
+        return (len(self.t) - 1) / span if span > 0 else 0.0
+
+
+def rate_status(measured: float, target: float, tolerance: float = 0.1) -> tuple[int, str]:
+    """FrequencyStatus semantics: 0 'Desired frequency met', 1 'Frequency too
+    low' / 'Frequency too high' outside target*(1±tolerance)."""
+    if measured < target * (1 - tolerance):
+        return 1, f"frequency too low: {measured:.1f} Hz (target {target:.1f})"
+    if measured > target * (1 + tolerance):
+        return 1, f"frequency too high: {measured:.1f} Hz (target {target:.1f})"
+    return 0, f"desired frequency met: {measured:.1f} Hz"
+
+
+class SourceLoop:
+    def __init__(self, make_source: Callable[[], Source], on_data: Callable[[Any, float], None],
+                 rate_hz: float, stall_s: float = 1.0, backoff: tuple[float, float] = (0.5, 5.0)) -> None:
+        self.make_source = make_source
+        self.on_data = on_data
+        self.period = 1.0 / rate_hz
+        self.stall_s = max(stall_s, 3 * self.period)
+        self.backoff_min, self.backoff_max = backoff
+        self.lock = threading.Lock()
+        self.rate = RateWindow()
+        self.count = 0
+        self.dropped = 0
+        self.opens = 0
+        self.losses = 0
+        self.present = False
+        self.description = ""
+        self.last_error = ""
+        self.last_data = 0.0
+        self.callback_errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+
+    def start(self) -> "SourceLoop":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _lost(self, src: Source, why: str) -> None:
+        with self.lock:
+            self.present = False
+            self.last_error = why
+            self.losses += 1
+        closer = threading.Thread(target=src.close, name="capture-close", daemon=True)
+        closer.start()
+        closer.join(1.0)   # a driver stuck in read() must not block the loop
+
+    def _run(self) -> None:
+        backoff = self.backoff_min
+        while not self._stop.is_set():
+            src = self.make_source()
+            try:
+                src.open()
+            except SourceError as e:
+                with self.lock:
+                    self.present, self.last_error = False, str(e)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.backoff_max)
+                continue
+            with self.lock:
+                self.present, self.opens, self.description = True, self.opens + 1, src.description
+            backoff = self.backoff_min
+            opened = time.monotonic()
+            nxt = time.monotonic()
+            while not self._stop.is_set():
+                try:
+                    data = src.read(timeout=min(0.2, self.stall_s))
+                except SourceError as e:
+                    self._lost(src, str(e))
+                    break
+                now = time.monotonic()
+                if data is None:
+                    if now - max(self.last_data, opened) > self.stall_s:
+                        self._lost(src, f"no data from {src.description} for {now - max(self.last_data, opened):.1f} s")
+                        break
+                    continue
+                if not src.paced:  # files and synthetic sources: we are the clock
+                    nxt += self.period
+                    wait = nxt - time.monotonic()
+                    if wait > 0:
+                        self._stop.wait(wait)
+                    elif wait < -self.period:  # fell behind: skip the missed slots, count them
+                        missed = int(-wait / self.period)
+                        self.dropped += missed
+                        nxt += missed * self.period
+                    now = time.monotonic()
+                elif self.last_data and now - self.last_data > 1.5 * self.period:
+                    self.dropped += int((now - self.last_data) / self.period + 0.5) - 1
+                with self.lock:
+                    self.count += 1
+                    self.last_data = now
+                    self.rate.tick(now)
+                try:
+                    self.on_data(data, now)
+                except Exception:  # noqa: BLE001 - a publishing error must not kill capture
+                    self.callback_errors += 1
+            else:
+                src.close()
+
+    def snapshot(self) -> dict:
+        now = time.monotonic()
+        with self.lock:
+            return {"present": self.present, "count": self.count, "dropped": self.dropped, "opens": self.opens,
+                    "losses": self.losses, "rate": self.rate.rate(now), "last_error": self.last_error,
+                    "age": now - self.last_data if self.last_data else float("inf"),
+                    "description": self.description, "callback_errors": self.callback_errors}

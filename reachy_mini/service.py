@@ -1,0 +1,176 @@
+"""`reachy-mini-service`: run the stack at boot under systemd, as an
+unprivileged user in the dialout group, with Restart=on-failure; plus udev
+rules giving the servo adapter and the camera stable names.
+
+    sudo .venv/bin/reachy-mini-service install --user reachy            # no ROS install (reachy-mini-bringup)
+    sudo reachy-mini-service install --user reachy --mode ros2 \\
+         --ros-setup /opt/ros/kilted/setup.bash --ws-setup ~/ros2_ws/install/setup.bash
+    reachy-mini-service print                                           # show what would be written
+    sudo reachy-mini-service uninstall
+
+Files: /etc/systemd/system/reachy-mini.service, /etc/udev/rules.d/99-reachy-mini.rules.
+Data (incidents): /var/lib/reachy-mini. Logs: /var/log/reachy-mini (node logs
+rotated by size, bounded count) and the journal (journalctl -u reachy-mini).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import shlex
+import shutil
+import subprocess
+import sys
+
+from .paths import config_path
+
+UNIT = "reachy-mini.service"
+RULES = "99-reachy-mini.rules"
+
+
+def render_unit(user: str, mode: str, exe_dir: str, ros_setup: str = "", ws_setup: str = "",
+                web_host: str = "127.0.0.1", web_port: int = 8000, log_max_mb: int = 10, log_backups: int = 3,
+                use_sim: bool = False) -> str:
+    common = [
+        "Environment=PYTHONUNBUFFERED=1",
+        "Environment=ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST",
+        "Environment=REACHY_MINI_STATE_FILE=/run/reachy-mini/state.json",
+        "EnvironmentFile=-/etc/default/reachy-mini",   # REACHY_MINI_WEB_TOKEN=..., ROS_DOMAIN_ID=...
+    ]
+    sim = " --use-sim" if use_sim else ""
+    if mode == "bringup":
+        exec_start = (f"{shlex.quote(os.path.join(exe_dir, 'reachy-mini-bringup'))}{sim} "
+                      f"--state-file /run/reachy-mini/state.json --data-dir /var/lib/reachy-mini "
+                      f"--log-dir /var/log/reachy-mini --log-max-bytes {log_max_mb * 1_000_000} "
+                      f"--log-backups {log_backups} --web-port {web_port}")
+        pre = []
+    else:
+        if not ros_setup:
+            raise ValueError("--mode ros2 needs --ros-setup (e.g. /opt/ros/kilted/setup.bash)")
+        sources = " && ".join(f"source {shlex.quote(s)}" for s in (ros_setup, ws_setup) if s)
+        launch = (f"ros2 launch reachy_mini bringup.launch.py web_port:={web_port}"
+                  f"{' use_sim:=true' if use_sim else ''}")
+        exec_start = f"/bin/bash -c {shlex.quote(f'{sources} && exec {launch}')}"
+        common += ["Environment=ROS_LOG_DIR=/var/log/reachy-mini/ros"]
+        # ros2 launch writes one directory per start: keep a week of them.
+        pre = ["ExecStartPre=/usr/bin/find /var/log/reachy-mini/ros -mindepth 1 -maxdepth 1 -mtime +7 "
+               "-exec rm -rf {} +"]
+    return "\n".join([
+        "# Written by reachy-mini-service; re-run it to change, `reachy-mini-service uninstall` to remove.",
+        "[Unit]",
+        "Description=Reachy Mini robot stack (reachy_mini)",
+        "Wants=network-online.target",
+        "After=network-online.target",
+        "StartLimitIntervalSec=300",
+        "StartLimitBurst=10",
+        "",
+        "[Service]",
+        "Type=simple",
+        f"User={user}",
+        f"Group={user}",
+        "SupplementaryGroups=dialout video audio",
+        *common,
+        "RuntimeDirectory=reachy-mini",
+        "StateDirectory=reachy-mini",
+        "LogsDirectory=reachy-mini",
+        *pre,
+        f"ExecStart={exec_start}",
+        "Restart=on-failure",
+        "RestartSec=5",
+        "KillSignal=SIGTERM",
+        "TimeoutStopSec=20",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "ProtectSystem=full",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ])
+
+
+def render_rules() -> str:
+    with open(config_path(os.path.join("udev", RULES))) as f:
+        return f.read()
+
+
+def _check_user(user: str) -> list[str]:
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return [f"user {user!r} does not exist: sudo useradd --system --create-home --groups dialout,video,audio "
+                f"{user}"]
+    import grp
+
+    notes = []
+    for g in ("dialout", "video", "audio"):
+        try:
+            if user not in grp.getgrnam(g).gr_mem and pw.pw_gid != grp.getgrnam(g).gr_gid:
+                notes.append(f"user {user!r} is not in group {g!r} (the unit adds it as a supplementary group; "
+                             f"for interactive use: sudo usermod -aG {g} {user})")
+        except KeyError:
+            pass
+    return notes
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="reachy-mini-service", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=["install", "uninstall", "print"])
+    p.add_argument("--user", default=os.environ.get("SUDO_USER") or "reachy")
+    p.add_argument("--mode", choices=["bringup", "ros2"], default="bringup")
+    p.add_argument("--ros-setup", default="")
+    p.add_argument("--ws-setup", default="")
+    p.add_argument("--web-port", type=int, default=8000)
+    p.add_argument("--use-sim", action="store_true", help="run on the simulated robot (demo machines)")
+    p.add_argument("--root", default="/", help="install under this root (packaging, tests)")
+    p.add_argument("--no-systemctl", action="store_true", help="write files only")
+    a = p.parse_args(argv)
+    exe_dir = os.path.dirname(os.path.abspath(sys.argv[0])) if a.mode == "bringup" else ""
+    if a.mode == "bringup" and not os.path.exists(os.path.join(exe_dir, "reachy-mini-bringup")):
+        exe_dir = os.path.dirname(shutil.which("reachy-mini-bringup") or sys.executable)
+    try:
+        unit = render_unit(a.user, a.mode, exe_dir, a.ros_setup, a.ws_setup, web_port=a.web_port,
+                           use_sim=a.use_sim)
+    except ValueError as e:
+        p.error(str(e))
+    rules = render_rules()
+    unit_path = os.path.join(a.root, "etc/systemd/system", UNIT)
+    rules_path = os.path.join(a.root, "etc/udev/rules.d", RULES)
+    if a.action == "print":
+        print(f"# {unit_path}\n{unit}\n# {rules_path}\n{rules}")
+        return 0
+    live = os.path.abspath(a.root) == "/" and not a.no_systemctl
+    if os.path.abspath(a.root) == "/" and os.geteuid() != 0:
+        print("reachy-mini-service: run with sudo (writes to /etc)", file=sys.stderr)
+        return 1
+    if a.action == "uninstall":
+        if live:
+            subprocess.run(["systemctl", "disable", "--now", UNIT], check=False)
+        for f in (unit_path, rules_path):
+            if os.path.exists(f):
+                os.unlink(f)
+                print(f"removed {f}")
+        if live:
+            subprocess.run(["systemctl", "daemon-reload"], check=False)
+            subprocess.run(["udevadm", "control", "--reload"], check=False)
+        return 0
+    for note in _check_user(a.user):
+        print(f"note: {note}")
+    for path, text in ((unit_path, unit), (rules_path, rules)):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        print(f"wrote {path}")
+    if live:
+        for cmd in (["udevadm", "control", "--reload"], ["udevadm", "trigger"], ["systemctl", "daemon-reload"],
+                    ["systemctl", "enable", "--now", UNIT]):
+            r = subprocess.run(cmd, check=False)
+            if r.returncode:
+                print(f"warning: {' '.join(cmd)} exited with {r.returncode}", file=sys.stderr)
+        print("started: systemctl status reachy-mini; journalctl -u reachy-mini -f; logs in /var/log/reachy-mini")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""camera_node and audio_node through their real capture code: OpenCV
+decoding a video file the test writes, and ALSA capture through PortAudio
+from a `file`-plugin PCM whose infile is a FIFO this test feeds in real time
+(the FIFO is the device clock; pausing it is a stalled device)."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Float32, Int16MultiArray
+
+from conftest import wait_for
+from ros_probe import RosProbe
+
+from reachy_mini.sim.fifo_mic import ASOUNDRC, FifoMic
+
+cv2 = pytest.importorskip("cv2")
+
+
+def start_node(env, module, **params):
+    argv = [sys.executable, "-m", f"reachy_mini.nodes.{module}", "--ros-args"]
+    for k, v in params.items():
+        argv += ["-p", f"{k}:={v}"]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop_node(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGINT)
+        try:
+            return p.communicate(timeout=10)[0]
+        except subprocess.TimeoutExpired:
+            p.kill()
+    return p.communicate()[0]
+
+
+def diag(probe, name, since=0.0):
+    for _, m in reversed(probe.get("/diagnostics", since)):
+        for s in m.status:
+            if s.name == name:
+                return s
+    return None
+
+
+def vals(s):
+    return {kv.key: kv.value for kv in s.values}
+
+
+@pytest.fixture
+def probe(ros_env):
+    p = RosProbe("media_test")
+    p.listen(DiagnosticArray, "/diagnostics")
+    yield p
+    p.close()
+
+
+def write_video(path, n=45, size=(320, 240), fps=30):
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert w.isOpened()
+    for i in range(n):
+        f = np.full((size[1], size[0], 3), (i * 5) % 256, np.uint8)
+        w.write(f)
+    w.release()
+
+
+# ---------------------------------------------------------------- camera
+
+def test_camera_decodes_video_file(ros_env, tmp_path, probe):
+    video = tmp_path / "clip.avi"
+    write_video(video)
+    probe.listen(Image, "/camera/image_raw")
+    probe.listen(CameraInfo, "/camera/camera_info")
+    probe.listen(CompressedImage, "/camera/image_raw/compressed")
+    node = start_node(ros_env, "camera_node", device=str(video), fps=30.0, compressed_fps=5.0)
+    try:
+        wait_for(lambda: len(probe.get("/camera/image_raw")) > 10, timeout=15)
+        t0 = time.monotonic()
+        time.sleep(3.0)
+        imgs = probe.get("/camera/image_raw", t0)
+        rate = len(imgs) / 3.0
+        assert 27.0 < rate < 33.0, rate
+        img = imgs[-1][1]
+        assert (img.width, img.height, img.encoding, img.step) == (320, 240, "bgr8", 960)
+        assert img.header.frame_id == "camera_optical_frame"
+        # the content is the file's: grey levels i*5, in order, looping over 45 frames
+        levels = [int(np.frombuffer(bytes(m.data), np.uint8).mean() + 0.5) for _, m in imgs[:20]]
+        steps = {(b - a) % 225 for a, b in zip(levels, levels[1:])}
+        assert steps <= {4, 5, 6, 9, 10, 11}, levels   # +5 per frame (JPEG rounding), maybe a skipped frame
+        stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for _, m in probe.get("/camera/camera_info", t0)}
+        assert (img.header.stamp.sec, img.header.stamp.nanosec) in stamps
+        info = probe.get("/camera/camera_info")[-1][1]
+        assert len(info.k) == 9 and info.k[0] > 0
+        jpgs = probe.get("/camera/image_raw/compressed", t0)
+        assert 3 <= len(jpgs) <= 18 and "jpeg" in jpgs[-1][1].format
+        dec = cv2.imdecode(np.frombuffer(bytes(jpgs[-1][1].data), np.uint8), cv2.IMREAD_COLOR)
+        assert dec.shape == (240, 320, 3)
+        s = wait_for(lambda: diag(probe, "camera_node: camera", t0), timeout=3)
+        assert s.level[0] == 0 and 27.0 < float(vals(s)["measured fps"]) < 33.0
+        assert vals(s)["device present"] == "true" and s.hardware_id == str(video)
+    finally:
+        stop_node(node)
+
+
+def test_camera_device_loss_and_recovery(ros_env, tmp_path, probe):
+    video = tmp_path / "clip.avi"
+    write_video(video, n=15)   # 0.5 s: the end of file (reopen by path) comes soon
+    node = start_node(ros_env, "camera_node", device=str(video), fps=30.0)
+    try:
+        wait_for(lambda: (s := diag(probe, "camera_node: camera")) and s.level[0] == 0, timeout=15)
+        pid = node.pid
+        os.rename(video, tmp_path / "away.avi")     # unplugged
+        t0 = time.monotonic()
+        s = wait_for(lambda: (s := diag(probe, "camera_node: camera", t0)) and s.level[0] == 2 and s, timeout=5)
+        assert "no such file" in s.message and vals(s)["device present"] == "false"
+        os.rename(tmp_path / "away.avi", video)     # plugged back
+        t1 = time.monotonic()
+        s = wait_for(lambda: (s := diag(probe, "camera_node: camera", t1)) and s.level[0] == 0 and s, timeout=10)
+        assert vals(s)["device present"] == "true" and int(vals(s)["device opens"]) >= 2
+        assert node.poll() is None and node.pid == pid      # recovered without a restart
+    finally:
+        stop_node(node)
+
+
+def test_camera_rate_diagnostics_honest_under_load(ros_env, tmp_path, probe):
+    """Two busy processes load both cores; what diagnostics report must match
+    the rate a subscriber measures."""
+    probe.listen(Image, "/camera/image_raw")
+    node = start_node(ros_env, "camera_node", use_sim="true", fps=30.0)
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        wait_for(lambda: len(probe.get("/camera/image_raw")) > 30, timeout=15)
+        time.sleep(5.0)  # a full 5 s window under load
+        t0 = time.monotonic()
+        time.sleep(5.0)
+        seen = len(probe.get("/camera/image_raw", t0)) / 5.0
+        s = wait_for(lambda: diag(probe, "camera_node: camera", time.monotonic() - 0.1), timeout=3)
+        reported = float(vals(s)["measured fps"])
+        print(f"under load: reported {reported:.1f} fps, subscriber saw {seen:.1f} fps")
+        assert abs(reported - seen) <= max(2.0, 0.1 * seen)
+        assert (s.level[0] == 0) == (abs(reported - 30.0) <= 3.0)
+    finally:
+        for h in hogs:
+            h.kill()
+        stop_node(node)
+
+
+def test_camera_invalid_device_fails_fast(ros_env):
+    p = start_node(ros_env, "camera_node", device="not-a-device")
+    out = p.communicate(timeout=30)[0]
+    assert p.returncode == 2 and "'device'" in out and "Traceback" not in out
+
+
+# ---------------------------------------------------------------- audio
+
+@pytest.fixture
+def mic(tmp_path):
+    pytest.importorskip("sounddevice")
+    m = FifoMic(str(tmp_path / "mic.fifo"))
+    yield m
+    m.close()
+
+
+def audio_env(ros_env, home, define=True):
+    if define:
+        (home / ".asoundrc").write_text(ASOUNDRC.format(name="reachy_test", fifo=home / "mic.fifo"))
+    return dict(ros_env, HOME=str(home))
+
+
+def test_audio_through_alsa_level_silence_clipping(ros_env, tmp_path, probe, mic):
+    probe.listen(Int16MultiArray, "/audio/chunk")
+    probe.listen(Float32, "/audio/level_dbfs")
+    node = start_node(audio_env(ros_env, tmp_path), "audio_node", device="reachy_test", silence_warn_s=1.0)
+    try:
+        wait_for(lambda: len(probe.get("/audio/chunk")) > 5, timeout=15)
+        t0 = time.monotonic()
+        time.sleep(3.0)
+        chunks = probe.get("/audio/chunk", t0)
+        assert 9.0 <= len(chunks) / 3.0 <= 11.0
+        m = chunks[-1][1]
+        assert [(d.label, d.size) for d in m.layout.dim] == [("samples", 1600), ("channels", 1)]
+        pcm = np.array(m.data, dtype=np.int16)
+        assert abs(int(pcm.max()) - 9830) <= 2       # the samples are the ones the test wrote
+        level = probe.get("/audio/level_dbfs", t0)[-1][1].data
+        assert abs(level - 20 * math.log10(0.3 / math.sqrt(2))) < 0.5   # -13.5 dBFS
+        s = wait_for(lambda: (s := diag(probe, "audio_node: microphone", t0)) and s, timeout=3)
+        assert s.level[0] == 0, s.message
+        assert vals(s)["device"] == "reachy_test" and s.hardware_id == "alsa:reachy_test"
+        mic.mode = "silence"
+        t1 = time.monotonic()
+        s = wait_for(lambda: (s := diag(probe, "audio_node: microphone", t1)) and s.level[0] == 1 and s, timeout=6)
+        assert "digital silence" in s.message
+        mic.mode = "clip"
+        t2 = time.monotonic()
+        s = wait_for(lambda: (s := diag(probe, "audio_node: microphone", t2)) and "clipping" in s.message and s,
+                     timeout=4)
+        assert s.level[0] == 1
+    finally:
+        stop_node(node)
+
+
+def test_audio_stalled_device_recovers_without_restart(ros_env, tmp_path, probe, mic):
+    node = start_node(audio_env(ros_env, tmp_path), "audio_node", device="reachy_test")
+    try:
+        wait_for(lambda: (s := diag(probe, "audio_node: microphone")) and s.level[0] == 0, timeout=15)
+        mic.mode = "pause"
+        t0 = time.monotonic()
+        s = wait_for(lambda: (s := diag(probe, "audio_node: microphone", t0)) and s.level[0] == 2 and s, timeout=5)
+        assert "no audio" in s.message or "not available" in s.message
+        mic.mode = "tone"
+        t1 = time.monotonic()
+        s = wait_for(lambda: (s := diag(probe, "audio_node: microphone", t1)) and s.level[0] == 0 and s, timeout=10)
+        assert int(vals(s)["device losses"]) >= 1 and node.poll() is None
+    finally:
+        stop_node(node)
+
+
+def test_audio_device_absent_then_plugged(ros_env, tmp_path, probe, mic):
+    env = audio_env(ros_env, tmp_path, define=False)
+    node = start_node(env, "audio_node", device="reachy_test")
+    try:
+        s = wait_for(lambda: (s := diag(probe, "audio_node: microphone")) and s, timeout=15)
+        assert s.level[0] == 2 and "no capture device 'reachy_test'" in s.message
+        audio_env(ros_env, tmp_path)   # the board appears
+        t1 = time.monotonic()
+        s = wait_for(lambda: (s := diag(probe, "audio_node: microphone", t1)) and s.level[0] == 0 and s, timeout=12)
+        assert vals(s)["device present"] == "true" and node.poll() is None
+    finally:
+        stop_node(node)

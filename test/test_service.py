@@ -1,0 +1,85 @@
+"""Boot-time service files and bounded node logs."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reachy_mini.service import main as service_main
+from reachy_mini.supervisor import RotatingLog
+
+from conftest import wait_for
+
+
+def test_install_writes_unit_and_udev_rules(tmp_path, capsys):
+    assert service_main(["install", "--root", str(tmp_path), "--user", "reachy", "--no-systemctl"]) == 0
+    unit = (tmp_path / "etc/systemd/system/reachy-mini.service").read_text()
+    for line in ["User=reachy", "SupplementaryGroups=dialout video audio", "Restart=on-failure",
+                 "WantedBy=multi-user.target", "StateDirectory=reachy-mini", "LogsDirectory=reachy-mini",
+                 "--log-dir /var/log/reachy-mini", "--data-dir /var/lib/reachy-mini", "NoNewPrivileges=yes"]:
+        assert line in unit, line
+    exe = unit.split("ExecStart=")[1].split()[0]
+    assert os.path.isabs(exe) and exe.endswith("reachy-mini-bringup") and os.path.exists(exe)
+    rules = (tmp_path / "etc/udev/rules.d/99-reachy-mini.rules").read_text()
+    assert 'ATTRS{idVendor}=="1a86", ATTRS{idProduct}=="55d3", SYMLINK+="reachy_mini_servo"' in rules
+    assert 'ATTRS{idVendor}=="38fb", ATTRS{idProduct}=="1002"' in rules and "reachy_mini_camera" in rules
+    assert service_main(["uninstall", "--root", str(tmp_path), "--no-systemctl"]) == 0
+    assert not (tmp_path / "etc/systemd/system/reachy-mini.service").exists()
+
+
+def test_ros2_mode_unit(tmp_path):
+    assert service_main(["install", "--root", str(tmp_path), "--user", "reachy", "--no-systemctl", "--mode", "ros2",
+                         "--ros-setup", "/opt/ros/kilted/setup.bash", "--ws-setup", "/home/reachy/ws/install/setup.bash"
+                         ]) == 0
+    unit = (tmp_path / "etc/systemd/system/reachy-mini.service").read_text()
+    assert "source /opt/ros/kilted/setup.bash && source /home/reachy/ws/install/setup.bash && exec ros2 launch " \
+           "reachy_mini bringup.launch.py" in unit
+    assert "ROS_LOG_DIR=/var/log/reachy-mini/ros" in unit and "-mtime +7" in unit
+    with pytest.raises(SystemExit):
+        service_main(["install", "--root", str(tmp_path), "--mode", "ros2", "--no-systemctl"])
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_unit_passes_systemd_analyze(tmp_path):
+    service_main(["install", "--root", str(tmp_path), "--user", "root", "--no-systemctl"])
+    r = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "etc/systemd/system/reachy-mini.service")],
+                       capture_output=True, text=True)
+    assert "Unknown key" not in r.stderr and "Invalid" not in r.stderr, r.stderr
+
+
+def test_rotating_log_is_bounded(tmp_path):
+    log = RotatingLog(str(tmp_path / "n.log"), 10_000, 2)
+    for i in range(5000):
+        log.write(f"line {i} {'x' * 50}\n".encode())
+    files = sorted(os.listdir(tmp_path))
+    assert files == ["n.log", "n.log.1", "n.log.2"]
+    assert all(os.path.getsize(tmp_path / f) <= 10_000 for f in files)
+    assert b"line 4999" in (tmp_path / "n.log").read_bytes()
+
+
+def test_supervisor_node_logs_rotate(tmp_path, ros_env):
+    """Debug logging of the whole stack for a while: every node log rotates and
+    the directory stays under its bound (nodes x (backups + 1) x max size)."""
+    logs = tmp_path / "logs"
+    argv = [sys.executable, "-m", "reachy_mini.supervisor", "--use-sim", "--state-file", str(tmp_path / "s.json"),
+            "--data-dir", str(tmp_path / "data"), "--log-dir", str(logs), "--log-max-bytes", "20000",
+            "--log-backups", "1", "--log-level", "debug", "--only", "motor_node", "camera_node", "health_node"]
+    sup = subprocess.Popen(argv, env=dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path)), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: os.path.exists(logs / "motor_node.log.1"), timeout=40, period=0.5)
+        time.sleep(3)
+    finally:
+        sup.terminate()
+        sup.communicate(timeout=20)
+    names = sorted(os.listdir(logs))
+    assert set(names) <= {"bringup.log", "bringup.log.1"} | {f"{n}.log{s}" for n in
+                                                              ("motor_node", "camera_node", "health_node")
+                                                              for s in ("", ".1")}, names
+    total = sum(os.path.getsize(logs / n) for n in names)
+    assert total <= 4 * 2 * 21_000, total
+    assert b"[DEBUG]" in (logs / "motor_node.log").read_bytes() + (logs / "motor_node.log.1").read_bytes()

@@ -1,0 +1,224 @@
+"""Web API over real uvicorn on 127.0.0.1 (no ROS): reads, metrics, writes
+with auth / rate limit / size limit, SSE with slow clients, schemathesis."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from reachy_mini.incidents import Incident, IncidentWriter, db_path, query
+from reachy_mini.web.app import Actions, WebConfig, create_app
+from reachy_mini.web.state import StateStore, status_dict
+
+from conftest import wait_for
+
+TOKEN = "s3cret-token-for-tests-0123456789"
+MOTORS = ["body_rotation"] + [f"stewart_{i}" for i in range(1, 7)] + ["right_antenna", "left_antenna"]
+
+
+def fill(store: StateStore, bad: str | None = None) -> None:
+    tree = [status_dict("/Reachy Mini", 2 if bad else 0, "x"), status_dict("/Reachy Mini/Motors", 2 if bad else 0, "")]
+    tree.append(status_dict("/Reachy Mini/Motors/bus", 0, "100.0 Hz", [("achieved rate (Hz)", "99.8")]))
+    for i, m in enumerate(MOTORS):
+        lv = 2 if m == bad else 0
+        tree.append(status_dict(f"/Reachy Mini/Motors/{m}", lv, "overheating" if lv else "OK",
+                                [("temperature (C)", str(40 + i)), ("voltage (V)", "5.0"), ("current (mA)", "120"),
+                                 ("torque", "True"), ("hardware error", "overheating" if lv else "none")],
+                                f"dynamixel:{10 + i}"))
+    store.set_diagnostics(status_dict("toplevel_state", 2 if bad else 0, "bad" if bad else "all OK"), tree)
+    store.set_joints(MOTORS, [0.1 * i for i in range(9)], min_period_s=0)
+
+
+class Server:
+    def __init__(self, tmp_path, token=TOKEN, **cfg):
+        self.store = StateStore()
+        self.calls = []
+        self.data = str(tmp_path / "data")
+        w = IncidentWriter(self.data)
+        now = time.time()
+        for i in range(5):
+            w.record(Incident(now - 10 + i, f"/Reachy Mini/Motors/stewart_{i + 1}", 2, 0, "overheating"))
+        w.flush()
+        w.close()
+        actions = Actions(lambda on: (self.calls.append(("torque", on)) or (True, f"torque {on}")),
+                          lambda: (self.calls.append(("reboot",)) or (True, "rebooted")),
+                          lambda since=None, limit=100: query(db_path(self.data), since=since, limit=limit))
+        self.app = create_app(self.store, actions, WebConfig(token=token, public_config={"port": 0}, **cfg))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    timeout_graceful_shutdown=1))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.server.started, timeout=10)
+
+    def close(self):
+        self.app.state.hub.close()
+        time.sleep(0.1)
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+@pytest.fixture
+def srv(tmp_path):
+    s = Server(tmp_path)
+    yield s
+    s.close()
+
+
+def test_health_and_reads(srv):
+    c = httpx.Client(base_url=srv.url)
+    r = c.get("/api/health")
+    assert r.status_code == 503 and r.json()["level_name"] == "STALE"
+    fill(srv.store)
+    r = c.get("/api/health")
+    assert r.status_code == 200 and r.json() == {"level": 0, "level_name": "OK", "message": "all OK", "healthy": True}
+    fill(srv.store, bad="stewart_2")
+    assert c.get("/api/health").status_code == 503
+    st = c.get("/api/status").json()
+    assert st["top"]["level"] == 2 and any(s["name"] == "/Reachy Mini/Motors/stewart_2" for s in st["tree"])
+    motors = {m["name"]: m for m in c.get("/api/motors").json()}
+    assert set(motors) == set(MOTORS)
+    m = motors["stewart_2"]
+    assert m["level_name"] == "ERROR" and m["temperature_c"] == 42.0 and m["voltage_v"] == 5.0
+    assert m["position_rad"] == pytest.approx(0.2) and m["hardware_errors"] == "overheating"
+    inc = c.get("/api/incidents", params={"limit": 2}).json()
+    assert [i["name"] for i in inc] == ["/Reachy Mini/Motors/stewart_5", "/Reachy Mini/Motors/stewart_4"]
+    assert len(c.get("/api/incidents", params={"since": inc[1]["t"]}).json()) == 2
+    assert c.get("/api/incidents", params={"limit": 0}).status_code == 422
+    assert c.get("/api/incidents", params={"since": "yesterday"}).status_code == 422
+    hist = c.get("/api/history").json()
+    assert hist and hist[-1]["temperature_c"]["stewart_2"] == 42.0 and hist[-1]["loop_rate_hz"] == 99.8
+    info = c.get("/api/system/info").json()
+    assert info["writes_enabled"] is True and TOKEN not in str(info) and info["libraries"]["fastapi"]
+    r = c.get("/api/camera.jpg")
+    assert r.status_code == 404 and "camera" in r.json()["detail"]
+    srv.store.set_camera(b"\xff\xd8fakejpeg\xff\xd9")
+    r = c.get("/api/camera.jpg")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and r.content.startswith(b"\xff\xd8")
+    r = c.get("/")
+    assert r.status_code == 200 and "Reachy Mini" in r.text and "/static/app.js" in r.text
+    assert c.get("/static/app.js").status_code == 200 and c.get("/static/../app.py").status_code == 404
+    h = r.headers
+    assert h["x-content-type-options"] == "nosniff" and h["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in h["content-security-policy"] and "unsafe-inline" not in h["content-security-policy"]
+
+
+def test_metrics(srv):
+    fill(srv.store, bad="stewart_2")
+    c = httpx.Client(base_url=srv.url)
+    for _ in range(3):
+        c.get("/api/health")
+    text = c.get("/metrics").text
+    assert 'reachy_mini_motor_temperature_celsius{motor="stewart_2"} 42.0' in text
+    assert 'reachy_mini_motor_voltage_volts{motor="left_antenna"} 5.0' in text
+    assert 'reachy_mini_motor_current_milliamperes{motor="body_rotation"} 120.0' in text
+    assert 'reachy_mini_component_level{component="/Reachy Mini/Motors/stewart_2"} 2' in text
+    assert "reachy_mini_motor_loop_rate_hertz 99.8" in text
+    assert 'reachy_mini_http_requests_total{method="GET",route="/api/health",code="503"} 3' in text
+    assert 'reachy_mini_http_request_duration_seconds_count{method="GET",route="/api/health"} 3' in text
+    assert "# TYPE reachy_mini_http_request_duration_seconds histogram" in text
+
+
+def test_writes_need_token_and_are_limited(srv):
+    c = httpx.Client(base_url=srv.url)
+    assert c.post("/api/motors/torque", json={"enabled": False}).status_code == 401
+    r = c.post("/api/motors/torque", json={"enabled": False}, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = c.post("/api/motors/torque", json={"enabled": False}, headers=auth)
+    assert r.status_code == 200 and r.json()["success"] and srv.calls == [("torque", False)]
+    assert c.post("/api/motors/reboot", json={}, headers=auth).status_code == 200
+    assert c.post("/api/motors/torque", json={"enabled": "maybe"}, headers=auth).status_code == 422
+    assert c.post("/api/motors/torque", json={"enabled": 0}, headers=auth).status_code == 422
+    assert c.post("/api/motors/torque", json={"enabled": True, "raw": "ff ff fd 00"}, headers=auth).status_code == 422
+    r = c.post("/api/motors/torque", content=b'{"enabled": true, "pad": "' + b"x" * 5000 + b'"}', headers=auth)
+    assert r.status_code == 413
+    codes = [c.post("/api/motors/reboot", json={}, headers=auth).status_code for _ in range(6)]
+    assert 429 in codes
+    r = c.post("/api/motors/reboot", json={}, headers=auth)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    assert len(srv.calls) == 5   # 5 accepted writes per window per client, then 429
+
+
+def test_writes_disabled_without_token(tmp_path):
+    s = Server(tmp_path, token=None)
+    try:
+        r = httpx.post(f"{s.url}/api/motors/torque", json={"enabled": True}, headers={"Authorization": "Bearer x"})
+        assert r.status_code == 403 and "REACHY_MINI_WEB_TOKEN" in r.json()["detail"] and not s.calls
+    finally:
+        s.close()
+
+
+def test_sse_live_and_slow_clients_do_not_block(srv):
+    fill(srv.store)
+    stalled = []
+    for _ in range(50):   # connect and never read
+        sk = socket.create_connection(("127.0.0.1", srv.port))
+        sk.sendall(b"GET /api/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        stalled.append(sk)
+    wait_for(lambda: len(srv.app.state.hub.clients) >= 50, timeout=5)
+    got = []
+
+    def reader():
+        with httpx.stream("GET", f"{srv.url}/api/stream", timeout=10) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    got.append((time.monotonic(), line))
+                    if '/Motors/stewart_4", "level": 2' in line or len(got) > 1000:
+                        return
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    wait_for(lambda: got, timeout=5)
+    worst = 0.0
+    for i in range(200):   # a writer (the ROS thread) never waits for clients
+        t0 = time.perf_counter()
+        fill(srv.store, bad="stewart_3" if i % 2 else None)
+        worst = max(worst, time.perf_counter() - t0)
+    assert worst < 0.01, worst
+    t0 = time.monotonic()
+    fill(srv.store, bad="stewart_4")
+    wait_for(lambda: '/Motors/stewart_4", "level": 2' in got[-1][1], timeout=3)
+    assert got[-1][0] - t0 < 1.0
+    assert srv.app.state.hub.dropped > 0      # the stalled clients' queues dropped, bounded
+    for sk in stalled:
+        sk.close()
+
+
+@pytest.mark.skipif(shutil.which("schemathesis", path=os.path.dirname(sys.executable)) is None,
+                    reason="schemathesis not installed")
+def test_schemathesis_finds_nothing(srv, tmp_path):
+    fill(srv.store)
+    exe = shutil.which("schemathesis", path=os.path.dirname(sys.executable))
+    r = subprocess.run([exe, "run", f"{srv.url}/openapi.json", "--checks", "all", "--max-examples", "40",
+                        "-H", f"Authorization: Bearer {TOKEN}", "--exclude-checks", "ignored_auth",
+                        "--generation-deterministic", "--report", "junit", "--report-dir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    print(r.stdout[-3000:])
+    assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-2000:]
+
+
+def test_alert_rules_use_exported_metrics(srv):
+    import re
+
+    import yaml
+
+    from reachy_mini.paths import config_path
+
+    fill(srv.store)
+    text = httpx.get(f"{srv.url}/metrics").text
+    exported = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
+    rules = yaml.safe_load(open(config_path("prometheus_alerts.yml")))["groups"][0]["rules"]
+    used = {m for r in rules for m in re.findall(r"reachy_mini_[a-z_]+", r["expr"])}
+    used = {m.removesuffix("_bucket") for m in used}
+    assert used and used <= exported, used - exported
