@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from .diag_listener import DiagnosticsListener
+
 STACK_S = float(os.environ.get("BENCH_STACK_S", "30"))
 
 
@@ -75,8 +77,8 @@ def bench_health() -> None:
                 node._publish()
         dt = time.perf_counter() - t0
         out("health_aggregator_callback_throughput", n_entries / dt, "entries/s")
-        print(f"# one core; /diagnostics callback of health_node on DiagnosticArray messages of 50 statuses "
-              f"(5 values each, ~1 % level changes, recorded to SQLite); goal >= 20000", flush=True)
+        print("# one core; /diagnostics callback of health_node on DiagnosticArray messages of 50 statuses "
+              "(5 values each, ~1 % level changes, recorded to SQLite); goal >= 20000", flush=True)
         node.db.flush()
         out("health_incident_records_written", node.db.written, "records")
         out("health_incident_records_dropped", node.db.dropped, "records")
@@ -110,8 +112,6 @@ class Stack:
     """The full stack on the simulated robot, as `make run` starts it."""
 
     def __init__(self, tmp: str, extra: list[str] | None = None, domain: str = "96") -> None:
-        import psutil  # noqa: F401
-
         self.tmp = tmp
         self.state = os.path.join(tmp, "state.json")
         self.port = _free_port()
@@ -192,48 +192,6 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-class _FpsListener:
-    """Latest 'measured fps' that camera_node reports in /diagnostics (that it
-    matches a subscriber's count is checked in test_media)."""
-
-    def __init__(self, domain: int) -> None:
-        import threading
-
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-
-        self.ctx = Context()
-        rclpy.init(context=self.ctx, domain_id=domain)
-        self.node = rclpy.create_node("bench_fps", context=self.ctx)
-        self.fps = 0.0
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._cb, 10)
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.ex.add_node(self.node)
-        self.stop = False
-        self.t = threading.Thread(target=self._spin, daemon=True)
-        self.t.start()
-
-    def _spin(self) -> None:
-        while not self.stop:
-            self.ex.spin_once(timeout_sec=0.1)
-
-    def _cb(self, m) -> None:
-        for s in m.status:
-            if s.name == "camera_node: camera":
-                self.fps = float(next(kv.value for kv in s.values if kv.key == "measured fps"))
-
-    def close(self) -> None:
-        import rclpy
-
-        self.stop = True
-        self.t.join(2)
-        self.ex.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
-
-
 def bench_media() -> None:
     import cv2
     import numpy as np
@@ -252,19 +210,19 @@ def bench_media() -> None:
         f[100:220, 20 + i * 6:140 + i * 6] = (40, 200, 240)
         w.write(np.clip(f, 0, 255).astype(np.uint8))
     w.release()
-    fps = _FpsListener(95)
+    diag = DiagnosticsListener(95, "/diagnostics", "bench_fps")
     secs = min(STACK_S, 15.0)
     print(f"# camera_node at 640x480, target 30 fps, {secs:.0f} s; goal < 15 % of a core", flush=True)
     for label, params in (("file_mjpeg", {"device": video}), ("synthetic", {"use_sim": "true"})):
         p = _node("camera_node", env, fps=30.0, width=640, height=480, **params)
         try:
             cpu = _measure(p, 4.0, secs)
-            achieved = fps.fps
+            achieved = float(diag.value("camera_node: camera", "measured fps") or 0.0)
         finally:
             _stop(p)
         out(f"camera_node_cpu_{label}", cpu, "%")
         out(f"camera_node_fps_{label}", achieved, "fps")
-    fps.close()
+    diag.close()
     with open(os.path.join(tmp, ".asoundrc"), "w") as f:
         f.write(ASOUNDRC.format(name="bench_mic", fifo=os.path.join(tmp, "mic.fifo")))
     mic = FifoMic(os.path.join(tmp, "mic.fifo"))
@@ -278,19 +236,6 @@ def bench_media() -> None:
                 _stop(p)
     finally:
         mic.close()
-
-
-class _DiagListener(_FpsListener):
-    """Latest values of one diagnostic status."""
-
-    def __init__(self, domain: int, status: str) -> None:
-        self.status, self.values = status, {}
-        super().__init__(domain)
-
-    def _cb(self, m) -> None:
-        for s in m.status:
-            if s.name == self.status:
-                self.values = {kv.key: kv.value for kv in s.values}
 
 
 async def _open_loop(host: str, port: int, path: str, rate: float, seconds: float,
@@ -382,13 +327,13 @@ def bench_web() -> None:
         out("web_health_p50_at_500rps", p(0.50), "ms")
         out("web_health_p99_at_500rps", p(0.99), "ms")
         out("web_health_max_at_500rps", lat[-1] * 1000, "ms")
-        diag = _DiagListener(94, "motor_node: bus")
+        diag = DiagnosticsListener(94, "/diagnostics", "bench_loop")
         time.sleep(12.0)   # the loop statistics cover the last 10 s
-        quiet = dict(diag.values)
+        quiet = diag.values("motor_node: bus")
         stop = threading.Event()
         threads, counts = _sse_clients(base + "/api/stream", 100, stop)
         time.sleep(12.0)
-        loaded = dict(diag.values)
+        loaded = diag.values("motor_node: bus")
         stop.set()
         diag.close()
         print(f"# motor loop with 0 vs 100 live page clients (SSE), last 10 s each; the 100 clients received "

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import psutil
 import yaml
 
+from .diag_listener import DiagnosticsListener
 from .node_table import NODES
 from .paths import config_path
 from .sim.bus import send_command
@@ -67,62 +68,6 @@ class Sample:
     nodes: dict = field(default_factory=dict)    # node -> (pid, rss_mb, fds, level)
     top: int | None = None
     http: int | None = None
-
-
-class View:
-    """The health node's view: latest /diagnostics_agg, over real rclpy."""
-
-    def __init__(self, domain: int) -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-
-        self.ctx = Context()
-        rclpy.init(context=self.ctx, domain_id=domain)
-        self.node = rclpy.create_node("soak_view", context=self.ctx)
-        self.lock = threading.Lock()
-        self.items: dict[str, tuple[int, str, dict, float]] = {}
-        self.last_msg = 0.0
-        self.node.create_subscription(DiagnosticArray, "/diagnostics_agg", self._cb, 10)
-        self.ex = SingleThreadedExecutor(context=self.ctx)
-        self.ex.add_node(self.node)
-        self.stop = False
-        self.t = threading.Thread(target=self._spin, daemon=True)
-        self.t.start()
-
-    def _spin(self) -> None:
-        while not self.stop:
-            self.ex.spin_once(timeout_sec=0.1)
-
-    def _cb(self, m) -> None:
-        now = time.monotonic()
-        with self.lock:
-            for s in m.status:
-                lv = s.level[0] if isinstance(s.level, (bytes, bytearray)) else int(s.level)
-                self.items[s.name] = (lv, s.message, {kv.key: kv.value for kv in s.values}, now)
-            self.last_msg = now
-
-    def level(self, name: str, since: float = 0.0) -> int | None:
-        with self.lock:
-            it = self.items.get(name)
-            if it is None or it[3] < since or time.monotonic() - self.last_msg > 3.0:
-                return None   # unknown, or the health node's view is not current
-            return it[0]
-
-    def value(self, name: str, key: str) -> str | None:
-        with self.lock:
-            it = self.items.get(name)
-            return it[2].get(key) if it else None
-
-    def close(self) -> None:
-        import rclpy
-
-        self.stop = True
-        self.t.join(2)
-        self.ex.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
 
 
 def _free_port() -> int:
@@ -182,7 +127,7 @@ class Soak:
                 "--log-max-bytes", str(LOG_MAX_BYTES), "--log-backups", str(LOG_BACKUPS)]
         self.sup_out = open(os.path.join(self.tmp, "supervisor.out"), "w")
         self.sup = subprocess.Popen(argv, env=env, stdout=self.sup_out, stderr=subprocess.STDOUT)
-        self.view = View(self.domain)
+        self.view = DiagnosticsListener(self.domain, "/diagnostics_agg", "soak_view")
 
     def stop_stack(self) -> None:
         self.sup.send_signal(signal.SIGTERM)

@@ -222,3 +222,36 @@ def test_alert_rules_use_exported_metrics(srv):
     used = {m for r in rules for m in re.findall(r"reachy_mini_[a-z_]+", r["expr"])}
     used = {m.removesuffix("_bucket") for m in used}
     assert used and used <= exported, used - exported
+
+
+def test_writes_reach_motor_node_services(tmp_path, ros_env, monkeypatch):
+    """Through the real web_bridge node and motor_node (simulated bus)."""
+    from reachy_mini.bench_stack import Stack
+
+    monkeypatch.setenv("REACHY_MINI_WEB_TOKEN", TOKEN)
+    st = Stack(str(tmp_path), extra=["--only", "motor_node", "web_bridge", "health_node"],
+               domain=ros_env["ROS_DOMAIN_ID"])
+    try:
+        st.pids()
+        base = f"http://127.0.0.1:{st.port}"
+        wait_for(lambda: _get(base + "/api/motors") and len(_get(base + "/api/motors")) == 9, timeout=20,
+                 period=0.3)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        r = httpx.post(base + "/api/motors/torque", json={"enabled": False}, headers=auth, timeout=10)
+        assert r.status_code == 200 and r.json()["success"], r.text
+        wait_for(lambda: all(m["torque"] == "False" for m in _get(base + "/api/motors")), timeout=5, period=0.2)
+        r = httpx.post(base + "/api/motors/reboot", json={}, headers=auth, timeout=10)
+        assert r.status_code == 200 and r.json()["success"], r.text
+        r = httpx.post(base + "/api/motors/torque", json={"enabled": True}, headers=auth, timeout=10)
+        assert r.status_code == 200
+        wait_for(lambda: all(m["torque"] == "True" for m in _get(base + "/api/motors")), timeout=5, period=0.2)
+    finally:
+        st.stop()
+
+
+def _get(url):
+    try:
+        r = httpx.get(url, timeout=2)
+        return r.json() if r.status_code == 200 else None
+    except httpx.HTTPError:
+        return None
