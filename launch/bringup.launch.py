@@ -7,8 +7,7 @@ The nodes come from reachy_mini.node_table.NODES, the same table the
 no-ROS-install supervisor (reachy-mini-bringup) reads.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -30,11 +29,26 @@ def generate_launch_description():
     ]
     args += [DeclareLaunchArgument(spec.enable_arg, default_value="true", description=f"start {spec.name}: {spec.description}")
              for spec in NODES]
+    return LaunchDescription(args + [OpaqueFunction(function=_nodes)])
+
+
+def _enabled(context, spec) -> bool:
+    return LaunchConfiguration(spec.enable_arg).perform(context).strip().lower() in ("true", "1", "yes", "on")
+
+
+def _nodes(context):
+    """One Node per enabled entry of the node table; the health node expects
+    exactly the enabled ones (a node left out on purpose is not "missing")."""
+    enabled = [spec.name for spec in NODES if _enabled(context, spec)]
     nodes = []
     for spec in NODES:
+        if spec.name not in enabled:
+            continue
         params = [LaunchConfiguration("params_file"), {"use_sim": LaunchConfiguration("use_sim")}]
         if spec.name == "web_bridge":
             params.append({"port": LaunchConfiguration("web_port")})
+        if spec.name == "health_node":
+            params.append({"expected_nodes": enabled})
         nodes.append(Node(
             package="reachy_mini",
             executable=spec.name,
@@ -42,9 +56,9 @@ def generate_launch_description():
             namespace=LaunchConfiguration("namespace"),
             parameters=params,
             arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+            # respawn also restarts a hung node that health_node killed (restart_hung_nodes)
             respawn=LaunchConfiguration("use_respawn"),
             respawn_delay=2.0,
             output="screen",
-            condition=IfCondition(LaunchConfiguration(spec.enable_arg)),
         ))
-    return LaunchDescription(args + nodes)
+    return nodes

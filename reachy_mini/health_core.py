@@ -357,6 +357,7 @@ class Aggregator:
             del self.items[k]
             for a in self.routes.pop(k, []):
                 a.items.pop(k, None)
+                a._out_names.pop(k, None)
         return len(old)
 
 
@@ -392,6 +393,8 @@ class NodeWatch:
         if node is None:
             head, sep, _ = status_name.partition(": ")
             node = head.strip("/").rsplit("/", 1)[-1] if sep else ""
+            if len(self._node_of) > 10000:   # bounded, whatever names arrive
+                self._node_of.clear()
             self._node_of[status_name] = node
         if node:
             self.last[node] = now

@@ -61,8 +61,10 @@ def override_file(directory: str, node: str, params: dict) -> str:
 
 def node_argv(spec: NodeSpec, params_file: str, use_sim: bool, namespace: str, log_level: str,
               web_port: int | None, run_dir: str, data_dir: str | None = None,
-              state_file: str | None = None) -> list[str]:
+              state_file: str | None = None, started: list[str] | None = None) -> list[str]:
     overrides = {"use_sim": bool(use_sim)}
+    if spec.name == "health_node" and started is not None:
+        overrides["expected_nodes"] = list(started)   # nodes left out on purpose are not "missing"
     if spec.name == "web_bridge" and web_port is not None:
         overrides["port"] = int(web_port)
     if spec.name in ("health_node", "web_bridge") and data_dir:
@@ -298,7 +300,7 @@ def main(argv=None) -> int:
         a.state_file = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", "reachy_mini_bringup.json")
     run_dir = os.path.join(os.path.dirname(os.path.abspath(a.state_file)), f"reachy_mini_bringup.{os.getpid()}")
     children = [Child(s, node_argv(s, a.params_file, a.use_sim, a.namespace, a.log_level, a.web_port, run_dir,
-                                   a.data_dir, a.state_file),
+                                   a.data_dir, a.state_file, [x.name for x in specs]),
                       heartbeat=os.path.join(run_dir, f"{s.name}.heartbeat"))
                 for s in specs]
     sup = Supervisor(children, respawn=not a.no_respawn, state_file=a.state_file, stop_timeout=a.stop_timeout,

@@ -239,3 +239,14 @@ def test_node_watch_and_hang_rule():
     assert lv == STALE and not hung and "process not running" in msg
     young = ProcInfo("camera_node", pid=43, alive=True, status="sleeping", age_s=3.0)
     assert not node_status("camera_node", young, w, 30.0, 10.0)[2]  # just restarted: give it time
+
+
+def test_prune_forgets_names_gone_for_an_hour():
+    a = agg_from(EVERY_KEY)
+    for i in range(100):
+        a.update(f"stray_{i}: x", OK, "", "", [], 0.0)
+    a.update("motor_node: bus", OK, "", "", [], 3500.0)
+    assert a.prune(3700.0) == 100
+    names = set(by_name(a.report(3700.0)[0]))
+    assert "/Robot/Motors/bus" in names and not any("stray" in n for n in names)
+    assert len(a.items) == 1 and len(a.routes) == 1

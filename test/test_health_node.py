@@ -166,3 +166,9 @@ def test_invalid_analyzer_file_fails_fast(ros_env, tmp_path):
     out = h.proc.communicate(timeout=30)[0]
     assert h.proc.returncode == 2
     assert "analyzers_file" in out and "'m'" in out and "regexp" in out and "Traceback" not in out
+
+
+def test_unknown_expected_node_fails_fast(ros_env, tmp_path):
+    h = HealthProc(ros_env, tmp_path, **{"expected_nodes": "['motor_node', 'lidar_node']"})
+    out = h.proc.communicate(timeout=30)[0]
+    assert h.proc.returncode == 2 and "expected_nodes" in out and "lidar_node" in out

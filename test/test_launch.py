@@ -26,7 +26,8 @@ def test_launch_description_with_launch_ros():
     pytest.importorskip("launch_testing", reason="launch_testing is not installed")
     import importlib.util
 
-    from launch import LaunchDescription
+    from launch import LaunchContext, LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch_ros.actions import Node
 
     spec = importlib.util.spec_from_file_location("bringup", LAUNCH)
@@ -34,5 +35,11 @@ def test_launch_description_with_launch_ros():
     spec.loader.exec_module(mod)
     ld = mod.generate_launch_description()
     assert isinstance(ld, LaunchDescription)
-    nodes = [e for e in ld.entities if isinstance(e, Node)]
-    assert len(nodes) == len(NODES)
+    ctx = LaunchContext()
+    for e in ld.entities:
+        if isinstance(e, DeclareLaunchArgument):
+            e.execute(ctx)   # sets the defaults
+    ctx.launch_configurations["enable_camera_node"] = "false"
+    made = [n for e in ld.entities if isinstance(e, OpaqueFunction) for n in (e.execute(ctx) or [])]
+    nodes = [n for n in made if isinstance(n, Node)]
+    assert len(nodes) == len(NODES) - 1

@@ -140,3 +140,17 @@ def test_supervisor_watchdog_restarts_a_stopped_health_node(tmp_path, ros_env):
     finally:
         out = _stop(sup)
     assert "no heartbeat" in out
+
+
+def test_health_node_expects_only_the_started_nodes(tmp_path):
+    import yaml
+
+    from reachy_mini.node_table import BY_NAME
+    from reachy_mini.paths import config_path
+    from reachy_mini.supervisor import node_argv
+
+    argv = node_argv(BY_NAME["health_node"], config_path("reachy_mini.yaml"), True, "", "info", None, str(tmp_path),
+                     started=["motor_node", "health_node"])
+    override = argv[argv.index("--params-file", argv.index("--params-file") + 1) + 1]
+    params = yaml.safe_load(open(override))["/**/health_node"]["ros__parameters"]
+    assert params["expected_nodes"] == ["motor_node", "health_node"]

@@ -12,7 +12,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
-from ..diag import ERROR, OK, Updater, level_byte, level_int
+from ..diag import ERROR, OK, WARN, Updater, level_byte, level_int
 from ..health_core import ConfigError, NodeWatch, load_aggregator, node_status
 from ..incidents import Incident, IncidentWriter, default_data_dir
 from ..node_table import NODES
@@ -31,6 +31,9 @@ SPECS = [
     P("history_max_rows", 100000, "incident retention (rows)", 100, 10_000_000),
     P("hang_timeout_s", 10.0, "a live node silent this long is hung", 2.0, 600.0),
     P("restart_hung_nodes", True, "kill hung nodes so that the supervisor / launch respawn restarts them"),
+    P("expected_nodes", [n.name for n in NODES], "nodes that must publish diagnostics (default: the node table)",
+      check=lambda v: None if set(v) <= {n.name for n in NODES} else
+      f"unknown node(s) {sorted(set(v) - {n.name for n in NODES})}; known: {[n.name for n in NODES]}"),
     P("state_file", os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", "reachy_mini_bringup.json"),
       "reachy-mini-bringup state file (pids, restart counts)"),
 ] + [P(k, v, f"threshold: {k}", 0, 1e6) for k, v in vars(TH).items()]
@@ -51,17 +54,19 @@ class HealthNode(Node):
         except ConfigError as e:
             raise ParameterError(f"parameter 'analyzers_file': {e}") from None
         now = time.monotonic()
-        self.watch = NodeWatch({n.name: n.stale_timeout_s for n in NODES}, now)
-        self.procs = ProcessMonitor({n.name: n.module for n in NODES}, p["state_file"])
+        expected = [n for n in NODES if n.name in p["expected_nodes"]]
+        self.watch = NodeWatch({n.name: n.stale_timeout_s for n in expected}, now)
+        self.procs = ProcessMonitor({n.name: n.module for n in expected}, p["state_file"])
         self.info: dict = {}
-        self.restart_log: dict[str, list[float]] = {n.name: [] for n in NODES}
-        self.hang_kills: dict[str, int] = {n.name: 0 for n in NODES}
+        self.restart_log: dict[str, list[float]] = {n.name: [] for n in expected}
+        self.hang_kills: dict[str, int] = {n.name: 0 for n in expected}
         self.killed_pids: set[int] = set()
         self.restarts_seen: dict[str, int] = {}
         self.db = IncidentWriter(p["data_dir"], p["history_days"], p["history_max_rows"])
         self.levels = self.db.last_levels()
         self.statuses = 0
         self.last_immediate = 0.0
+        self.last_prune = now
         self.agg_pub = self.create_publisher(DiagnosticArray, "/diagnostics_agg", 10)
         self.top_pub = self.create_publisher(DiagnosticStatus, "/diagnostics_toplevel_state", 10)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 100)
@@ -72,7 +77,7 @@ class HealthNode(Node):
         self.updater.setHardwareID(os.uname().nodename)
         self.updater.add("system", self._diag_system)
         self.updater.add("incidents", self._diag_incidents)
-        for n in NODES:
+        for n in expected:
             self.updater.add(f"node {n.name}", lambda st, name=n.name: self._diag_node(st, name))
 
     def _note(self, name: str, level: int, message: str, hwid: str = "", kind: str = "level") -> None:
@@ -117,6 +122,11 @@ class HealthNode(Node):
 
     def _sample(self) -> None:
         now, wall = time.monotonic(), time.time()
+        if now - self.last_prune > 60.0:   # names that stopped for good must not accumulate
+            self.last_prune = now
+            if self.agg.prune(now, 3600.0) or len(self.levels) > 20000:
+                live = {o.name for o in self.agg.report(now)[0]} | {"toplevel_state"}
+                self.levels = {k: v for k, v in self.levels.items() if k in live}
         self.info = self.procs.sample()
         for name, info in self.info.items():
             log = self.restart_log[name]
@@ -150,7 +160,7 @@ class HealthNode(Node):
                                      len(self.restart_log[name]))
         if info is not None:
             plv, pmsgs = evaluate_process(info, self.th)
-            if plv > lv and lv in (OK, 1):
+            if plv > lv and lv in (OK, WARN):
                 lv, msg = plv, "; ".join(pmsgs)
             st.add("pid", info.pid or "")
             st.add("process state", info.status)

@@ -50,6 +50,9 @@ def _token(p) -> str | None:
             raise ParameterError(f"parameter 'token_file' = {p['token_file']!r}: {e.strerror}") from None
         if len(tok) < 16:
             raise ParameterError("parameter 'token_file': the token must be at least 16 characters")
+        if os.stat(p["token_file"]).st_mode & 0o077:
+            print(f"[web_bridge] WARNING: token file {p['token_file']} is readable by other users "
+                  f"(chmod 600 it)", flush=True)
         return tok
     tok = os.environ.get("REACHY_MINI_WEB_TOKEN", "").strip()
     if tok and len(tok) < 16:
