@@ -287,27 +287,32 @@ async def _open_loop(host: str, port: int, path: str, rate: float, seconds: floa
     return lat
 
 
-def _sse_clients(url: str, n: int, stop) -> list:
+def _sse_clients(port: int, n: int, stop) -> list[int]:
+    """n live page connections to /api/stream, read by one asyncio thread with
+    raw sockets (a light client: what is measured is the server's cost, not
+    the load generator's). Returns per-client update counts (filled live)."""
+    import asyncio
     import threading
-
-    import httpx
 
     counts = [0] * n
 
-    def run(i: int) -> None:
-        try:
-            with httpx.stream("GET", url, timeout=30) as r:
-                for line in r.iter_lines():
-                    if line.startswith("data: "):
-                        counts[i] += 1
-                    if stop.is_set():
-                        return
-        except httpx.HTTPError:
-            pass
-    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    return [threads, counts]
+    async def one(i: int) -> None:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(b"GET /api/stream HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n")
+        while not stop.is_set():
+            try:
+                chunk = await asyncio.wait_for(r.read(65536), 0.5)
+            except asyncio.TimeoutError:
+                continue
+            if not chunk:
+                return
+            counts[i] += chunk.count(b"\ndata: ") + chunk.startswith(b"data: ")
+        w.close()
+
+    async def main() -> None:
+        await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
+    threading.Thread(target=lambda: asyncio.run(main()), daemon=True).start()
+    return counts
 
 
 def bench_web() -> None:
@@ -331,7 +336,7 @@ def bench_web() -> None:
         time.sleep(12.0)   # the loop statistics cover the last 10 s
         quiet = diag.values("motor_node: bus")
         stop = threading.Event()
-        threads, counts = _sse_clients(base + "/api/stream", 100, stop)
+        counts = _sse_clients(st.port, 100, stop)
         time.sleep(12.0)
         loaded = diag.values("motor_node: bus")
         stop.set()
