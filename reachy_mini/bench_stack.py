@@ -324,7 +324,6 @@ def bench_web() -> None:
     try:
         st.pids()
         time.sleep(6.0)
-        base = f"http://127.0.0.1:{st.port}"
         lat = sorted(asyncio.run(_open_loop("127.0.0.1", st.port, "/api/health", 500.0, 10.0)))
         p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
         print("# /api/health, open loop at 500 req/s for 10 s on loopback, full stack running; goal p99 < 10 ms",
