@@ -60,8 +60,11 @@ def test_page_renders_and_updates_live(stack, browser, tmp_path):
     wait_for(lambda: js(browser, "return document.querySelectorAll('#motors tbody tr').length") == 9, timeout=20,
              period=0.2)
     wait_for(lambda: js(browser, "return document.getElementById('conn').textContent") == "live", timeout=5)
-    tree = js(browser, "return [...document.querySelectorAll('#tree li')].map(li => li.dataset.name)")
-    assert "/Reachy Mini/Motors/stewart_2" in tree and "/Reachy Mini/System/Nodes/camera_node" in tree
+    # the health node's per-node items can arrive one push after the motors: wait for the next pushes
+    names = "return [...document.querySelectorAll('#tree li')].map(li => li.dataset.name)"
+    tree = wait_for(lambda: (t := js(browser, names)) and "/Reachy Mini/System/Nodes/camera_node" in t and t,
+                    timeout=5, period=0.1)
+    assert "/Reachy Mini/Motors/stewart_2" in tree
     # everything green first (nodes publishing, motors OK)
     wait_for(lambda: js(browser, "return document.querySelector('tr[data-motor=stewart_2]').className") == "s0",
              timeout=15)
