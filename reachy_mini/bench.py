@@ -18,15 +18,12 @@ import time
 from . import _driver
 from .driver import Driver
 from .motors import MotorMap
+from .bench_stack import out
 from .sim.child import start_sim, stop_sim
 
 IDS = list(range(10, 19))
 CYCLES = int(os.environ.get("BENCH_CYCLES", "2000"))
 JITTER_S = float(os.environ.get("BENCH_JITTER_S", "10"))
-
-
-def out(name: str, value: float, unit: str) -> None:
-    print(f"{name}: {value:.3f} {unit}", flush=True)
 
 
 def ours_full_cycle(port: str) -> float:

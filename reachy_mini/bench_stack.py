@@ -102,43 +102,51 @@ def bench_health() -> None:
     out("health_report_time", (time.perf_counter() - t0) / 200 * 1000, "ms")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 class Stack:
-    """The full stack on the simulated robot, as `make run` starts it."""
+    """The full stack under reachy-mini-bringup, as `make run` starts it:
+    on the simulated robot (use_sim), or with whatever `extra` arguments
+    (e.g. --params-file) choose. `env` adds environment variables."""
 
-    def __init__(self, tmp: str, extra: list[str] | None = None, domain: str = "96") -> None:
+    def __init__(self, tmp: str, extra: list[str] | None = None, domain: str = "96", use_sim: bool = True,
+                 env: dict | None = None) -> None:
         self.tmp = tmp
         self.state = os.path.join(tmp, "state.json")
-        self.port = _free_port()
-        env = dict(os.environ, ROS_DOMAIN_ID=domain, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-                   XDG_RUNTIME_DIR=tmp)
-        argv = [sys.executable, "-m", "reachy_mini.supervisor", "--use-sim", "--state-file", self.state,
-                "--data-dir", os.path.join(tmp, "data"), "--web-port", str(self.port)] + (extra or [])
+        self.port = free_port()
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+                   XDG_RUNTIME_DIR=tmp, **(env or {}))
+        argv = [sys.executable, "-m", "reachy_mini.supervisor", "--state-file", self.state,
+                "--data-dir", os.path.join(tmp, "data"), "--web-port", str(self.port)] + \
+            (["--use-sim"] if use_sim else []) + (extra or [])
         self.log = open(os.path.join(tmp, "stack.log"), "w")
         self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def nodes(self) -> dict:
+        """The supervisor's view: node -> {pid, starts, restarts, last_exit, hang_restarts}."""
+        try:
+            with open(self.state) as f:
+                return json.load(f)["nodes"]
+        except (OSError, ValueError, KeyError):
+            return {}
 
     def pids(self, timeout: float = 20.0) -> dict[str, int]:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            try:
-                with open(self.state) as f:
-                    nodes = json.load(f)["nodes"]
-                if all(n["pid"] for n in nodes.values()):
-                    return {k: n["pid"] for k, n in nodes.items()}
-            except (OSError, ValueError, KeyError):
-                pass
+            nodes = self.nodes()
+            if nodes and all(n["pid"] for n in nodes.values()):
+                return {k: n["pid"] for k, n in nodes.items()}
             time.sleep(0.2)
         raise RuntimeError(f"stack did not start; see {self.log.name}")
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(15)
+            self.proc.wait(20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()

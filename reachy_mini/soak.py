@@ -28,8 +28,6 @@ import json
 import os
 import random
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,6 +37,7 @@ from dataclasses import dataclass, field
 import psutil
 import yaml
 
+from .bench_stack import Stack
 from .diag_listener import DiagnosticsListener
 from .node_table import NODES
 from .paths import config_path
@@ -50,6 +49,9 @@ RSS_GROWTH_MB = 25.0      # per process, after a 20 s warm-up
 RSS_SLOPE_MB_H = 20.0     # per process living >= 10 min
 FD_GROWTH = 20            # per process, after warm-up
 LOG_MAX_BYTES, LOG_BACKUPS = 200_000, 2
+# kind -> (motor, id, simulator command that injects, command that clears)
+MOTOR_FAULTS = {"overheat": ("stewart_2", 12, "overheat", "clear"),
+                "motor_silent": ("stewart_4", 14, "mute", "unmute")}
 
 
 @dataclass
@@ -68,12 +70,6 @@ class Sample:
     nodes: dict = field(default_factory=dict)    # node -> (pid, rss_mb, fds, level)
     top: int | None = None
     http: int | None = None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _video(path: str) -> None:
@@ -95,12 +91,9 @@ class Soak:
         self.rng = random.Random(seed)
         self.tmp = workdir or tempfile.mkdtemp(prefix="reachy_soak_")
         os.makedirs(self.tmp, exist_ok=True)
-        self.port = _free_port()
-        self.state = os.path.join(self.tmp, "state.json")
         self.video = os.path.join(self.tmp, "camera.avi")
         self.ctl = os.path.join(self.tmp, "reachy_mini_sim", "ttyDXL.ctl")
         self.logs = os.path.join(self.tmp, "logs")
-        self.data = os.path.join(self.tmp, "data")
         self.samples: list[Sample] = []
         self.faults: list[FaultRecord] = []
         self.stop = threading.Event()
@@ -120,31 +113,19 @@ class Soak:
         with open(os.path.join(self.tmp, ".asoundrc"), "w") as f:
             f.write(ASOUNDRC.format(name="soak_mic", fifo=os.path.join(self.tmp, "mic.fifo")))
         self.mic = FifoMic(os.path.join(self.tmp, "mic.fifo"))
-        env = dict(os.environ, ROS_DOMAIN_ID=str(self.domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-                   HOME=self.tmp, XDG_RUNTIME_DIR=self.tmp)
-        argv = [sys.executable, "-m", "reachy_mini.supervisor", "--params-file", pfile, "--state-file", self.state,
-                "--data-dir", self.data, "--web-port", str(self.port), "--log-dir", self.logs,
-                "--log-max-bytes", str(LOG_MAX_BYTES), "--log-backups", str(LOG_BACKUPS)]
-        self.sup_out = open(os.path.join(self.tmp, "supervisor.out"), "w")
-        self.sup = subprocess.Popen(argv, env=env, stdout=self.sup_out, stderr=subprocess.STDOUT)
+        self.stack = Stack(self.tmp, ["--params-file", pfile, "--log-dir", self.logs, "--log-max-bytes",
+                                      str(LOG_MAX_BYTES), "--log-backups", str(LOG_BACKUPS)],
+                           domain=str(self.domain), use_sim=False, env={"HOME": self.tmp})
+        self.port = self.stack.port
         self.view = DiagnosticsListener(self.domain, "/diagnostics_agg", "soak_view")
 
     def stop_stack(self) -> None:
-        self.sup.send_signal(signal.SIGTERM)
-        try:
-            self.sup.wait(20)
-        except subprocess.TimeoutExpired:
-            self.sup.kill()
+        self.stack.stop()
         self.view.close()
         self.mic.close()
-        self.sup_out.close()
 
     def nodes_state(self) -> dict:
-        try:
-            with open(self.state) as f:
-                return json.load(f)["nodes"]
-        except (OSError, ValueError, KeyError):
-            return {}
+        return self.stack.nodes()
 
     def node_level(self, node: str, since: float = 0.0) -> int | None:
         return self.view.level(f"/Reachy Mini/System/Nodes/{node}", since)
@@ -209,18 +190,13 @@ class Soak:
         rec = FaultRecord(kind, "", time.time())
         restore = None
         recovered = None
-        if kind == "overheat":
-            rec.target = "stewart_2"
-            self.sim("overheat", id=12)
-            detected = self.item(M + "stewart_2")
-            restore = lambda: self.sim("clear", id=12)  # noqa: E731
-            recovered = self.item_ok(M + "stewart_2")
-        elif kind == "motor_silent":
-            rec.target = "stewart_4"
-            self.sim("mute", id=14)
-            detected = self.item(M + "stewart_4")
-            restore = lambda: self.sim("unmute", id=14)  # noqa: E731
-            recovered = self.item_ok(M + "stewart_4")
+        if kind in MOTOR_FAULTS:   # a servo fault set and cleared in the simulator
+            motor, sid, on, off = MOTOR_FAULTS[kind]
+            rec.target = motor
+            self.sim(on, id=sid)
+            detected = self.item(M + motor)
+            restore = lambda: self.sim(off, id=sid)  # noqa: E731
+            recovered = self.item_ok(M + motor)
         elif kind == "garbage":
             rec.target = "bus"
             before = int(self.view.value(M + "bus", "garbage bytes") or 0) + \

@@ -69,7 +69,7 @@ def node_argv(spec: NodeSpec, params_file: str, use_sim: bool, namespace: str, l
         overrides["port"] = int(web_port)
     if spec.name in ("health_node", "web_bridge") and data_dir:
         overrides["data_dir"] = os.path.abspath(data_dir)
-    if spec.name in ("health_node", "web_bridge") and state_file:
+    if spec.name == "health_node" and state_file:
         overrides["state_file"] = os.path.abspath(state_file)
     # --disable-external-lib-logs: no per-start log files under ~/.ros/log (they
     # would pile up with every respawn); node output goes to our stdout or to the

@@ -26,7 +26,6 @@ SPECS = [
     P("host", "127.0.0.1", "listen address (0.0.0.0 to serve the LAN)"),
     P("port", 8000, "listen port", 1, 65535),
     P("data_dir", default_data_dir(), "health_node's data directory (incident history)"),
-    P("state_file", "", "unused here; accepted for a uniform command line"),
     P("token_file", "", "file holding the bearer token for writes (else env REACHY_MINI_WEB_TOKEN)"),
     P("history_minutes", 30.0, "length of the temperature / loop-rate history", 1.0, 1440.0),
     P("write_rate", 5, "writes allowed per client per write_window_s", 1, 1000),
