@@ -27,7 +27,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={PACKAGE: ["web/static/*", "py.typed"]},
+    package_data={PACKAGE: ["web/static/*"]},
     rust_extensions=[
         _RustExtension(
             f"{PACKAGE}._driver",
@@ -51,7 +51,8 @@ setup(
     maintainer_email="dev@reachy-mini.invalid",
     description="ROS 2 driver and health monitoring for the Reachy Mini robot",
     license="Apache-2.0",
-    tests_require=["pytest"],
+    # colcon picks pytest when it finds it here (setuptools ignores tests_require)
+    extras_require={"test": ["pytest", "pytest-timeout", "httpx", "selenium", "schemathesis"]},
     entry_points={
         "console_scripts": [f"{n} = {PACKAGE}.nodes.{n}:main" for n in NODES]
         + [

@@ -2,29 +2,46 @@
 
     ros2 launch reachy_mini bringup.launch.py                 # real robot (serial_port from params_file)
     ros2 launch reachy_mini bringup.launch.py use_sim:=true   # simulated bus, camera and audio
+    ros2 launch reachy_mini bringup.launch.py namespace:=robot1 web_port:=8001   # one of several robots
 
 The nodes come from reachy_mini.node_table.NODES, the same table the
-no-ROS-install supervisor (reachy-mini-bringup) reads.
+no-ROS-install supervisor (reachy-mini-bringup) reads, with the same
+namespace remappings and log-level rule.
+
+Respawn: a node that exits is started again after 2 s (use_respawn), at most
+respawn_max_retries times (-1: no limit). A node that exits with status 2
+refused its parameters: it is not respawned at all, since a restart cannot
+fix a bad value (the log says which parameter).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
+from launch.events import matches_action
+from launch.events.process import ShutdownProcess
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from reachy_mini.node_table import NODES
+from reachy_mini.node_table import EXIT_INVALID_PARAMETER, NODES, log_level_args, remappings
+
+TRUE = ("true", "1", "yes", "on")
 
 
 def generate_launch_description():
     args = [
-        DeclareLaunchArgument("namespace", default_value="", description="namespace for every node"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="namespace of the whole robot (topics, services, diagnostics)"),
         DeclareLaunchArgument(
             "params_file",
             default_value=PathJoinSubstitution([FindPackageShare("reachy_mini"), "config", "reachy_mini.yaml"]),
             description="parameter file for all nodes"),
         DeclareLaunchArgument("use_sim", default_value="false", description="simulated bus, camera and audio"),
-        DeclareLaunchArgument("log_level", default_value="info", description="debug|info|warn|error|fatal"),
+        DeclareLaunchArgument("log_level", default_value="info",
+                              description="debug|info|warn|error|fatal, for our nodes' loggers (not rcl's)",
+                              choices=["debug", "info", "warn", "error", "fatal"]),
         DeclareLaunchArgument("use_respawn", default_value="true", description="respawn nodes that exit"),
+        DeclareLaunchArgument("respawn_max_retries", default_value="-1",
+                              description="respawns per node before giving up (-1: no limit)"),
         DeclareLaunchArgument("web_port", default_value="8000", description="port of the web status page"),
     ]
     args += [DeclareLaunchArgument(spec.enable_arg, default_value="true", description=f"start {spec.name}: {spec.description}")
@@ -32,33 +49,53 @@ def generate_launch_description():
     return LaunchDescription(args + [OpaqueFunction(function=_nodes)])
 
 
-def _enabled(context, spec) -> bool:
-    return LaunchConfiguration(spec.enable_arg).perform(context).strip().lower() in ("true", "1", "yes", "on")
+def _arg(context, name: str) -> str:
+    return LaunchConfiguration(name).perform(context).strip()
+
+
+def _no_respawn_on_invalid_parameter(node: Node) -> RegisterEventHandler:
+    """Exit status 2 = invalid parameter: cancel the pending respawn."""
+    def on_exit(event, _context):
+        if event.returncode != EXIT_INVALID_PARAMETER:
+            return None
+        return [LogInfo(msg=f"{node.node_name}: invalid parameter (exit {event.returncode}); not respawning. "
+                            "Fix the value named above and launch again."),
+                EmitEvent(event=ShutdownProcess(process_matcher=matches_action(node)))]
+    return RegisterEventHandler(OnProcessExit(target_action=node, on_exit=on_exit))
 
 
 def _nodes(context):
     """One Node per enabled entry of the node table; the health node expects
     exactly the enabled ones (a node left out on purpose is not "missing")."""
-    enabled = [spec.name for spec in NODES if _enabled(context, spec)]
-    nodes = []
+    enabled = [spec.name for spec in NODES if _arg(context, spec.enable_arg).lower() in TRUE]
+    namespace = _arg(context, "namespace")
+    respawn = _arg(context, "use_respawn").lower() in TRUE
+    try:
+        max_retries = int(_arg(context, "respawn_max_retries"))
+    except ValueError:
+        raise ValueError("launch argument 'respawn_max_retries' must be an integer (-1: no limit)") from None
+    out = []
     for spec in NODES:
         if spec.name not in enabled:
             continue
-        params = [LaunchConfiguration("params_file"), {"use_sim": LaunchConfiguration("use_sim")}]
+        params = [LaunchConfiguration("params_file"), {"use_sim": _arg(context, "use_sim").lower() in TRUE}]
         if spec.name == "web_bridge":
-            params.append({"port": LaunchConfiguration("web_port")})
+            params.append({"port": int(_arg(context, "web_port"))})
         if spec.name == "health_node":
             params.append({"expected_nodes": enabled})
-        nodes.append(Node(
+        node = Node(
             package="reachy_mini",
             executable=spec.name,
             name=spec.name,
-            namespace=LaunchConfiguration("namespace"),
+            namespace=namespace,
             parameters=params,
-            arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+            remappings=remappings(namespace),
+            ros_arguments=log_level_args(namespace, spec.name, _arg(context, "log_level")),
             # respawn also restarts a hung node that health_node killed (restart_hung_nodes)
-            respawn=LaunchConfiguration("use_respawn"),
+            respawn=respawn,
             respawn_delay=2.0,
+            respawn_max_retries=max_retries,
             output="screen",
-        ))
-    return nodes
+        )
+        out += [node, _no_respawn_on_invalid_parameter(node)]
+    return out

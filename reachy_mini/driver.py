@@ -98,6 +98,13 @@ class Driver:
     def stop(self) -> None:
         self._c.stop()
 
+    def configure(self, *, loop_rate_hz: float | None = None, status_rate_hz: float | None = None,
+                  command_timeout_s: float | None = None, timeout_action: str | None = None) -> dict:
+        """Changes rates and the goal watchdog of the running loop (taken at
+        its next iteration); omitted values are kept. Raises ValueError for an
+        invalid value. Returns the configuration in force."""
+        return dict(self._c.configure(loop_rate_hz, status_rate_hz, command_timeout_s, timeout_action))
+
     @property
     def running(self) -> bool:
         return self._c.is_running()

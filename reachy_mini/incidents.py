@@ -38,8 +38,10 @@ CREATE INDEX IF NOT EXISTS incidents_name ON incidents(name, id);
 """
 
 
-def default_data_dir() -> str:
-    return os.path.join(os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "reachy_mini")
+def default_data_dir(namespace: str | None = None) -> str:
+    from .paths import data_dir
+
+    return data_dir(namespace)
 
 
 def db_path(data_dir: str) -> str:
@@ -252,12 +254,14 @@ def main(argv=None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(prog="reachy-mini-incidents", description="Print the incident history.")
-    p.add_argument("--db", default=db_path(default_data_dir()))
+    p.add_argument("--db", default=None, help="database file (default: the robot's, see --namespace)")
+    p.add_argument("--namespace", default="", help="robot namespace (its own incident database)")
     p.add_argument("--since", type=float, default=86400.0, help="seconds back from now (default 1 day)")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--min-level", type=int, choices=[0, 1, 2, 3])
     p.add_argument("--name", help="name prefix, e.g. '/Reachy Mini/Motors'")
     a = p.parse_args(argv)
+    a.db = a.db or db_path(default_data_dir(a.namespace))
     if not os.path.exists(a.db):
         print(f"no incident database at {a.db}")
         return 1

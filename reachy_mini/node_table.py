@@ -28,3 +28,35 @@ NODES: tuple[NodeSpec, ...] = (
 )
 
 BY_NAME = {n.name: n for n in NODES}
+
+
+# Exit status of a node that refused its parameters: respawning cannot fix it,
+# so neither the launch file nor the supervisor restarts it.
+EXIT_INVALID_PARAMETER = 2
+
+# The diagnostics topics keep their absolute ROS names (diagnostic_updater,
+# diagnostic_aggregator, rqt_robot_monitor). With a namespace they are
+# remapped into it, so each robot's health stays its own.
+DIAGNOSTICS_TOPICS = ("/diagnostics", "/diagnostics_agg", "/diagnostics_toplevel_state")
+
+
+def normalize_namespace(namespace: str | None) -> str:
+    """'' or '/' -> '/'; 'robot1', '/robot1/' -> '/robot1'."""
+    return "/" + (namespace or "").strip("/")
+
+
+def remappings(namespace: str | None) -> list[tuple[str, str]]:
+    ns = normalize_namespace(namespace)
+    return [] if ns == "/" else [(t, ns + t) for t in DIAGNOSTICS_TOPICS]
+
+
+def logger_name(namespace: str | None, node: str) -> str:
+    """rcl's logger name of a node: namespace and name joined by dots."""
+    ns = normalize_namespace(namespace).strip("/")
+    return ".".join(p for p in ns.split("/") + [node] if p)
+
+
+def log_level_args(namespace: str | None, node: str, level: str) -> list[str]:
+    """`--log-level <node logger>:=<level>`: the level applies to our node's
+    logger, not to rcl's (whose debug output would drown it)."""
+    return ["--log-level", f"{logger_name(namespace, node)}:={level}"]

@@ -21,8 +21,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .node_table import NODES, NodeSpec
-from .paths import config_path
+from .node_table import EXIT_INVALID_PARAMETER, NODES, NodeSpec, log_level_args, normalize_namespace, remappings
+from .paths import config_path, robot_key
+from .paths import state_file as default_state_file
 
 
 @dataclass
@@ -75,10 +76,12 @@ def node_argv(spec: NodeSpec, params_file: str, use_sim: bool, namespace: str, l
     # would pile up with every respawn); node output goes to our stdout or to the
     # rotating files of --log-dir.
     argv = [sys.executable, "-m", spec.module, "--ros-args", "--params-file", params_file,
-            "--params-file", override_file(run_dir, spec.name, overrides), "--log-level", log_level,
-            "--disable-external-lib-logs"]
-    if namespace:
-        argv += ["-r", f"__ns:=/{namespace.strip('/')}"]
+            "--params-file", override_file(run_dir, spec.name, overrides),
+            *log_level_args(namespace, spec.name, log_level), "--disable-external-lib-logs"]
+    if normalize_namespace(namespace) != "/":
+        argv += ["-r", f"__ns:={normalize_namespace(namespace)}"]
+        for src, dst in remappings(namespace):
+            argv += ["-r", f"{src}:={dst}"]
     return argv
 
 
@@ -219,15 +222,15 @@ class Supervisor:
                     if not self.respawn or self.stopping.is_set():
                         self._log(f"{c.spec.name} exited with {c.last_exit}; not respawning")
                         continue
-                    if c.last_exit == 2:
-                        self._log(f"{c.spec.name} exited with 2 (invalid parameter): not respawning")
+                    if c.last_exit == EXIT_INVALID_PARAMETER:
+                        self._log(f"{c.spec.name} exited with {c.last_exit} (invalid parameter): not respawning")
                         continue
                     c.crashes.append(now)
                     delay = c.backoff(now)
                     c.next_start = now + delay
                     self._log(f"{c.spec.name} exited with {c.last_exit}; respawning in {delay:.1f} s")
                 elif c.proc is None and self.respawn and c.next_start and now >= c.next_start \
-                        and c.last_exit != 2:
+                        and c.last_exit != EXIT_INVALID_PARAMETER:
                     c.next_start = 0.0
                     c.restarts += 1
                     self._start(c)
@@ -267,7 +270,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params-file", default=config_path("reachy_mini.yaml"))
     p.add_argument("--use-sim", action="store_true", help="simulated bus, camera and audio")
-    p.add_argument("--namespace", default="")
+    p.add_argument("--namespace", default="", help="robot namespace: its topics, services, diagnostics, "
+                   "simulated bus, state file and incident database are its own")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
     p.add_argument("--no-respawn", action="store_true")
     p.add_argument("--web-port", type=int, default=None)
@@ -290,6 +294,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--log-max-bytes must be >= 10000 and --log-backups >= 0")
     if a.web_port is not None and not 1 <= a.web_port <= 65535:
         p.error(f"--web-port {a.web_port}: must be within 1..65535")
+    try:
+        robot_key(a.namespace)
+    except ValueError as e:
+        p.error(f"--namespace: {e}")
     return a
 
 
@@ -297,7 +305,7 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     specs = [n for n in NODES if (not a.only or n.name in a.only) and not getattr(a, f"disable_{n.name}")]
     if a.state_file is None:
-        a.state_file = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", "reachy_mini_bringup.json")
+        a.state_file = default_state_file(a.namespace)
     run_dir = os.path.join(os.path.dirname(os.path.abspath(a.state_file)), f"reachy_mini_bringup.{os.getpid()}")
     children = [Child(s, node_argv(s, a.params_file, a.use_sim, a.namespace, a.log_level, a.web_port, run_dir,
                                    a.data_dir, a.state_file, [x.name for x in specs]),

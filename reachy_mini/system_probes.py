@@ -5,7 +5,8 @@ Where the pids come from:
   gives restart counts;
 - under `ros2 launch` (no state file): a scan of this user's processes for
   the node's executable name (`.../lib/reachy_mini/camera_node`) or
-  `-m reachy_mini.nodes.camera_node`.
+  `-m reachy_mini.nodes.camera_node`, started in this robot's namespace
+  (`__ns:=/robot1`), so another robot's processes are never touched.
 """
 from __future__ import annotations
 
@@ -91,19 +92,32 @@ class ProcInfo:
     restart_times: list = field(default_factory=list)
 
 
-def _matches(cmdline: list[str], name: str, module: str) -> bool:
+def _namespace_of(cmdline: list[str]) -> str:
+    """The namespace a ROS node process was started in ('/' if none):
+    launch_ros and reachy-mini-bringup both pass `-r __ns:=/robot1`."""
+    ns = "/"
+    for a in cmdline:
+        if a.startswith("__ns:="):
+            ns = "/" + a[len("__ns:="):].strip("/")
+    return ns
+
+
+def _matches(cmdline: list[str], name: str, module: str, namespace: str = "/") -> bool:
+    """Is this the process of node `name` of the robot in `namespace`? (A
+    second robot on the same machine runs the same executables.)"""
     if not cmdline:
         return False
-    for a in cmdline[:3]:
-        if os.path.basename(a) == name:
-            return True
-    return module in cmdline[:4]
+    if not (any(os.path.basename(a) == name for a in cmdline[:3]) or module in cmdline[:4]):
+        return False
+    return _namespace_of(cmdline) == "/" + namespace.strip("/")
 
 
 class ProcessMonitor:
-    def __init__(self, nodes: dict[str, str], state_file: str | None) -> None:
-        """nodes: node name -> python module (node table)."""
+    def __init__(self, nodes: dict[str, str], state_file: str | None, namespace: str = "/") -> None:
+        """nodes: node name -> python module (node table); only processes of
+        this robot (its namespace) are considered."""
         self.nodes = nodes
+        self.namespace = namespace
         self.state_file = state_file
         self._procs: dict[int, psutil.Process] = {}
         self._ema: dict[int, float] = {}
@@ -136,7 +150,7 @@ class ProcessMonitor:
                     continue
                 cmd = p.info["cmdline"] or []
                 for name, module in self.nodes.items():
-                    if name not in found and _matches(cmd, name, module):
+                    if name not in found and _matches(cmd, name, module, self.namespace):
                         found[name] = p.info["pid"]
             except (psutil.Error, TypeError):
                 continue

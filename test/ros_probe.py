@@ -27,12 +27,22 @@ class RosProbe:
         while not self._stop and self.ctx.ok():
             self.ex.spin_once(timeout_sec=0.05)
 
-    def listen(self, msg_type, topic: str, depth: int = 100) -> None:
+    def listen(self, msg_type, topic: str, depth: int = 100, best_effort: bool = False) -> None:
+        """best_effort: needed for the sensor-data topics (camera, audio),
+        whose BEST_EFFORT publishers a RELIABLE subscriber never matches."""
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
         def cb(m, topic=topic):
             with self.lock:
                 self.msgs.setdefault(topic, []).append((time.monotonic(), m))
         self.msgs.setdefault(topic, [])
-        self.node.create_subscription(msg_type, topic, cb, depth)
+        qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT if best_effort
+                         else ReliabilityPolicy.RELIABLE)
+        self.node.create_subscription(msg_type, topic, cb, qos)
+
+    def publisher_qos(self, topic: str):
+        """QoS profiles of the publishers of `topic` (from discovery)."""
+        return [i.qos_profile for i in self.node.get_publishers_info_by_topic(topic)]
 
     def get(self, topic: str, since: float = 0.0) -> list:
         with self.lock:

@@ -19,19 +19,20 @@ from rclpy.node import Node
 from std_msgs.msg import Float32, Int16MultiArray, MultiArrayDimension
 
 from ..audio_core import LevelMeter, SoundDeviceSource, SyntheticAudio
+from .. import qos
 from ..capture import SourceLoop, rate_status
 from ..diag import ERROR, WARN, Updater, level_byte
-from ..params import P, declare, run_node
+from ..params import Param, declare, run_node
 
 SPECS = [
-    P("use_sim", False, "synthetic tone instead of a capture device"),
-    P("device", "auto", "'auto' (XVF3800), 'sim' or a PortAudio/ALSA device name"),
-    P("sample_rate", 16000, "samples per second", 8000, 48000),
-    P("channels", 1, "channels", 1, 8),
-    P("chunk_ms", 100, "chunk length (ms)", 10, 1000),
-    P("silence_warn_s", 5.0, "WARN after this long of digital silence", 0.1, 3600.0),
-    P("clip_warn_fraction", 0.001, "WARN when this fraction of samples is at full scale", 0.0, 1.0),
-    P("stall_timeout_s", 1.0, "no audio for this long: device lost, reopen", 0.1, 60.0),
+    Param("use_sim", False, "synthetic tone instead of a capture device"),
+    Param("device", "auto", "'auto' (XVF3800), 'sim' or a PortAudio/ALSA device name"),
+    Param("sample_rate", 16000, "samples per second", 8000, 48000),
+    Param("channels", 1, "channels", 1, 8),
+    Param("chunk_ms", 100, "chunk length (ms)", 10, 1000),
+    Param("silence_warn_s", 5.0, "WARN after this long of digital silence", 0.1, 3600.0, runtime=True),
+    Param("clip_warn_fraction", 0.001, "WARN when this fraction of samples is at full scale", 0.0, 1.0, runtime=True),
+    Param("stall_timeout_s", 1.0, "no audio for this long: device lost, reopen", 0.1, 60.0),
 ]
 
 
@@ -43,8 +44,8 @@ class AudioNode(Node):
         frames = p["sample_rate"] * p["chunk_ms"] // 1000
         self.src = None
         self.meter = LevelMeter()
-        self.pub = self.create_publisher(Int16MultiArray, "audio/chunk", 10)
-        self.level_pub = self.create_publisher(Float32, "audio/level_dbfs", 10)
+        self.pub = self.create_publisher(Int16MultiArray, "audio/chunk", qos.AUDIO)
+        self.level_pub = self.create_publisher(Float32, "audio/level_dbfs", qos.AUDIO_LEVEL)
 
         def make():
             self.src = SyntheticAudio(p["sample_rate"], p["channels"], frames) if self.sim else \
@@ -52,7 +53,7 @@ class AudioNode(Node):
             return self.src
         self.overflows_before = 0
         self.loop = SourceLoop(make, self._publish, 1000.0 / p["chunk_ms"], p["stall_timeout_s"]).start()
-        self.updater = Updater(self, period=1.0)
+        self.updater = Updater(self)
         self.updater.setHardwareID("audio:synthetic" if self.sim else "usb:38fb:1001" if p["device"] == "auto"
                                    else f"alsa:{p['device']}")
         self.updater.add("microphone", self._diag)
@@ -85,18 +86,18 @@ class AudioNode(Node):
             if self.meter.clip > self.p["clip_warn_fraction"]:
                 st.mergeSummary(level_byte(WARN), f"clipping: {self.meter.clip:.1%} of samples at full scale")
         src = self.src
-        st.add("device", s["description"] or self.p["device"])
+        st.add("device", str(s["description"] or self.p["device"]))
         st.add("device present", str(s["present"]).lower())
-        st.add("sample rate (Hz)", self.p["sample_rate"])
-        st.add("channels", self.p["channels"])
+        st.add("sample rate (Hz)", str(self.p["sample_rate"]))
+        st.add("channels", str(self.p["channels"]))
         st.add("chunk rate (Hz)", f"{s['rate']:.2f}")
-        st.add("chunks", s["count"])
+        st.add("chunks", str(s["count"]))
         st.add("level (dBFS)", f"{self.meter.level:.1f}")
-        st.add("clipped chunks", self.meter.clipped_chunks)
-        st.add("overflows", getattr(src, "overflows", 0) + getattr(src, "queue_drops", 0) + s["dropped"])
-        st.add("device opens", s["opens"])
-        st.add("device losses", s["losses"])
-        st.add("last error", s["last_error"])
+        st.add("clipped chunks", str(self.meter.clipped_chunks))
+        st.add("overflows", str(getattr(src, "overflows", 0) + getattr(src, "queue_drops", 0) + s["dropped"]))
+        st.add("device opens", str(s["opens"]))
+        st.add("device losses", str(s["losses"]))
+        st.add("last error", str(s["last_error"] or ""))
         return st
 
     def shutdown(self) -> None:

@@ -13,24 +13,25 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from ..camera_core import PIXEL_FORMATS, OpenCVSource, SyntheticCamera, load_camera_info
+from .. import qos
 from ..capture import SourceLoop, rate_status
 from ..diag import ERROR, Updater, level_byte
-from ..params import P, ParameterError, declare, run_node
+from ..params import Param, ParameterError, declare, run_node
 from ..paths import config_path
 
 SPECS = [
-    P("use_sim", False, "synthetic test pattern instead of a device"),
-    P("device", "auto", "'auto' (UVC 38FB:1002), 'sim', a V4L2 device path or a video file"),
-    P("width", 640, "image width", 16, 4096),
-    P("height", 480, "image height", 16, 4096),
-    P("fps", 30.0, "target frame rate", 0.5, 120.0),
-    P("frame_id", "camera_optical_frame", "frame_id of the images (REP-103 optical frame)"),
-    P("camera_info_url", "", "calibration YAML, path or file:// URL (default: config/camera_info.yaml)"),
-    P("pixel_format", "any", "V4L2 capture format", choices=PIXEL_FORMATS),
-    P("encoding", "bgr8", "published encoding", choices=("bgr8", "rgb8")),
-    P("compressed_fps", 5.0, "rate of camera/image_raw/compressed (0: off)", 0.0, 120.0),
-    P("jpeg_quality", 80, "JPEG quality", 1, 100),
-    P("stall_timeout_s", 1.0, "no frame for this long: device lost, reopen", 0.1, 60.0),
+    Param("use_sim", False, "synthetic test pattern instead of a device"),
+    Param("device", "auto", "'auto' (UVC 38FB:1002), 'sim', a V4L2 device path or a video file"),
+    Param("width", 640, "image width", 16, 4096),
+    Param("height", 480, "image height", 16, 4096),
+    Param("fps", 30.0, "target frame rate", 0.5, 120.0),
+    Param("frame_id", "camera_optical_frame", "frame_id of the images (REP-103 optical frame)"),
+    Param("camera_info_url", "", "calibration YAML, path or file:// URL (default: config/camera_info.yaml)"),
+    Param("pixel_format", "any", "V4L2 capture format", choices=PIXEL_FORMATS),
+    Param("encoding", "bgr8", "published encoding", choices=("bgr8", "rgb8"), runtime=True),
+    Param("compressed_fps", 5.0, "rate of camera/image_raw/compressed (0: off)", 0.0, 120.0, runtime=True),
+    Param("jpeg_quality", 80, "JPEG quality", 1, 100, runtime=True),
+    Param("stall_timeout_s", 1.0, "no frame for this long: device lost, reopen", 0.1, 60.0),
 ]
 
 
@@ -49,14 +50,14 @@ class CameraNode(Node):
         if not self.sim and p["device"] != "auto" and not p["device"].startswith("/dev/") \
                 and not os.path.isfile(p["device"]):
             raise ParameterError(f"parameter 'device' = {p['device']!r}: not 'auto', 'sim', a /dev path or a file")
-        self.img_pub = self.create_publisher(Image, "camera/image_raw", 5)
-        self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", 5)
-        self.jpg_pub = self.create_publisher(CompressedImage, "camera/image_raw/compressed", 5)
+        self.img_pub = self.create_publisher(Image, "camera/image_raw", qos.IMAGE)
+        self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", qos.CAMERA_INFO)
+        self.jpg_pub = self.create_publisher(CompressedImage, "camera/image_raw/compressed", qos.PREVIEW)
         self.last_jpg = 0.0
         make = (lambda: SyntheticCamera(p["width"], p["height"])) if self.sim else \
             (lambda: OpenCVSource(p["device"], p["width"], p["height"], p["fps"], p["pixel_format"]))
         self.loop = SourceLoop(make, self._publish, p["fps"], p["stall_timeout_s"]).start()
-        self.updater = Updater(self, period=1.0)
+        self.updater = Updater(self)
         self.updater.setHardwareID("camera:synthetic" if self.sim else
                                    "uvc:38fb:1002" if p["device"] == "auto" else p["device"])
         self.updater.add("camera", self._diag)
@@ -93,12 +94,12 @@ class CameraNode(Node):
         st.add("device present", str(s["present"]).lower())
         st.add("target fps", f"{target:.1f}")
         st.add("measured fps", f"{s['rate']:.2f}")
-        st.add("frames", s["count"])
-        st.add("dropped frames", s["dropped"])
+        st.add("frames", str(s["count"]))
+        st.add("dropped frames", str(s["dropped"]))
         st.add("last frame age (s)", f"{s['age']:.3f}")
-        st.add("device opens", s["opens"])
-        st.add("device losses", s["losses"])
-        st.add("last error", s["last_error"])
+        st.add("device opens", str(s["opens"]))
+        st.add("device losses", str(s["losses"]))
+        st.add("last error", str(s["last_error"] or ""))
         st.add("resolution (requested)", f"{self.p['width']}x{self.p['height']}")
         st.add("encoding", self.p["encoding"])
         return st

@@ -12,31 +12,42 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
+from .. import qos
 from ..diag import ERROR, OK, WARN, Updater, level_byte, level_int
 from ..health_core import ConfigError, NodeWatch, load_aggregator, node_status
-from ..incidents import Incident, IncidentWriter, default_data_dir
+from ..incidents import Incident, IncidentWriter
 from ..node_table import NODES
-from ..params import P, ParameterError, declare, run_node
-from ..paths import config_path
+from ..params import Param, ParameterError, declare, run_node
+from ..paths import config_path, data_dir, state_file
 from ..system_probes import ProcessMonitor, Thresholds, evaluate_process, evaluate_system, system_snapshot
 
 TH = Thresholds()
 SPECS = [
-    P("use_sim", False, "unused; accepted for a uniform command line"),
-    P("pub_rate", 1.0, "publish rate of /diagnostics_agg (Hz)", 0.1, 50.0),
-    P("analyzers_file", config_path("analyzers.yaml"), "diagnostic_aggregator analyzer YAML",
-      check=lambda v: None if os.path.isfile(v) else "no such file"),
-    P("data_dir", default_data_dir(), "incident database and disk check directory"),
-    P("history_days", 30.0, "incident retention (days)", 0.001, 3650.0),
-    P("history_max_rows", 100000, "incident retention (rows)", 100, 10_000_000),
-    P("hang_timeout_s", 10.0, "a live node silent this long is hung", 2.0, 600.0),
-    P("restart_hung_nodes", True, "kill hung nodes so that the supervisor / launch respawn restarts them"),
-    P("expected_nodes", [n.name for n in NODES], "nodes that must publish diagnostics (default: the node table)",
-      check=lambda v: None if set(v) <= {n.name for n in NODES} else
-      f"unknown node(s) {sorted(set(v) - {n.name for n in NODES})}; known: {[n.name for n in NODES]}"),
-    P("state_file", os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", "reachy_mini_bringup.json"),
-      "reachy-mini-bringup state file (pids, restart counts)"),
-] + [P(k, v, f"threshold: {k}", 0, 1e6) for k, v in vars(TH).items()]
+    Param("use_sim", False, "unused; accepted for a uniform command line"),
+    Param("pub_rate", 1.0, "publish rate of /diagnostics_agg (Hz)", 0.1, 50.0, runtime=True),
+    Param("analyzers_file", config_path("analyzers.yaml"), "diagnostic_aggregator analyzer YAML",
+          check=lambda v: None if os.path.isfile(v) else "no such file"),
+    Param("data_dir", "", "incident database and disk check directory; '' = the robot's own "
+          "(~/.local/share/reachy_mini[/<namespace>])",
+          check=lambda v: None if v == "" or os.path.isabs(v) else "must be '' or an absolute path"),
+    Param("history_days", 30.0, "incident retention (days)", 0.001, 3650.0, runtime=True),
+    Param("history_max_rows", 100000, "incident retention (rows)", 100, 10_000_000, runtime=True),
+    Param("hang_timeout_s", 10.0, "a live node silent this long is hung", 2.0, 600.0, runtime=True),
+    Param("restart_hung_nodes", True, "kill hung nodes so that the supervisor / launch respawn restarts them",
+          runtime=True),
+    Param("expected_nodes", [n.name for n in NODES], "nodes that must publish diagnostics (default: the node table)",
+          check=lambda v: None if set(v) <= {n.name for n in NODES} else
+          f"unknown node(s) {sorted(set(v) - {n.name for n in NODES})}; known: {[n.name for n in NODES]}"),
+    Param("state_file", "", "reachy-mini-bringup state file (pids, restart counts); '' = the robot's own "
+          "(<runtime dir>/reachy_mini_bringup[.<namespace>].json)"),
+] + [Param(k, v, f"threshold: {k}", 0, 1e6, runtime=True) for k, v in vars(TH).items()]
+
+
+def validate(p: dict) -> list[str]:
+    """warn < error for every threshold pair."""
+    return [f"need {k} < {k.replace('_warn', '_error')} ({p[k]} >= {p[k.replace('_warn', '_error')]})"
+            for k in vars(TH) if "_warn" in k and k.replace("_warn", "_error") in p
+            and p[k] >= p[k.replace("_warn", "_error")]]
 
 
 def _status(o) -> DiagnosticStatus:
@@ -47,7 +58,9 @@ def _status(o) -> DiagnosticStatus:
 class HealthNode(Node):
     def __init__(self) -> None:
         super().__init__("health_node")
-        self.p = p = declare(self, SPECS)
+        self.p = p = declare(self, SPECS, validate, self._on_params)
+        ns = self.get_namespace()
+        self.data_dir = p["data_dir"] or data_dir(ns)
         self.th = Thresholds(**{k: p[k] for k in vars(TH)})
         try:
             self.agg = load_aggregator(p["analyzers_file"])
@@ -56,29 +69,43 @@ class HealthNode(Node):
         now = time.monotonic()
         expected = [n for n in NODES if n.name in p["expected_nodes"]]
         self.watch = NodeWatch({n.name: n.stale_timeout_s for n in expected}, now)
-        self.procs = ProcessMonitor({n.name: n.module for n in expected}, p["state_file"])
+        self.procs = ProcessMonitor({n.name: n.module for n in expected}, p["state_file"] or state_file(ns), ns)
         self.info: dict = {}
         self.restart_log: dict[str, list[float]] = {n.name: [] for n in expected}
         self.hang_kills: dict[str, int] = {n.name: 0 for n in expected}
         self.killed_pids: set[int] = set()
         self.restarts_seen: dict[str, int] = {}
-        self.db = IncidentWriter(p["data_dir"], p["history_days"], p["history_max_rows"])
+        self.db = IncidentWriter(self.data_dir, p["history_days"], p["history_max_rows"])
         self.levels = self.db.last_levels()
         self.statuses = 0
         self.last_immediate = 0.0
         self.last_prune = now
-        self.agg_pub = self.create_publisher(DiagnosticArray, "/diagnostics_agg", 10)
-        self.top_pub = self.create_publisher(DiagnosticStatus, "/diagnostics_toplevel_state", 10)
-        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 100)
-        self.create_timer(1.0 / p["pub_rate"], self._publish)
+        # Absolute names, as diagnostic_aggregator and rqt_robot_monitor use;
+        # with a namespace the launch file and the supervisor remap them into it.
+        self.agg_pub = self.create_publisher(DiagnosticArray, "/diagnostics_agg", qos.DIAGNOSTICS_AGG)
+        self.top_pub = self.create_publisher(DiagnosticStatus, "/diagnostics_toplevel_state", qos.DIAGNOSTICS_AGG)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, qos.DIAGNOSTICS_IN)
+        self.pub_timer = self.create_timer(1.0 / p["pub_rate"], self._publish)
         self.create_timer(1.0, self._sample)
-        system_snapshot(p["data_dir"])  # primes cpu_percent
-        self.updater = Updater(self, period=1.0)
+        system_snapshot(self.data_dir)  # primes cpu_percent
+        self.updater = Updater(self)
         self.updater.setHardwareID(os.uname().nodename)
         self.updater.add("system", self._diag_system)
         self.updater.add("incidents", self._diag_incidents)
         for n in expected:
             self.updater.add(f"node {n.name}", lambda st, name=n.name: self._diag_node(st, name))
+
+    def _on_params(self, changed: dict) -> None:
+        """`ros2 param set`: already validated by the same rules as at start."""
+        if any(k in vars(TH) for k in changed):
+            self.th = Thresholds(**{k: self.p[k] for k in vars(TH)})
+        if "history_days" in changed:
+            self.db.retention_days = float(self.p["history_days"])
+        if "history_max_rows" in changed:
+            self.db.max_rows = int(self.p["history_max_rows"])
+        if "pub_rate" in changed:
+            self.destroy_timer(self.pub_timer)
+            self.pub_timer = self.create_timer(1.0 / self.p["pub_rate"], self._publish)
 
     def _note(self, name: str, level: int, message: str, hwid: str = "", kind: str = "level") -> None:
         prev = self.levels.get(name)
@@ -162,25 +189,25 @@ class HealthNode(Node):
             plv, pmsgs = evaluate_process(info, self.th)
             if plv > lv and lv in (OK, WARN):
                 lv, msg = plv, "; ".join(pmsgs)
-            st.add("pid", info.pid or "")
-            st.add("process state", info.status)
+            st.add("pid", str(info.pid or ""))
+            st.add("process state", str(info.status))
             st.add("rss (MB)", f"{info.rss_mb:.1f}")
             st.add("cpu (%)", f"{info.cpu_pct:.1f}")
-            st.add("open fds", info.fds)
-            st.add("threads", info.threads)
+            st.add("open fds", str(info.fds))
+            st.add("threads", str(info.threads))
             st.add("process age (s)", "" if info.age_s is None else f"{info.age_s:.1f}")
-            st.add("restarts", info.restarts)
-            st.add("last exit", "" if info.last_exit is None else info.last_exit)
+            st.add("restarts", str(info.restarts))
+            st.add("last exit", "" if info.last_exit is None else str(info.last_exit))
             st.add("pid source", info.source)
-        st.add("hang restarts", self.hang_kills[name])
+        st.add("hang restarts", str(self.hang_kills[name]))
         st.add("last diagnostics age (s)", f"{self.watch.silent_for(name, now):.1f}")
-        st.add("statuses received", self.watch.counts.get(name, 0))
+        st.add("statuses received", str(self.watch.counts.get(name, 0)))
         st.summary(level_byte(lv), msg)
         st.hardware_id = f"pid:{info.pid}" if info and info.pid else ""
         return st
 
     def _diag_system(self, st):
-        s = system_snapshot(self.p["data_dir"])
+        s = system_snapshot(self.data_dir)
         lv, msg = evaluate_system(s, self.th)
         st.summary(level_byte(lv), msg)
         st.add("cpu (%)", f"{s['cpu_pct']:.1f}")
@@ -188,7 +215,7 @@ class HealthNode(Node):
         st.add("memory (%)", f"{s['mem_pct']:.1f}")
         st.add("disk (%)", f"{s['disk_pct']:.1f}")
         st.add("disk free (GB)", f"{s['disk_free_gb']:.1f}")
-        st.add("data dir", self.p["data_dir"])
+        st.add("data dir", self.data_dir)
         st.add("uptime (s)", f"{s['uptime_s']:.0f}")
         for k, v in list(s["temps"].items())[:8]:
             st.add(f"temperature {k} (C)", f"{v:.0f}")
@@ -202,10 +229,10 @@ class HealthNode(Node):
         st.summary(level_byte(lv), f"write errors: {d.last_error}" if d.errors else "OK")
         st.add("database", d.path)
         for k in ("written", "dropped", "pruned", "errors"):
-            st.add(k, getattr(d, k))
-        st.add("queue", d.q.qsize())
-        st.add("statuses aggregated", self.statuses)
-        st.add("items", len(self.agg.items))
+            st.add(k, str(getattr(d, k)))
+        st.add("queue", str(d.q.qsize()))
+        st.add("statuses aggregated", str(self.statuses))
+        st.add("items", str(len(self.agg.items)))
         return st
 
     def shutdown(self) -> None:

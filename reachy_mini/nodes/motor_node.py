@@ -9,16 +9,18 @@ from __future__ import annotations
 import os
 import time
 
+from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
 
+from .. import qos
 from ..diag import ERROR, Updater, level_byte
 from ..driver import Driver, DynamixelError
 from ..motor_core import Thresholds, bus_health, motor_health, recoverable
 from ..motors import MotorMap
-from ..params import P, ParameterError, declare, run_node
-from ..sim.cli import DEFAULT_LINK
+from ..params import Param, ParameterError, declare, run_node
+from ..paths import sim_link
 
 VID_PID = (0x1A86, 0x55D3)
 WIRELESS_PORT = "/dev/ttyAMA3"
@@ -38,44 +40,56 @@ def find_adapter() -> str | None:
     return WIRELESS_PORT if os.path.exists(WIRELESS_PORT) else None
 
 
+THRESHOLDS = ("temperature_warn_c", "temperature_error_c", "voltage_warn_low_v", "voltage_warn_high_v",
+              "voltage_error_low_v", "voltage_error_high_v", "current_warn_ma", "current_error_ma")
+LIVE_DRIVER = ("loop_rate_hz", "status_rate_hz", "command_timeout_s", "command_timeout_action")
+
 SPECS = [
-    P("use_sim", False, "use the simulated servo bus (same as serial_port:=sim)"),
-    P("serial_port", "auto", "'auto' (find 1a86:55d3), 'sim', or a device path",
-      check=lambda v: None if v in ("auto", "sim") or v.startswith("/") else "must be 'auto', 'sim' or an absolute path"),
-    P("sim_link", DEFAULT_LINK, "pty link path of the simulated bus (serial_port=sim)"),
-    P("sim_wire_timing", True, "simulate 10 bits per byte at the baud rate"),
-    P("baudrate", 1_000_000, "bus baud rate", 9600, 4_500_000),
-    P("loop_rate_hz", 100.0, "control loop and /joint_states rate", 1.0, 1000.0),
-    P("status_rate_hz", 2.0, "temperature/voltage/current/error read rate", 0.1, 50.0),
-    P("io_timeout_ms", 5.0, "slack added to every read deadline", 0.5, 500.0),
-    P("motors_file", "", "motor map YAML (default: the package's config/motors.yaml)"),
-    P("command_timeout_s", 0.5, "after this long without a goal, apply command_timeout_action (0 = off)", 0.0, 3600.0),
-    P("command_timeout_action", "hold", "'hold' (goal := present position) or 'torque_off'", choices=("hold", "torque_off")),
-    P("torque_on_start", True, "turn torque on (holding the present pose) at start"),
-    P("auto_recover", True, "reboot a motor whose hardware error cause has cleared"),
-    P("auto_recover_delay_s", 3.0, "wait this long after a fault before an automatic reboot", 0.0, 600.0),
-    P("diagnostic_period_s", 1.0, "period of /diagnostics", 0.1, 10.0),
-    P("temperature_warn_c", 55.0, "WARN at or above (C)", 0.0, 100.0),
-    P("temperature_error_c", 65.0, "ERROR at or above (C)", 0.0, 100.0),
-    P("voltage_warn_low_v", 4.5, "WARN below (V)", 0.0, 20.0),
-    P("voltage_warn_high_v", 6.5, "WARN above (V)", 0.0, 20.0),
-    P("voltage_error_low_v", 3.8, "ERROR below (V)", 0.0, 20.0),
-    P("voltage_error_high_v", 7.0, "ERROR above (V)", 0.0, 20.0),
-    P("current_warn_ma", 800.0, "WARN at or above |current| (mA)", 0.0, 10000.0),
-    P("current_error_ma", 1200.0, "ERROR at or above |current| (mA)", 0.0, 10000.0),
+    Param("use_sim", False, "use the simulated servo bus (same as serial_port:=sim)"),
+    Param("serial_port", "auto", "'auto' (find 1a86:55d3), 'sim', or a device path",
+          check=lambda v: None if v in ("auto", "sim") or v.startswith("/") else "must be 'auto', 'sim' or an absolute path"),
+    Param("sim_link", "", "pty link path of the simulated bus (serial_port=sim); '' = the robot's own "
+          "(<runtime dir>/reachy_mini_sim[/<namespace>]/ttyDXL)",
+          check=lambda v: None if v == "" or v.startswith("/") else "must be '' or an absolute path"),
+    Param("sim_wire_timing", True, "simulate 10 bits per byte at the baud rate"),
+    Param("baudrate", 1_000_000, "bus baud rate", 9600, 4_500_000),
+    Param("loop_rate_hz", 100.0, "control loop and /joint_states rate", 1.0, 1000.0, runtime=True),
+    Param("status_rate_hz", 2.0, "temperature/voltage/current/error read rate", 0.1, 50.0, runtime=True),
+    Param("io_timeout_ms", 5.0, "slack added to every read deadline", 0.5, 500.0),
+    Param("motors_file", "", "motor map YAML (default: the package's config/motors.yaml)"),
+    Param("command_timeout_s", 0.5, "after this long without a goal, apply command_timeout_action (0 = off)",
+          0.0, 3600.0, runtime=True),
+    Param("command_timeout_action", "hold", "'hold' (goal := present position) or 'torque_off'",
+          choices=("hold", "torque_off"), runtime=True),
+    Param("torque_on_start", True, "turn torque on (holding the present pose) at start"),
+    Param("auto_recover", True, "reboot a motor whose hardware error cause has cleared", runtime=True),
+    Param("auto_recover_delay_s", 3.0, "wait this long after a fault before an automatic reboot", 0.0, 600.0,
+          runtime=True),
+    Param("temperature_warn_c", 55.0, "WARN at or above (C)", 0.0, 100.0, runtime=True),
+    Param("temperature_error_c", 65.0, "ERROR at or above (C)", 0.0, 100.0, runtime=True),
+    Param("voltage_warn_low_v", 4.5, "WARN below (V)", 0.0, 20.0, runtime=True),
+    Param("voltage_warn_high_v", 6.5, "WARN above (V)", 0.0, 20.0, runtime=True),
+    Param("voltage_error_low_v", 3.8, "ERROR below (V)", 0.0, 20.0, runtime=True),
+    Param("voltage_error_high_v", 7.0, "ERROR above (V)", 0.0, 20.0, runtime=True),
+    Param("current_warn_ma", 800.0, "WARN at or above |current| (mA)", 0.0, 10000.0, runtime=True),
+    Param("current_error_ma", 1200.0, "ERROR at or above |current| (mA)", 0.0, 10000.0, runtime=True),
 ]
+
+
+def thresholds(p: dict) -> Thresholds:
+    return Thresholds(*(p[k] for k in THRESHOLDS), stale_after_s=max(0.5, 5.0 / p["loop_rate_hz"]))
+
+
+def validate(p: dict) -> list[str]:
+    return [f"thresholds: {e}" for e in thresholds(p).validate()]
 
 
 class MotorNode(Node):
     def __init__(self) -> None:
         super().__init__("motor_node")
-        p = declare(self, SPECS)
-        self.p = p
-        self.th = Thresholds(p["temperature_warn_c"], p["temperature_error_c"], p["voltage_warn_low_v"],
-                             p["voltage_warn_high_v"], p["voltage_error_low_v"], p["voltage_error_high_v"],
-                             p["current_warn_ma"], p["current_error_ma"], stale_after_s=max(0.5, 5.0 / p["loop_rate_hz"]))
-        for err in self.th.validate():
-            raise ParameterError(f"thresholds: {err}")
+        self.drv = None
+        p = self.p = declare(self, SPECS, validate, self._on_params)
+        self.th = thresholds(p)
         try:
             self.map = MotorMap.load(p["motors_file"] or None)
         except ValueError as e:
@@ -85,7 +99,8 @@ class MotorNode(Node):
         if p["use_sim"] or port == "sim":
             from ..sim.child import start_sim
 
-            self.sim_proc, port, control = start_sim(p["sim_link"], p["sim_wire_timing"])
+            self.sim_proc, port, control = start_sim(p["sim_link"] or sim_link(self.get_namespace()),
+                                                     p["sim_wire_timing"])
             self.get_logger().info(f"simulated bus on {port} (fault injection: reachy-mini-sim-bus inject --control {control} ...)")
         elif port == "auto":
             found = find_adapter()
@@ -111,15 +126,15 @@ class MotorNode(Node):
         self.comm_seen: dict[str, int] = {}
         self.goal_rejects = 0
 
-        self.js_pub = self.create_publisher(JointState, "joint_states", 10)
-        self.create_subscription(JointState, "motors/goal", self._on_goal, 10)
+        self.js_pub = self.create_publisher(JointState, "joint_states", qos.JOINT_STATES)
+        self.create_subscription(JointState, "motors/goal", self._on_goal, qos.GOALS)
         self.create_service(SetBool, "~/set_torque", self._srv_torque)
         self.create_service(Trigger, "~/reboot", self._srv_reboot)
         self.create_service(Trigger, "~/emergency_stop", self._srv_estop)
-        self.create_timer(1.0 / p["loop_rate_hz"], self._publish_joints)
+        self.js_timer = self.create_timer(1.0 / p["loop_rate_hz"], self._publish_joints)
         self.create_timer(0.1, self._watch)
 
-        self.updater = Updater(self, period=p["diagnostic_period_s"])
+        self.updater = Updater(self)   # period: parameter diagnostic_updater.period (1 s)
         self.updater.setHardwareID(f"dynamixel_bus:{port}")
         self.updater.add("bus", self._diag_bus)
         for m in self.map.motors:
@@ -127,6 +142,18 @@ class MotorNode(Node):
         self._snap = {r.name: r for r in self.drv.snapshot()}
         self._stats = self.drv.stats()
         self.get_logger().info(f"motor_node up on {port} at {p['loop_rate_hz']:.0f} Hz, {len(self.map.motors)} motors")
+
+    def _on_params(self, changed: dict) -> None:
+        """`ros2 param set`: already validated by the same rules as at start."""
+        if any(k in THRESHOLDS or k == "loop_rate_hz" for k in changed):
+            self.th = thresholds(self.p)
+        if self.drv is not None and any(k in LIVE_DRIVER for k in changed):
+            self.drv.configure(loop_rate_hz=self.p["loop_rate_hz"], status_rate_hz=self.p["status_rate_hz"],
+                               command_timeout_s=self.p["command_timeout_s"],
+                               timeout_action=self.p["command_timeout_action"])
+        if "loop_rate_hz" in changed and hasattr(self, "js_timer"):
+            self.destroy_timer(self.js_timer)
+            self.js_timer = self.create_timer(1.0 / self.p["loop_rate_hz"], self._publish_joints)
 
     # ---- publishing
     def _publish_joints(self) -> None:
@@ -223,6 +250,11 @@ class MotorNode(Node):
                 self.get_logger().error(f"[{ev.kind}] {ev.message}")
         now = time.time()
         self._stats = stats = self.drv.stats()
+        log = self.get_logger()
+        if log.is_enabled_for(LoggingSeverity.DEBUG):   # `log_level:=debug`: a 10 Hz trace of the bus
+            log.debug(f"bus {stats['achieved_rate_hz']:.1f} Hz, cycle p50 {stats['cycle_p50_us']:.0f} us "
+                      f"p99 {stats['cycle_p99_us']:.0f} us, jitter p99 {stats['jitter_p99_us']:.0f} us, "
+                      f"timeouts {stats['timeouts']}, crc {stats['crc_errors']}, garbage {stats['garbage_bytes']}")
         self._snap = {r.name: r for r in self.drv.snapshot()}
         escalate = False
         for name, r in self._snap.items():
@@ -276,8 +308,8 @@ class MotorNode(Node):
         st.summary(level_byte(lv), msg)
         for k, v in values:
             st.add(k, v)
-        st.add("automatic recoveries", self.recoveries)
-        st.add("rejected goals", self.goal_rejects)
+        st.add("automatic recoveries", str(self.recoveries))
+        st.add("rejected goals", str(self.goal_rejects))
         if self.sim_proc is not None:
             st.add("simulated", "true")
         return st

@@ -15,23 +15,28 @@ from sensor_msgs.msg import CompressedImage, JointState
 from std_msgs.msg import Float32
 from std_srvs.srv import SetBool, Trigger
 
+from .. import qos
 from ..diag import ERROR, OK, Updater, level_byte, level_int
-from ..incidents import db_path, default_data_dir, query
-from ..params import P, ParameterError, declare, run_node
+from ..incidents import db_path, query
+from ..params import Param, ParameterError, declare, run_node
+from ..paths import data_dir
 from ..web.app import Actions, WebConfig, create_app
 from ..web.state import StateStore, status_dict
 
 SPECS = [
-    P("use_sim", False, "unused; accepted for a uniform command line"),
-    P("host", "127.0.0.1", "listen address (0.0.0.0 to serve the LAN)"),
-    P("port", 8000, "listen port", 1, 65535),
-    P("data_dir", default_data_dir(), "health_node's data directory (incident history)"),
-    P("token_file", "", "file holding the bearer token for writes (else env REACHY_MINI_WEB_TOKEN)"),
-    P("history_minutes", 30.0, "length of the temperature / loop-rate history", 1.0, 1440.0),
-    P("write_rate", 5, "writes allowed per client per write_window_s", 1, 1000),
-    P("write_window_s", 10.0, "rate-limit window for writes", 1.0, 3600.0),
-    P("service_timeout_s", 3.0, "how long a write waits for motor_node", 0.1, 30.0),
-    P("motor_node", "motor_node", "name of the motor node (its services)"),
+    Param("use_sim", False, "unused; accepted for a uniform command line"),
+    Param("host", "127.0.0.1", "listen address (0.0.0.0 to serve the LAN)"),
+    Param("port", 8000, "listen port", 1, 65535),
+    Param("data_dir", "", "health_node's data directory (incident history); '' = the robot's own "
+          "(~/.local/share/reachy_mini[/<namespace>])",
+          check=lambda v: None if v == "" or os.path.isabs(v) else "must be '' or an absolute path"),
+    Param("token_file", "", "file holding the bearer token for writes (else env REACHY_MINI_WEB_TOKEN)"),
+    Param("history_minutes", 30.0, "length of the temperature / loop-rate history", 1.0, 1440.0),
+    Param("write_rate", 5, "writes allowed per client per write_window_s", 1, 1000, runtime=True),
+    Param("write_window_s", 10.0, "rate-limit window for writes", 1.0, 3600.0, runtime=True),
+    Param("service_timeout_s", 3.0, "how long a write waits for motor_node", 0.1, 30.0, runtime=True),
+    Param("motor_node", "motor_node", "name of the motor node (its services, relative to this namespace)",
+          check=lambda v: None if v and not v.startswith("/") and " " not in v else "must be a relative node name"),
 ]
 
 
@@ -62,23 +67,28 @@ def _token(p) -> str | None:
 class WebBridge(Node):
     def __init__(self) -> None:
         super().__init__("web_bridge")
-        self.p = p = declare(self, SPECS)
+        self.app = None
+        self.p = p = declare(self, SPECS, on_change=self._on_params)
         self.store = StateStore(history_s=p["history_minutes"] * 60)
-        self.db = db_path(p["data_dir"])
+        self.db = db_path(p["data_dir"] or data_dir(self.get_namespace()))
         s = self.store
+        # The diagnostics topics are absolute (ROS convention; remapped into the
+        # namespace by the launch file and the supervisor); the rest is relative.
         self.create_subscription(DiagnosticStatus, "/diagnostics_toplevel_state",
-                                 lambda m: s.set_diagnostics(_d(m), None), 10)
+                                 lambda m: s.set_diagnostics(_d(m), None), qos.DIAGNOSTICS_AGG)
         self.create_subscription(DiagnosticArray, "/diagnostics_agg",
-                                 lambda m: s.set_diagnostics(None, [_d(x) for x in m.status]), 10)
-        self.create_subscription(JointState, "/joint_states", lambda m: s.set_joints(m.name, m.position), 10)
-        self.create_subscription(CompressedImage, "camera/image_raw/compressed", lambda m: s.set_camera(m.data), 2)
-        self.create_subscription(Float32, "audio/level_dbfs", lambda m: s.set_audio_level(m.data), 10)
+                                 lambda m: s.set_diagnostics(None, [_d(x) for x in m.status]), qos.DIAGNOSTICS_AGG)
+        self.create_subscription(JointState, "joint_states", lambda m: s.set_joints(m.name, m.position), qos.LATEST)
+        self.create_subscription(CompressedImage, "camera/image_raw/compressed", lambda m: s.set_camera(m.data),
+                                 qos.LATEST)
+        self.create_subscription(Float32, "audio/level_dbfs", lambda m: s.set_audio_level(m.data), qos.LATEST)
         self.create_timer(1.0, lambda: s.set_incidents(query(self.db, limit=20)))
-        self.torque_cli = self.create_client(SetBool, f"/{p['motor_node']}/set_torque")
-        self.reboot_cli = self.create_client(Trigger, f"/{p['motor_node']}/reboot")
+        self.torque_cli = self.create_client(SetBool, f"{p['motor_node']}/set_torque")
+        self.reboot_cli = self.create_client(Trigger, f"{p['motor_node']}/reboot")
         token = _token(p)
         cfg = WebConfig(token=token, write_rate=p["write_rate"], write_window_s=p["write_window_s"],
                         public_config={k: v for k, v in p.items() if k != "token_file"}
+                        | {"namespace": self.get_namespace()}
                         | {"token_file_set": bool(p["token_file"])})
         app = create_app(s, Actions(self._torque, self._reboot,
                                     lambda since=None, limit=100: query(self.db, since=since, limit=limit)), cfg)
@@ -92,6 +102,10 @@ class WebBridge(Node):
         self.app = app
         self.get_logger().info(f"web status page on http://{p['host']}:{p['port']} "
                                f"(writes {'enabled' if token else 'disabled: no token'})")
+
+    def _on_params(self, changed: dict) -> None:
+        if self.app is not None and ("write_rate" in changed or "write_window_s" in changed):
+            self.app.state.limiter.configure(self.p["write_rate"], self.p["write_window_s"])
 
     def _call(self, cli, req) -> tuple[bool, str]:   # uvicorn worker thread; the executor completes it
         if not cli.wait_for_service(timeout_sec=self.p["service_timeout_s"]):
@@ -118,9 +132,9 @@ class WebBridge(Node):
             st.summary(level_byte(OK), f"serving on {self.p['host']}:{self.p['port']}")
         else:
             st.summary(level_byte(ERROR), "HTTP server not running (port in use?)")
-        st.add("live clients", len(hub.clients))
-        st.add("updates dropped for slow clients", hub.dropped)
-        st.add("requests", sum(self.app.state.metrics.count.values()))
+        st.add("live clients", str(len(hub.clients)))
+        st.add("updates dropped for slow clients", str(hub.dropped))
+        st.add("requests", str(sum(self.app.state.metrics.count.values())))
         return st
 
     def shutdown(self) -> None:

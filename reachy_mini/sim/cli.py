@@ -13,7 +13,8 @@ a running one.
 
 `serve` prints two lines: `port: <pty link>` and `control: <socket>`.
 `inject` finds the socket through --control, or $REACHY_MINI_SIM_CONTROL,
-or the default link's `.ctl`.
+or the `.ctl` of the robot's default link (`--namespace robot1` for a
+robot started with a namespace).
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ import os
 import signal
 import sys
 
-DEFAULT_LINK = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", "reachy_mini_sim", "ttyDXL")
+from ..paths import sim_link
+
+DEFAULT_LINK = sim_link()
 COMMANDS = ["overheat", "overload", "voltage", "encoder", "shock", "clear", "mute", "unmute",
             "corrupt", "garbage", "latency", "vanish", "restore", "reset", "state", "ping"]
 
@@ -33,14 +36,18 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="action")
     s = sub.add_parser("serve", help="run the simulated bus (default)")
-    s.add_argument("--link", default=DEFAULT_LINK, help="stable path (symlink) to the pty")
+    s.add_argument("--link", default=None, help="stable path (symlink) to the pty (default: the robot's, "
+                   "see --namespace)")
+    s.add_argument("--namespace", default="", help="robot namespace: its own default link and control socket")
     s.add_argument("--control", default=None, help="control socket path (default: <link>.ctl)")
     s.add_argument("--baud", type=int, default=1_000_000, help="baud rate used for wire timing")
     s.add_argument("--no-wire-timing", action="store_true", help="answer as fast as possible")
     s.add_argument("--seed", type=int, default=0)
     i = sub.add_parser("inject", help="send a fault-injection command to a running simulator")
     i.add_argument("cmd", choices=COMMANDS)
-    i.add_argument("--control", default=os.environ.get("REACHY_MINI_SIM_CONTROL", DEFAULT_LINK + ".ctl"))
+    i.add_argument("--control", default=os.environ.get("REACHY_MINI_SIM_CONTROL"),
+                   help="control socket (default: the robot's, see --namespace)")
+    i.add_argument("--namespace", default="", help="robot namespace (ros2 launch namespace:=...)")
     i.add_argument("--id", default="all", help="motor id, or 'all'")
     i.add_argument("--count", type=int)
     i.add_argument("--rate", type=float)
@@ -55,11 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         from .bus import send_command
 
         req = {"cmd": args.cmd, "id": args.id}
+        control = args.control or sim_link(args.namespace) + ".ctl"
         for k in ("count", "rate", "ms", "duration"):
             if getattr(args, k) is not None:
                 req[k] = getattr(args, k)
         try:
-            print(json.dumps(send_command(args.control, req), indent=None))
+            print(json.dumps(send_command(control, req), indent=None))
         except (OSError, RuntimeError) as e:
             print(f"reachy-mini-sim-bus: {e}", file=sys.stderr)
             return 2
@@ -71,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .bus import SimBus
 
-    bus = SimBus(args.link, args.control, args.baud, not args.no_wire_timing, seed=args.seed)
+    bus = SimBus(args.link or sim_link(args.namespace), args.control, args.baud, not args.no_wire_timing, seed=args.seed)
 
     def _stop(*_):
         bus.stop_event.set()

@@ -186,6 +186,11 @@ class RateLimiter:
         self.hits: dict[str, list[float]] = {}
         self.lock = threading.Lock()
 
+    def configure(self, n: int, window_s: float) -> None:
+        """New limits at run time (web_bridge's `ros2 param set`)."""
+        with self.lock:
+            self.n, self.window = int(n), float(window_s)
+
     def check(self, client: str) -> float:
         """0 if allowed, else seconds until the next write is allowed."""
         now = time.monotonic()
@@ -298,7 +303,7 @@ def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None
     app = FastAPI(title="Reachy Mini status", version="0.2.0",
                   description="Health of a Reachy Mini robot: diagnostics tree, motors, incidents, metrics. "
                               "Levels are integers with names: 0 OK, 1 WARN, 2 ERROR, 3 STALE.")
-    app.state.hub, app.state.metrics = hub, metrics
+    app.state.hub, app.state.metrics, app.state.limiter = hub, metrics, limiter
     app.add_middleware(GuardMiddleware, max_body=cfg.max_body_bytes, metrics=metrics)
 
     # ---- page
@@ -470,7 +475,7 @@ def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None
             return _err(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
         wait = limiter.check(request.client.host if request.client else "unknown")
         if wait:
-            return _err(429, f"too many writes: at most {cfg.write_rate} per {cfg.write_window_s:.0f} s",
+            return _err(429, f"too many writes: at most {limiter.n} per {limiter.window:.0f} s",
                         {"Retry-After": str(int(wait) + 1)})
         return None
 

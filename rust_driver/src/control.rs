@@ -56,7 +56,32 @@ pub struct LoopConfig {
     pub timeout_action: TimeoutAction,
 }
 
+/// The part of the configuration that can change while the loop runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveConfig {
+    pub loop_rate_hz: f64,
+    pub status_rate_hz: f64,
+    pub command_timeout: Duration,
+    pub timeout_action: TimeoutAction,
+}
+
 impl LoopConfig {
+    pub fn live(&self) -> LiveConfig {
+        LiveConfig {
+            loop_rate_hz: self.loop_rate_hz,
+            status_rate_hz: self.status_rate_hz,
+            command_timeout: self.command_timeout,
+            timeout_action: self.timeout_action,
+        }
+    }
+
+    fn apply(&mut self, live: &LiveConfig) {
+        self.loop_rate_hz = live.loop_rate_hz;
+        self.status_rate_hz = live.status_rate_hz;
+        self.command_timeout = live.command_timeout;
+        self.timeout_action = live.timeout_action;
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(DxlError::InvalidArgument(m));
         if self.ids.is_empty() {
@@ -191,6 +216,9 @@ struct Shared {
     cycle_starts: VecDeque<Instant>,
     max_cycle_us: f64,
     max_jitter_us: f64,
+    /// Set by Controller::configure, taken by the loop at its next iteration.
+    pending_live: Option<LiveConfig>,
+    live: Option<LiveConfig>,
 }
 
 impl Shared {
@@ -266,6 +294,24 @@ impl Controller {
         &self.cfg
     }
 
+    /// The live part of the configuration in force (or about to be).
+    pub fn live_config(&self) -> LiveConfig {
+        let s = lock(&self.shared);
+        s.pending_live.clone().or_else(|| s.live.clone()).unwrap_or_else(|| self.cfg.live())
+    }
+
+    /// Changes rates and the goal watchdog of the running loop (or of the
+    /// next start). Validated like the start-up configuration.
+    pub fn configure(&self, live: LiveConfig) -> Result<()> {
+        let mut check = self.cfg.clone();
+        check.apply(&live);
+        check.validate()?;
+        let mut s = lock(&self.shared);
+        s.pending_live = Some(live.clone());
+        s.live = Some(live);
+        Ok(())
+    }
+
     /// Opens the port, pings every motor and starts the loop thread.
     /// Returns the ids that did not answer the ping. Fails if the port
     /// cannot be opened.
@@ -288,7 +334,11 @@ impl Controller {
         let (tx, rx) = mpsc::channel();
         *self.tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
         self.stop.store(false, Ordering::SeqCst);
-        let (cfg, shared, stop) = (self.cfg.clone(), self.shared.clone(), self.stop.clone());
+        let mut cfg = self.cfg.clone();
+        if let Some(live) = lock(&self.shared).live.clone() {
+            cfg.apply(&live);
+        }
+        let (shared, stop) = (self.shared.clone(), self.stop.clone());
         let handle = std::thread::Builder::new()
             .name("dxl-control".into())
             .spawn(move || LoopThread::new(cfg, shared, rx, stop, Some(bus)).run())
@@ -486,15 +536,37 @@ impl LoopThread {
         }
     }
 
-    fn run(mut self) {
+    fn periods(&self) -> (Option<Duration>, Duration) {
         let period = if self.cfg.loop_rate_hz > 0.0 {
             Some(Duration::from_secs_f64(1.0 / self.cfg.loop_rate_hz))
         } else {
             None
         };
-        let status_period = Duration::from_secs_f64(1.0 / self.cfg.status_rate_hz);
+        (period, Duration::from_secs_f64(1.0 / self.cfg.status_rate_hz))
+    }
+
+    fn run(mut self) {
+        let (mut period, mut status_period) = self.periods();
         let mut next_cycle = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
+            let pending = lock(&self.shared).pending_live.take();
+            if let Some(live) = pending {
+                self.cfg.apply(&live);
+                (period, status_period) = self.periods();
+                next_cycle = Instant::now();
+                self.next_status = Instant::now();
+                lock(&self.shared).event(
+                    "info",
+                    None,
+                    format!(
+                        "configured: loop {:.1} Hz, status {:.1} Hz, command timeout {:.2} s ({:?})",
+                        live.loop_rate_hz,
+                        live.status_rate_hz,
+                        live.command_timeout.as_secs_f64(),
+                        live.timeout_action
+                    ),
+                );
+            }
             if self.bus.is_none() {
                 self.try_reconnect();
                 if self.bus.is_none() {

@@ -2,7 +2,7 @@
 //! GIL; every error becomes an exception carrying `motor_id` and `cause`.
 
 use crate::bus::Bus;
-use crate::control::{Controller as RsController, LoopConfig, MotorState, TimeoutAction};
+use crate::control::{Controller as RsController, LiveConfig, LoopConfig, MotorState, TimeoutAction};
 use crate::error::DxlError;
 use crate::protocol;
 use crate::transport::SerialTransport;
@@ -73,6 +73,23 @@ struct Controller {
     inner: RsController,
 }
 
+fn parse_action(name: &str) -> PyResult<TimeoutAction> {
+    match name {
+        "hold" => Ok(TimeoutAction::Hold),
+        "torque_off" => Ok(TimeoutAction::TorqueOff),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "timeout_action must be 'hold' or 'torque_off', not {other:?}"
+        ))),
+    }
+}
+
+fn action_name(a: TimeoutAction) -> &'static str {
+    match a {
+        TimeoutAction::Hold => "hold",
+        TimeoutAction::TorqueOff => "torque_off",
+    }
+}
+
 #[pymethods]
 impl Controller {
     #[new]
@@ -93,15 +110,7 @@ impl Controller {
         command_timeout_s: f64,
         timeout_action: &str,
     ) -> PyResult<Self> {
-        let action = match timeout_action {
-            "hold" => TimeoutAction::Hold,
-            "torque_off" => TimeoutAction::TorqueOff,
-            other => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "timeout_action must be 'hold' or 'torque_off', not {other:?}"
-                )))
-            }
-        };
+        let action = parse_action(timeout_action)?;
         let secs = |name: &str, v: f64| -> PyResult<Duration> {
             Duration::try_from_secs_f64(v)
                 .map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("{name} must be a finite value >= 0, got {v}")))
@@ -134,6 +143,43 @@ impl Controller {
 
     fn is_running(&self) -> bool {
         self.inner.is_running()
+    }
+
+    /// Changes loop rate, status rate and the goal watchdog while running.
+    /// Omitted arguments keep their value. Returns the configuration in force
+    /// as a dict.
+    #[pyo3(signature = (loop_rate_hz=None, status_rate_hz=None, command_timeout_s=None, timeout_action=None))]
+    fn configure<'py>(
+        &self,
+        py: Python<'py>,
+        loop_rate_hz: Option<f64>,
+        status_rate_hz: Option<f64>,
+        command_timeout_s: Option<f64>,
+        timeout_action: Option<&str>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let mut live: LiveConfig = self.inner.live_config();
+        if let Some(v) = loop_rate_hz {
+            live.loop_rate_hz = v;
+        }
+        if let Some(v) = status_rate_hz {
+            live.status_rate_hz = v;
+        }
+        if let Some(v) = command_timeout_s {
+            live.command_timeout = Duration::try_from_secs_f64(v).map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err(format!("command_timeout_s must be a finite value >= 0, got {v}"))
+            })?;
+        }
+        if let Some(a) = timeout_action {
+            live.timeout_action = parse_action(a)?;
+        }
+        self.inner.configure(live).map_err(to_py)?;
+        let now = self.inner.live_config();
+        let d = PyDict::new(py);
+        d.set_item("loop_rate_hz", now.loop_rate_hz)?;
+        d.set_item("status_rate_hz", now.status_rate_hz)?;
+        d.set_item("command_timeout_s", now.command_timeout.as_secs_f64())?;
+        d.set_item("timeout_action", action_name(now.timeout_action))?;
+        Ok(d)
     }
 
     /// List of per-motor dicts (raw units), in configured order.

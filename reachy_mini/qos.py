@@ -1,0 +1,37 @@
+"""The QoS of every topic of the stack, in one place (README: "Topics and QoS").
+
+A RELIABLE publisher serves both RELIABLE and BEST_EFFORT subscribers; a
+BEST_EFFORT publisher serves only BEST_EFFORT subscribers. So only streams
+where a late sample is worth less than a fresh one are BEST_EFFORT.
+"""
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+
+def _qos(depth: int, reliable: bool) -> QoSProfile:
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, durability=DurabilityPolicy.VOLATILE,
+                      reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+
+
+# Camera frames (30 fps, ~1 MB): sensor data, as image_proc and the other
+# image_pipeline subscribers expect. A retransmitted old frame only delays the
+# next one. camera_info shares it, so synchronised (image, info) pairs match.
+IMAGE = qos_profile_sensor_data              # BEST_EFFORT, KEEP_LAST 5
+CAMERA_INFO = qos_profile_sensor_data
+# The 5 Hz JPEG preview: RELIABLE so any subscriber matches (rqt_image_view,
+# the web page), depth 1 because only the newest frame matters.
+PREVIEW = _qos(1, True)
+# Audio chunks (10 Hz) and level (5 Hz): sensor data; depth 10 = 1 s of audio
+# buffered for a subscriber that is briefly late.
+AUDIO = _qos(10, False)
+AUDIO_LEVEL = qos_profile_sensor_data
+# Joint states and goals: RELIABLE, depth 10 (robot_state_publisher, the
+# ros2_control convention); a lost goal is a command that never happened.
+JOINT_STATES = _qos(10, True)
+GOALS = _qos(10, True)
+# Diagnostics: RELIABLE like diagnostic_updater (depth 1) and
+# diagnostic_aggregator; the health node buffers input from 5 nodes.
+DIAGNOSTICS_IN = _qos(100, True)
+DIAGNOSTICS_AGG = _qos(1, True)
+# Subscribers that only show the newest value (web page): BEST_EFFORT, depth 1,
+# which matches both kinds of publisher and never queues stale samples.
+LATEST = _qos(1, False)

@@ -1,0 +1,134 @@
+"""Two simulated robots, namespaces robot1 and robot2, on one ROS domain and
+one machine: each has its own simulated bus, state file, incident database,
+diagnostics topics and web page. A fault on robot1 shows only on robot1's
+/api/health, page data and aggregate; it recovers; joint positions and
+torque writes work through the namespace."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+from conftest import wait_for
+from ros_probe import RosProbe
+
+TOKEN = "namespace-test-token-0123456789"
+ROBOTS = ("robot1", "robot2")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(port: int, path: str, **kw):
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2.0, **kw)
+    except httpx.HTTPError:
+        return None
+
+
+def _inject(env, robot: str, *args):
+    out = subprocess.run([sys.executable, "-m", "reachy_mini.sim.cli", "inject", *args, "--namespace", robot],
+                         env=env, capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.fixture
+def two_robots(tmp_path, ros_env):
+    env = dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path / "run"), XDG_DATA_HOME=str(tmp_path / "data"),
+               REACHY_MINI_WEB_TOKEN=TOKEN)
+    os.makedirs(env["XDG_RUNTIME_DIR"])
+    robots = {}
+    for name in ROBOTS:
+        port = _free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reachy_mini.supervisor", "--use-sim", "--namespace", name, "--web-port", str(port),
+             "--only", "motor_node", "health_node", "web_bridge", "--log-dir", str(tmp_path / f"logs_{name}")],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        robots[name] = (proc, port)
+    try:
+        for name, (_, port) in robots.items():
+            wait_for(lambda: (r := _get(port, "/api/health")) is not None and r.status_code == 200, timeout=60,
+                     period=0.5)
+        yield env, {n: p for n, (_, p) in robots.items()}, tmp_path
+    finally:
+        for proc, _ in robots.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, _ in robots.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _level_names(port: int) -> dict[str, str]:
+    r = _get(port, "/api/status")
+    return {} if r is None else {i["name"]: i["level_name"] for i in r.json()["tree"]}
+
+
+def test_two_robots_are_isolated(two_robots):
+    env, ports, tmp = two_robots
+    p1, p2 = ports["robot1"], ports["robot2"]
+    # per-robot files
+    run = tmp / "run"
+    assert (run / "reachy_mini_sim" / "robot1" / "ttyDXL").exists()
+    assert (run / "reachy_mini_sim" / "robot2" / "ttyDXL").exists()
+    assert (run / "reachy_mini_bringup.robot1.json").exists() and (run / "reachy_mini_bringup.robot2.json").exists()
+    assert (tmp / "data" / "reachy_mini" / "robot1" / "incidents.sqlite3").exists()
+    assert (tmp / "data" / "reachy_mini" / "robot2" / "incidents.sqlite3").exists()
+
+    # diagnostics live under the namespace, nothing on the global topics
+    probe = RosProbe("ns_probe")
+    try:
+        for ns in ("", "/robot1", "/robot2"):
+            probe.listen(DiagnosticArray, f"{ns}/diagnostics")
+            probe.listen(DiagnosticStatus, f"{ns}/diagnostics_toplevel_state")
+        wait_for(lambda: probe.get("/robot1/diagnostics") and probe.get("/robot2/diagnostics"), timeout=10)
+        wait_for(lambda: probe.get("/robot1/diagnostics_toplevel_state"), timeout=10)
+        time.sleep(1.0)
+        assert probe.get("/diagnostics") == [] and probe.get("/diagnostics_toplevel_state") == []
+    finally:
+        probe.close()
+
+    # joint positions reach each page through the relative joint_states
+    for port in (p1, p2):
+        motors = wait_for(lambda: (r := _get(port, "/api/motors")) is not None and len(r.json()) == 9
+                          and all(m.get("position_rad") is not None for m in r.json()) and r.json(), timeout=10)
+        assert {m["name"] for m in motors} >= {"body_rotation", "stewart_1", "left_antenna"}
+
+    # a fault on robot1 shows on robot1 only
+    _inject(env, "robot1", "overheat", "--id", "12")
+    wait_for(lambda: (r := _get(p1, "/api/health")) is not None and r.status_code == 503, timeout=10)
+    wait_for(lambda: any(v == "ERROR" and "Motors" in k for k, v in _level_names(p1).items()), timeout=5)
+    for _ in range(6):
+        r2 = _get(p2, "/api/health")
+        assert r2 is not None and r2.status_code == 200, r2 and r2.text
+        assert "ERROR" not in _level_names(p2).values()
+        time.sleep(0.5)
+
+    # robot1 recovers: the cause goes, motor_node reboots the servo
+    _inject(env, "robot1", "clear", "--id", "12")
+    wait_for(lambda: (r := _get(p1, "/api/health")) is not None and r.status_code == 200, timeout=30, period=0.5)
+
+    # writes go to robot1's own motor_node service through the namespace
+    r = httpx.post(f"http://127.0.0.1:{p1}/api/motors/torque", json={"enabled": True},
+                   headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["success"] is True
+
+    # each robot's incident history holds only its own fault
+    inc1 = _get(p1, "/api/incidents?limit=1000").json()
+    inc2 = _get(p2, "/api/incidents?limit=1000").json()
+    assert any("stewart_2" in i["name"] and "hardware error" in i["message"] for i in inc1)
+    assert not any("hardware error" in i["message"] for i in inc2), [(i["name"], i["message"]) for i in inc2]
