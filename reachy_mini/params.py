@@ -41,6 +41,9 @@ def check_value(s: Param, v) -> str | None:
     return None
 
 
+UPDATER_PREFIX = "diagnostic_updater."
+
+
 class Params(dict):
     """The node's current parameter values by name; `ros2 param set` updates it."""
 
@@ -87,6 +90,10 @@ def declare(node, specs: list[Param], validate: Callable[[dict], list[str]] | No
     def on_set(params) -> SetParametersResult:
         # rclpy has already refused read-only parameters, wrong types and
         # values outside the descriptor's range.
+        fixed = [p.name for p in params if p.name.startswith(UPDATER_PREFIX) and node.has_parameter(p.name)]
+        if fixed:   # declared by diagnostic_updater, which reads them once
+            return SetParametersResult(successful=False, reason=f"{', '.join(fixed)}: read at start-up only "
+                                       "(diagnostic_updater); set it in the parameter file and restart")
         changed = {p.name: p.value for p in params if p.name in by_name}
         if not changed:
             return SetParametersResult(successful=True)

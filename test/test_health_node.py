@@ -172,3 +172,32 @@ def test_unknown_expected_node_fails_fast(ros_env, tmp_path):
     h = HealthProc(ros_env, tmp_path, **{"expected_nodes": "['motor_node', 'lidar_node']"})
     out = h.proc.communicate(timeout=30)[0]
     assert h.proc.returncode == 2 and "expected_nodes" in out and "lidar_node" in out
+
+
+def test_runtime_parameters(ros_env, tmp_path, probe):
+    """pub_rate and thresholds change on the running node, by the start-up rules."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    def set_(**values):
+        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        return probe.call(SetParameters, "/health_node/set_parameters", req).results[0]
+
+    h = HealthProc(ros_env, tmp_path, pub_rate=1.0)
+    try:
+        wait_for(lambda: probe.get("/diagnostics_agg"), timeout=15)
+        r = set_(pub_rate=5.0)
+        assert r.successful, r.reason
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        time.sleep(2.0)
+        rate = len(probe.get("/diagnostics_agg", t0)) / 2.0
+        assert rate >= 3.5, rate          # 5 Hz (1 Hz before)
+        r = set_(cpu_warn_pct=99.5)       # above cpu_error_pct (98)
+        assert not r.successful and "cpu_warn_pct < cpu_error_pct" in r.reason
+        r = set_(analyzers_file="/etc/passwd")
+        assert not r.successful and "read-only" in r.reason.lower()
+        assert set_(hang_timeout_s=30.0).successful
+    finally:
+        out = h.stop()
+    assert "parameters set: pub_rate=5.0" in out

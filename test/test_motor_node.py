@@ -114,7 +114,7 @@ def test_goals_converge_and_unknown_names_rejected(motor):
 
 def test_overheat_error_within_1_5s_then_recovers(motor):
     probe, run = motor
-    _, ctl = run("auto_recover_delay_s:=1.0", "diagnostic_period_s:=1.0")
+    _, ctl = run("auto_recover_delay_s:=1.0", "diagnostic_updater.period:=1.0")
     wait_for(lambda: (s := motor_status(probe, "stewart_2", 0)) and level_int(s[1].level) == 0, timeout=10)
     t0 = time.monotonic()
     send_command(ctl, {"cmd": "overheat", "id": 12})
@@ -159,3 +159,68 @@ def test_invalid_parameter_exits_cleanly(tmp_path, ros_env, param, needle):
     assert proc.returncode == 2, out
     assert "invalid parameter" in out and needle in out, out
     assert "Traceback" not in out
+
+
+def _set(probe, node, **values):
+    """`ros2 param set` through the node's set_parameters service."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    return probe.call(SetParameters, f"/{node}/set_parameters", req).results
+
+
+def _bus(probe, since):
+    for _, arr in reversed(probe.get("/diagnostics", since)):
+        for st in arr.status:
+            if st.name == "motor_node: bus":
+                return {kv.key: kv.value for kv in st.values}
+    return None
+
+
+def test_runtime_parameters(motor):
+    """Thresholds, rates and the command timeout change on the running node,
+    checked by the same rules as at start-up; the rest is read-only."""
+    probe, run = motor
+    proc, _ = run("status_rate_hz:=10.0")
+    vals = wait_for(lambda: (s := motor_status(probe, "stewart_1", 0)) and level_int(s[1].level) == 0
+                    and {kv.key: kv.value for kv in s[1].values}.get("temperature (C)", "n/a") != "n/a"
+                    and {kv.key: kv.value for kv in s[1].values}, timeout=10)
+    # a threshold below the present temperature turns the motor WARN at once
+    temp = float(vals["temperature (C)"])
+    r = _set(probe, "motor_node", temperature_warn_c=max(1.0, temp - 5.0))
+    assert r[0].successful, r[0].reason
+    t0 = time.monotonic()
+    st = wait_for(lambda: (s := motor_status(probe, "stewart_1", t0)) and level_int(s[1].level) == 1 and s[1],
+                  timeout=5)
+    assert "temperature" in st.message
+    # cross-parameter rule: warn must stay below error
+    r = _set(probe, "motor_node", temperature_warn_c=90.0)
+    assert not r[0].successful and "temperature_warn_c must be < temperature_error_c" in r[0].reason
+    # per-value rules: range (descriptor), choices
+    assert not _set(probe, "motor_node", loop_rate_hz=5000.0)[0].successful
+    r = _set(probe, "motor_node", command_timeout_action="explode")
+    assert not r[0].successful and "command_timeout_action" in r[0].reason
+    # read-only: needs a restart
+    r = _set(probe, "motor_node", serial_port="/dev/ttyUSB0")
+    assert not r[0].successful and "read-only" in r[0].reason.lower()
+    r = _set(probe, "motor_node", **{"diagnostic_updater.period": 0.5})
+    assert not r[0].successful and "start-up only" in r[0].reason
+    # the driver loop follows a new rate live, and /joint_states with it
+    assert _set(probe, "motor_node", loop_rate_hz=40.0)[0].successful
+    t1 = time.monotonic()
+    wait_for(lambda: (b := _bus(probe, t1)) and 36.0 <= float(b["achieved rate (Hz)"]) <= 44.0
+             and b["target rate (Hz)"] == "40.0", timeout=6)
+    t2 = time.monotonic()
+    time.sleep(2.0)
+    js = len(probe.get("/joint_states", t2)) / 2.0
+    assert 30.0 <= js <= 50.0, js
+    # and a new command timeout: a goal, then silence -> the watchdog holds after 0.2 s
+    assert _set(probe, "motor_node", command_timeout_s=0.2)[0].successful
+    pub = probe.node.create_publisher(JointState, "/motors/goal", 10)
+    wait_for(lambda: pub.get_subscription_count() > 0, timeout=5)
+    pub.publish(JointState(name=["stewart_1"], position=[0.1]))
+    time.sleep(1.5)
+    out = stop(proc)
+    assert "parameters set: temperature_warn_c=" in out
+    assert "no goal for 0.20 s" in out, out[-2000:]
