@@ -154,3 +154,40 @@ def test_health_node_expects_only_the_started_nodes(tmp_path):
     override = argv[argv.index("--params-file", argv.index("--params-file") + 1) + 1]
     params = yaml.safe_load(open(override))["/**/health_node"]["ros__parameters"]
     assert params["expected_nodes"] == ["motor_node", "health_node"]
+
+
+def test_node_argv_namespace_remaps_and_log_level(tmp_path):
+    """Same rules as the launch file: a namespace remaps the diagnostics topics
+    into it; log_level is our node logger's, not rcl's."""
+    from reachy_mini.node_table import BY_NAME, logger_name, remappings
+    from reachy_mini.supervisor import node_argv
+
+    spec = BY_NAME["motor_node"]
+    plain = node_argv(spec, "p.yaml", True, "", "debug", None, str(tmp_path))
+    assert "--log-level" in plain and plain[plain.index("--log-level") + 1] == "motor_node:=debug"
+    assert not any(a.startswith("__ns:=") or a.startswith("/diagnostics") for a in plain)
+    ns = node_argv(spec, "p.yaml", True, "/robot1/", "warn", None, str(tmp_path))
+    assert ns[ns.index("--log-level") + 1] == "robot1.motor_node:=warn"
+    rules = [ns[i + 1] for i, a in enumerate(ns) if a == "-r"]
+    assert rules == ["__ns:=/robot1", "/diagnostics:=/robot1/diagnostics",
+                     "/diagnostics_agg:=/robot1/diagnostics_agg",
+                     "/diagnostics_toplevel_state:=/robot1/diagnostics_toplevel_state"]
+    assert remappings("/") == [] and logger_name("lab/robot2", "web_bridge") == "lab.robot2.web_bridge"
+
+
+def test_log_level_reaches_our_logger_not_rcl(tmp_path, ros_env):
+    """`--log-level motor_node:=debug` as the supervisor passes it: our debug
+    lines appear, rcl's do not."""
+    from reachy_mini.node_table import BY_NAME
+    from reachy_mini.supervisor import node_argv
+
+    argv = node_argv(BY_NAME["health_node"], os.path.join(os.path.dirname(__file__), "..", "config",
+                                                          "reachy_mini.yaml"),
+                     False, "ns_log", "debug", None, str(tmp_path), data_dir=str(tmp_path / "d"),
+                     state_file=str(tmp_path / "s.json"))
+    p = subprocess.Popen(argv, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(4.0)
+    p.send_signal(signal.SIGINT)
+    out = p.communicate(timeout=15)[0]
+    assert "[DEBUG]" in out and "[ns_log.health_node]" in out, out[-1500:]
+    assert "[rcl]" not in out and "[rcl." not in out

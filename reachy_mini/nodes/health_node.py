@@ -143,6 +143,7 @@ class HealthNode(Node):
         arr.status = [_status(o) for o in outs]
         self.agg_pub.publish(arr)
         self.top_pub.publish(_status(top))
+        self.get_logger().debug(f"published {len(outs)} items; top level {top.level}: {top.message}")
         for o in outs:
             self._note(o.name, o.level, o.message, o.hardware_id)
         self._note(top.name, top.level, top.message)
