@@ -43,3 +43,51 @@ def test_launch_description_with_launch_ros():
     made = [n for e in ld.entities if isinstance(e, OpaqueFunction) for n in (e.execute(ctx) or [])]
     nodes = [n for n in made if isinstance(n, Node)]
     assert len(nodes) == len(NODES) - 1
+
+
+RUN_LAUNCH = """
+import sys
+from launch import LaunchDescription, LaunchService
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+args = dict(a.split(":=", 1) for a in sys.argv[2:])
+ls = LaunchService()
+ls.include_launch_description(LaunchDescription([IncludeLaunchDescription(
+    PythonLaunchDescriptionSource(sys.argv[1]), launch_arguments=args.items())]))
+sys.exit(ls.run())
+"""
+
+
+def _installed_launch_file():
+    pytest.importorskip("launch_ros", reason="launch_ros is not installed (ROS 2 from PyPI wheels)")
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        return os.path.join(get_package_share_directory("reachy_mini"), "launch", "bringup.launch.py")
+    except (ImportError, PackageNotFoundError):
+        pytest.skip("reachy_mini is not installed in an ament index (colcon build)")
+
+
+def test_launch_respawn_rules(tmp_path, ros_env):
+    """Real launch: exit 2 (invalid parameter) is never respawned; another
+    exit is respawned up to respawn_max_retries."""
+    import subprocess
+    import sys
+    import time
+
+    launch_file = _installed_launch_file()
+    params = tmp_path / "bad.yaml"
+    params.write_text("/**/camera_node:\n  ros__parameters:\n    fps: -3.0\n"
+                      "/**/motor_node:\n  ros__parameters:\n    serial_port: /dev/reachy_mini_no_such_port\n")
+    args = [f"params_file:={params}", "respawn_max_retries:=1", "enable_audio_node:=false",
+            "enable_health_node:=false", "enable_web_bridge:=false"]
+    env = dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path), ROS_LOG_DIR=str(tmp_path / "log"))
+    p = subprocess.Popen([sys.executable, "-c", RUN_LAUNCH, launch_file, *args], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    time.sleep(12.0)     # respawn_delay is 2 s: long enough for several respawns
+    p.send_signal(2)
+    out = p.communicate(timeout=30)[0]
+    starts = lambda name: sum(1 for line in out.splitlines() if "process started" in line and f"[{name}-" in line)  # noqa: E731
+    assert starts("camera_node") == 1, out[-3000:]
+    assert "camera_node: invalid parameter (exit 2); not respawning" in out
+    assert starts("motor_node") == 2, out[-3000:]          # the start and one respawn (respawn_max_retries:=1)
