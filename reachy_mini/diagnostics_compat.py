@@ -11,7 +11,8 @@ It follows upstream's source, not its documentation:
 - update() and force_update() run every task at once; a task starts as ERROR
   "No message was set" with the updater's hardware id.
 - DiagnosticStatusWrapper levels are `bytes` (DiagnosticStatus.OK == b'\\x00');
-  values are `str`. Upstream stores whatever it is given and fails later, in
+  values are `str`. Upstream publishes any other level as an undefined byte
+  (measured: 2 -> b'\\x03', None -> b'\\xa0'); the twin refuses it. Upstream stores whatever it is given and fails later, in
   publish, with "TypeError: bad argument type for built-in operation"; this
   twin rejects the same inputs with a TypeError at the call that passed them,
   naming the key, so a mistake shows where it is made.

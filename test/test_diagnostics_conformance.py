@@ -115,9 +115,13 @@ def test_non_str_values_are_rejected(du, ros, value):
     assert _publish_fails(du, node, lambda st: (st.summary(OK, "x"), st.add("n", value)))
 
 
-def test_non_bytes_level_is_rejected(du, ros):
+@pytest.mark.parametrize("level", [2, "2", 2.0, None, 300, b"\x01\x02"])
+def test_non_bytes_levels_are_rejected(du, ros, level):
+    if du.__name__ == "diagnostic_updater":
+        pytest.skip("upstream publishes an undefined level byte for these (measured: 2 -> b'\\x03', "
+                    "None -> b'\\xa0'), a silent corruption the twin refuses instead")
     node, *_ = ros
-    assert _publish_fails(du, node, lambda st: st.summary(2, "int level"))
+    assert _publish_fails(du, node, lambda st: st.summary(level, "bad level"))
 
 
 def test_str_values_and_bytes_levels_publish(du, ros):
