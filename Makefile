@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 RUST_SRC := $(wildcard rust_driver/src/*.rs) rust_driver/Cargo.toml rust_driver/Cargo.lock
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup run test test-rust test-py bench soak install-service uninstall-service clean
+.PHONY: setup sysdeps-run sysdeps-test run test test-rust test-py test-stress bench soak install-service uninstall-service clean
 
 setup: $(STAMP)
 
@@ -21,16 +21,29 @@ $(STAMP): requirements.txt requirements-dev.txt setup.py setup.cfg pyproject.tom
 	$(PY) -m pip install -q --no-build-isolation -e .
 	@touch $@
 
-run: setup
+# System packages (Debian/Ubuntu): apt-get as root, `sudo -n` if it works,
+# else a stop with the exact command. REACHY_MINI_SKIP_SYSDEPS=1 skips it.
+sysdeps-run:
+	@bash tools/sysdeps.sh run
+
+sysdeps-test:
+	@bash tools/sysdeps.sh test
+
+run: sysdeps-run setup
 	$(VENV)/bin/reachy-mini-bringup --use-sim
 
-test: setup test-rust test-py
+test: sysdeps-test setup test-rust test-py
 
 test-rust:
 	cargo test --manifest-path rust_driver/Cargo.toml --release
 
-test-py: setup
+test-py: sysdeps-test setup
 	$(PY) -m pytest -q test
+
+# The suite with two CPU hogs beside it (stress-ng), as on a busy robot.
+test-stress: sysdeps-test setup
+	@stress-ng --cpu 2 --timeout 3600s --quiet & hog=$$!; \
+	$(PY) -m pytest -q test; rc=$$?; kill $$hog 2>/dev/null; wait $$hog 2>/dev/null; exit $$rc
 
 bench: setup
 	$(PY) -m reachy_mini.bench $(BENCH)

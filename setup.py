@@ -44,7 +44,7 @@ setup(
         (f"share/{PACKAGE}/config", sorted(p for p in glob("config/*") if os.path.isfile(p))),
         (f"share/{PACKAGE}/config/udev", sorted(glob("config/udev/*"))),
     ],
-    install_requires=["setuptools", "pyyaml", "numpy", "pyserial", "psutil", "fastapi", "uvicorn",
+    install_requires=["setuptools", "pyyaml", "numpy", "pyserial", "psutil", "fastapi", "fastapi-offline", "uvicorn",
                       "opencv-python-headless", "sounddevice"],
     zip_safe=False,
     maintainer="reachy_mini developers",

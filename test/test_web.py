@@ -255,3 +255,22 @@ def _get(url):
         return r.json() if r.status_code == 200 else None
     except httpx.HTTPError:
         return None
+
+
+def test_docs_served_offline(srv):
+    """/docs is our page: same-origin scripts only (no CDN, nothing inline),
+    the Swagger UI assets come from the fastapi-offline package."""
+    import re
+
+    c = httpx.Client(base_url=srv.url)
+    r = c.get("/docs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", r.text, re.S)
+    assert scripts and all(body.strip() == "" and 'src="/' in attrs for attrs, body in scripts)
+    for url in re.findall(r'(?:src|href)="(/[^"]+)"', r.text):
+        a = c.get(url)
+        assert a.status_code == 200 and len(a.content) > 100, url
+    assert c.get("/docs/assets/../../app.py").status_code == 404
+    assert c.get("/docs/assets/redoc.standalone.js").status_code == 404
+    assert "/docs" not in c.get("/openapi.json").json()["paths"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib.util
 import json
 import os
 import platform
@@ -26,6 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from .state import StateStore
 
 STATIC = os.path.join(os.path.dirname(os.path.realpath(__file__)), "static")
+# Swagger UI's files, shipped by the fastapi-offline package (no CDN at run time)
+SWAGGER_DIR = os.path.join(os.path.dirname(importlib.util.find_spec("fastapi_offline").origin), "static")
+SWAGGER_ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css"}
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'")
 
@@ -300,7 +304,7 @@ def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None
     hub = SSEHub(store, cfg.sse_queue, cfg.max_sse_clients)
     limiter = RateLimiter(cfg.write_rate, cfg.write_window_s)
     metrics = Metrics()
-    app = FastAPI(title="Reachy Mini status", version="0.2.0",
+    app = FastAPI(title="Reachy Mini status", version="0.2.0", docs_url=None, redoc_url=None,
                   description="Health of a Reachy Mini robot: diagnostics tree, motors, incidents, metrics. "
                               "Levels are integers with names: 0 OK, 1 WARN, 2 ERROR, 3 STALE.")
     app.state.hub, app.state.metrics, app.state.limiter = hub, metrics, limiter
@@ -313,10 +317,21 @@ def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str):
-        if name not in ("app.js", "style.css"):
+        if name not in ("app.js", "style.css", "docs.js"):
             raise HTTPException(404, "no such file")
         return FileResponse(os.path.join(STATIC, name),
                             media_type="text/javascript" if name.endswith(".js") else "text/css")
+
+    # ---- /docs: Swagger UI, offline, under the same CSP
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return FileResponse(os.path.join(STATIC, "docs.html"), media_type="text/html")
+
+    @app.get("/docs/assets/{name}", include_in_schema=False)
+    def docs_assets(name: str):
+        if name not in SWAGGER_ASSETS:
+            raise HTTPException(404, "no such file")
+        return FileResponse(os.path.join(SWAGGER_DIR, name), media_type=SWAGGER_ASSETS[name])
 
     # ---- read API
     @app.get("/api/health", response_model=Health, responses={503: {"model": Health, "description": "ERROR or STALE"}})
