@@ -61,13 +61,17 @@ def test_file_size_bounded_under_churn(tmp_path):
 
 
 def test_record_never_blocks(tmp_path):
+    import sqlite3
+
     w = IncidentWriter(str(tmp_path), queue_size=10)
-    w._db.execute("BEGIN EXCLUSIVE")   # the writer thread stalls on the lock
+    other = sqlite3.connect(w.path, isolation_level=None)   # another process holding the database
+    other.execute("BEGIN EXCLUSIVE")   # the writer thread stalls on the lock
     t0 = time.monotonic()
     ok = [w.record(Incident(time.time(), "/R/a", 1, 0, "m")) for _ in range(1000)]
     assert time.monotonic() - t0 < 0.5
     assert w.dropped == ok.count(False) > 0
-    w._db.execute("COMMIT")
+    other.execute("COMMIT")
+    other.close()
     w.close()
 
 
