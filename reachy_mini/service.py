@@ -113,6 +113,24 @@ def _check_user(user: str) -> list[str]:
     return notes
 
 
+def _bringup_dir() -> str | None:
+    """Where reachy-mini-bringup is: beside this program (a venv's bin/), on
+    PATH, or in a colcon install's lib/reachy_mini/ (setup.cfg script_dir)."""
+    here = os.path.dirname(os.path.abspath(sys.argv[0]))
+    candidates = [here, os.path.dirname(shutil.which("reachy-mini-bringup") or "")]
+    try:
+        from ament_index_python.packages import get_package_prefix
+
+        candidates.append(os.path.join(get_package_prefix("reachy_mini"), "lib", "reachy_mini"))
+    except Exception:  # noqa: BLE001 - no ament index, or the package is not in it
+        pass
+    candidates.append(os.path.join(sys.prefix, "bin"))
+    for d in candidates:
+        if d and os.access(os.path.join(d, "reachy-mini-bringup"), os.X_OK):
+            return d
+    return None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="reachy-mini-service", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,9 +144,12 @@ def main(argv=None) -> int:
     p.add_argument("--root", default="/", help="install under this root (packaging, tests)")
     p.add_argument("--no-systemctl", action="store_true", help="write files only")
     a = p.parse_args(argv)
-    exe_dir = os.path.dirname(os.path.abspath(sys.argv[0])) if a.mode == "bringup" else ""
-    if a.mode == "bringup" and not os.path.exists(os.path.join(exe_dir, "reachy-mini-bringup")):
-        exe_dir = os.path.dirname(shutil.which("reachy-mini-bringup") or sys.executable)
+    exe_dir = ""
+    if a.mode == "bringup":
+        exe_dir = _bringup_dir()
+        if exe_dir is None:
+            p.error("cannot find the reachy-mini-bringup executable (beside this program, on PATH, or in the "
+                    "colcon install's lib/reachy_mini/); use --mode ros2 for a ROS 2 workspace")
     try:
         unit = render_unit(a.user, a.mode, exe_dir, a.ros_setup, a.ws_setup, web_port=a.web_port,
                            use_sim=a.use_sim)
