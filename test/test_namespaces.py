@@ -111,11 +111,14 @@ def test_two_robots_are_isolated(two_robots):
     _inject(env, "robot1", "overheat", "--id", "12")
     wait_for(lambda: (r := _get(p1, "/api/health")) is not None and r.status_code == 503, timeout=10)
     wait_for(lambda: any(v == "ERROR" and "Motors" in k for k, v in _level_names(p1).items()), timeout=5)
+    # robot2 never sees it (late-reply bursts on a loaded machine can make
+    # robot2 ERROR on their own, issue 13: what matters is whose fault shows)
     for _ in range(6):
-        r2 = _get(p2, "/api/health")
-        assert r2 is not None and r2.status_code == 200, r2 and r2.text
-        assert "ERROR" not in _level_names(p2).values()
+        r2 = _get(p2, "/api/status")
+        assert r2 is not None
+        assert not [i for i in r2.json()["tree"] if "hardware error" in i["message"]], r2.text
         time.sleep(0.5)
+    wait_for(lambda: (r := _get(p2, "/api/health")) is not None and r.status_code == 200, timeout=15, period=0.5)
 
     # robot1 recovers: the cause goes, motor_node reboots the servo
     _inject(env, "robot1", "clear", "--id", "12")
