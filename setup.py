@@ -4,6 +4,8 @@ Works for `pip install .`, `pip install -e .` and `colcon build`
 (with or without --symlink-install).
 """
 import os
+import re
+import runpy
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -21,11 +23,14 @@ class _RustExtension(RustExtension):
         return repr(f"RustExtension({self.name}, {self.path})")
 
 
-NODES = ["motor_node", "camera_node", "audio_node", "health_node", "web_bridge"]
+# One definition each: the version is package.xml's, the executables are the node table's.
+with open(os.path.join(HERE, "package.xml")) as _f:
+    VERSION = re.search(r"<version>([^<]+)</version>", _f.read()).group(1)
+NODES = [n.name for n in runpy.run_path(os.path.join(HERE, PACKAGE, "node_table.py"))["NODES"]]
 
 setup(
     name=PACKAGE,
-    version="0.1.0",
+    version=VERSION,
     packages=find_packages(exclude=["test", "test.*"]),
     package_data={PACKAGE: ["web/static/*"]},
     rust_extensions=[

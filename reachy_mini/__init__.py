@@ -1,7 +1,11 @@
 """Reachy Mini ROS 2 package: driver, simulator, nodes and health monitoring."""
+from importlib.metadata import PackageNotFoundError, version
 from pkgutil import extend_path
 
-__version__ = "0.1.0"
+try:   # package.xml's version, installed by setup.py (pip or colcon)
+    __version__ = version("reachy_mini")
+except PackageNotFoundError:  # pragma: no cover - a bare source tree
+    __version__ = "0+unknown"
 
 # `colcon test` runs pytest from the source tree, whose reachy_mini/ shadows
 # the installed package and has no compiled `_driver` (colcon built it into

@@ -80,10 +80,26 @@ def test_colcon_finds_pytest_in_extras_require():
     assert "pytest" in extras["test"]
 
 
-def test_executables_follow_the_node_table():
-    src = open(os.path.join(REPO, "setup.py")).read()
-    names = re.search(r"NODES = \[(.*?)\]", src).group(1)
-    assert ast.literal_eval(f"[{names}]") == [n.name for n in NODES]
+def test_one_version():
+    """package.xml holds the version; setup.py, the package and the web API
+    take it from there; the Rust crate states the same."""
+    xml = re.search(r"<version>([^<]+)</version>", open(os.path.join(REPO, "package.xml")).read()).group(1)
+    assert reachy_mini.__version__ == xml
+    cargo = re.search(r'^version = "([^"]+)"', open(os.path.join(REPO, "rust_driver", "Cargo.toml")).read(), re.M)
+    assert cargo.group(1) == xml
+    from reachy_mini.web.app import create_app
+    from reachy_mini.web.state import StateStore
+
+    app = create_app(StateStore(), None)
+    assert app.version == xml
+
+
+def test_console_scripts_follow_the_node_table():
+    from importlib.metadata import entry_points
+
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    for n in NODES:
+        assert scripts.get(n.name) == f"reachy_mini.nodes.{n.name}:main"
 
 
 def test_compiled_driver_found_when_source_tree_shadows_install(tmp_path):

@@ -185,11 +185,14 @@ def test_sse_live_and_slow_clients_do_not_block(srv):
         t0 = time.perf_counter()
         fill(srv.store, bad="stewart_3" if i % 2 else None)
         worst = max(worst, time.perf_counter() - t0)
-    assert worst < 0.01, worst
+    # A writer that waited for the 50 stalled clients would block until their
+    # sockets time out (seconds) or forever; 0.5 s is far above a short lock
+    # on a loaded 2-core machine and far below that. (Timings: make bench.)
+    assert worst < 0.5, worst
     t0 = time.monotonic()
     fill(srv.store, bad="stewart_4")
     wait_for(lambda: '/Motors/stewart_4", "level": 2' in got[-1][1], timeout=3)
-    assert got[-1][0] - t0 < 1.0
+    assert got[-1][0] - t0 < 2.0     # the page's requirement: a fault shows within 2 s
     assert srv.app.state.hub.dropped > 0      # the stalled clients' queues dropped, bounded
     for sk in stalled:
         sk.close()

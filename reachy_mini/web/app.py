@@ -24,6 +24,7 @@ from fastapi import Body, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from .. import __version__
 from .state import StateStore
 
 STATIC = os.path.join(os.path.dirname(os.path.realpath(__file__)), "static")
@@ -304,7 +305,7 @@ def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None
     hub = SSEHub(store, cfg.sse_queue, cfg.max_sse_clients)
     limiter = RateLimiter(cfg.write_rate, cfg.write_window_s)
     metrics = Metrics()
-    app = FastAPI(title="Reachy Mini status", version="0.2.0", docs_url=None, redoc_url=None,
+    app = FastAPI(title="Reachy Mini status", version=__version__, docs_url=None, redoc_url=None,
                   description="Health of a Reachy Mini robot: diagnostics tree, motors, incidents, metrics. "
                               "Levels are integers with names: 0 OK, 1 WARN, 2 ERROR, 3 STALE.")
     app.state.hub, app.state.metrics, app.state.limiter = hub, metrics, limiter
