@@ -82,7 +82,8 @@ def test_health_and_reads(srv):
     assert r.status_code == 503 and r.json()["level_name"] == "STALE"
     fill(srv.store)
     r = c.get("/api/health")
-    assert r.status_code == 200 and r.json() == {"level": 0, "level_name": "OK", "message": "all OK", "healthy": True}
+    assert r.status_code == 200 and {k: r.json()[k] for k in ("level", "level_name", "message", "healthy")} == \
+        {"level": 0, "level_name": "OK", "message": "all OK", "healthy": True}
     fill(srv.store, bad="stewart_2")
     assert c.get("/api/health").status_code == 503
     st = c.get("/api/status").json()
@@ -202,6 +203,7 @@ def test_sse_live_and_slow_clients_do_not_block(srv):
                     reason="schemathesis not installed")
 def test_schemathesis_finds_nothing(srv, tmp_path):
     fill(srv.store)
+    srv.store.stale_after_s = 3600.0   # a healthy robot for the whole run (schemathesis flags any 5xx)
     exe = shutil.which("schemathesis", path=os.path.dirname(sys.executable))
     r = subprocess.run([exe, "run", f"{srv.url}/openapi.json", "--checks", "all", "--max-examples", "40",
                         "-H", f"Authorization: Bearer {TOKEN}", "--exclude-checks", "ignored_auth",
@@ -277,3 +279,29 @@ def test_docs_served_offline(srv):
     assert c.get("/docs/assets/../../app.py").status_code == 404
     assert c.get("/docs/assets/redoc.standalone.js").status_code == 404
     assert "/docs" not in c.get("/openapi.json").json()["paths"]
+
+
+def test_silent_health_monitor_is_stale_everywhere(srv):
+    """The health node dies: /api/health turns 503 "health monitor silent",
+    the page's data (snapshot, SSE) and /metrics agree; it comes back: 200."""
+    c = httpx.Client(base_url=srv.url)
+    fill(srv.store)
+    r = c.get("/api/health").json()
+    assert r["healthy"] and r["groups"] == {"Motors": "OK"} and 0 <= r["age_s"] < 1.0 and r["uptime_s"] >= 0
+    assert not srv.store.check_stale()
+    srv.store.top_received -= srv.store.stale_after_s + 2.0      # as if it had been silent that long
+    r = c.get("/api/health")
+    assert r.status_code == 503
+    body = r.json()
+    assert body["level_name"] == "STALE" and body["message"].startswith("health monitor silent for 5 s")
+    assert "(last: OK: all OK)" in body["message"] and body["groups"] == {} and body["age_s"] >= 5.0
+    v = srv.store.version
+    assert srv.store.check_stale() and srv.store.version == v + 1     # pushed to open pages once
+    assert not srv.store.check_stale()
+    snap = srv.store.snapshot()
+    assert snap["top"]["level"] == 3 and {i["level"] for i in snap["tree"]} == {3}
+    m = c.get("/metrics").text
+    assert "reachy_mini_up 0" in m and 'reachy_mini_component_level{component="toplevel_state"} 3' in m
+    fill(srv.store)                                               # it publishes again (that push is the change)
+    assert c.get("/api/health").status_code == 200 and "reachy_mini_up 1" in c.get("/metrics").text
+    assert not srv.store.check_stale()

@@ -5,6 +5,7 @@ history. uvicorn runs on its own thread; writes call motor_node's services."""
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 
@@ -35,6 +36,8 @@ SPECS = [
     Param("write_rate", 5, "writes allowed per client per write_window_s", 1, 1000, runtime=True),
     Param("write_window_s", 10.0, "rate-limit window for writes", 1.0, 3600.0, runtime=True),
     Param("service_timeout_s", 3.0, "how long a write waits for motor_node", 0.1, 30.0, runtime=True),
+    Param("health_stale_s", 3.0, "the robot's health is STALE (503) when the health node has been silent this long "
+          "(default: 3 x its 1 s period)", 0.5, 600.0, runtime=True),
     Param("motor_node", "motor_node", "name of the motor node (its services, relative to this namespace)",
           check=lambda v: None if v and not v.startswith("/") and " " not in v else "must be a relative node name"),
 ]
@@ -69,7 +72,7 @@ class WebBridge(Node):
         super().__init__("web_bridge")
         self.app = None
         self.p = p = declare(self, SPECS, on_change=self._on_params)
-        self.store = StateStore(history_s=p["history_minutes"] * 60)
+        self.store = StateStore(history_s=p["history_minutes"] * 60, stale_after_s=p["health_stale_s"])
         self.db = db_path(p["data_dir"] or data_dir(self.get_namespace()))
         s = self.store
         # The diagnostics topics are absolute (ROS convention; remapped into the
@@ -83,13 +86,14 @@ class WebBridge(Node):
                                  qos.LATEST)
         self.create_subscription(Float32, "audio/level_dbfs", lambda m: s.set_audio_level(m.data), qos.LATEST)
         self.create_timer(1.0, lambda: s.set_incidents(query(self.db, limit=20)))
+        self.create_timer(0.5, s.check_stale)   # a silent health node turns the page and /api/health STALE
         self.torque_cli = self.create_client(SetBool, f"{p['motor_node']}/set_torque")
         self.reboot_cli = self.create_client(Trigger, f"{p['motor_node']}/reboot")
         token = _token(p)
         cfg = WebConfig(token=token, write_rate=p["write_rate"], write_window_s=p["write_window_s"],
                         public_config={k: v for k, v in p.items() if k != "token_file"}
-                        | {"namespace": self.get_namespace()}
-                        | {"token_file_set": bool(p["token_file"])})
+                        | {"namespace": self.get_namespace(), "token_file_set": bool(p["token_file"])},
+                        robot=self.get_namespace().strip("/") or socket.gethostname())
         app = create_app(s, Actions(self._torque, self._reboot,
                                     lambda since=None, limit=100: query(self.db, since=since, limit=limit)), cfg)
         self.server = uvicorn.Server(uvicorn.Config(app, host=p["host"], port=p["port"], log_level="warning",
@@ -104,6 +108,8 @@ class WebBridge(Node):
                                f"(writes {'enabled' if token else 'disabled: no token'})")
 
     def _on_params(self, changed: dict) -> None:
+        if "health_stale_s" in changed:
+            self.store.stale_after_s = self.p["health_stale_s"]
         if self.app is not None and ("write_rate" in changed or "write_window_s" in changed):
             self.app.state.limiter.configure(self.p["write_rate"], self.p["write_window_s"])
 

@@ -44,6 +44,7 @@ class WebConfig:
     sse_queue: int = 8
     max_sse_clients: int = 500
     public_config: dict = field(default_factory=dict)
+    robot: str = ""                     # shown in /api/health
 
 
 @dataclass
@@ -68,6 +69,10 @@ class Health(BaseModel):
     level_name: str
     message: str
     healthy: bool
+    robot: str = Field("", description="robot name (namespace, else host name)")
+    age_s: Optional[float] = Field(None, description="seconds since the health node last published; None: never")
+    groups: dict[str, str] = Field({}, description="level name of each top-level group, e.g. Motors: OK")
+    uptime_s: float = Field(0.0, description="seconds since this web server started")
 
 
 class StatusTree(BaseModel):
@@ -337,13 +342,22 @@ def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None
     # ---- read API
     @app.get("/api/health", response_model=Health, responses={503: {"model": Health, "description": "ERROR or STALE"}})
     async def health():
-        """200 when the top level is OK or WARN; 503 when it is ERROR or STALE (or nothing heard yet)."""
+        """The robot's health: 200 when the top level is OK or WARN; 503 when it
+        is ERROR or STALE, nothing was heard yet, or the health node has been
+        silent longer than its bound ("health monitor silent for N s"). The web
+        server answering at all is its own liveness; this is the robot's health."""
         top = store.top
         if top is None:
             body = {"level": 3, "level_name": "STALE", "message": "no diagnostics received yet", "healthy": False}
         else:
             body = {"level": top["level"], "level_name": top["level_name"], "message": top["message"],
                     "healthy": top["level"] in (0, 1)}
+        age = store.health_age()
+        silent = age is None or age > store.stale_after_s     # the tree is as old as the top level
+        groups = {} if silent else {i["name"].rsplit("/", 1)[-1]: i["level_name"]
+                                    for i in store.snapshot()["tree"] if i["name"].count("/") == 2}
+        body |= {"robot": cfg.robot, "age_s": None if age is None else round(age, 3), "groups": groups,
+                 "uptime_s": round(time.time() - started, 1)}
         return JSONResponse(body, 200 if body["healthy"] else 503)
 
     @app.get("/api/status", response_model=StatusTree)
@@ -404,8 +418,9 @@ def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None
         def fam(name, kind, help_):
             L.append(f"# HELP {name} {help_}")
             L.append(f"# TYPE {name} {kind}")
-        fam("reachy_mini_up", "gauge", "1 when diagnostics have been received in the last 10 s")
-        L.append(f"reachy_mini_up {int(bool(s['updated']) and time.time() - s['updated'] < 10)}")
+        fam("reachy_mini_up", "gauge", "1 while the health node publishes (silent for at most health_stale_s)")
+        age = store.health_age()
+        L.append(f"reachy_mini_up {int(age is not None and age <= store.stale_after_s)}")
         fam("reachy_mini_component_level", "gauge", "diagnostic level: 0 OK, 1 WARN, 2 ERROR, 3 STALE")
         for st in ([s["top"]] if s["top"] else []) + s["tree"]:
             L.append(f'reachy_mini_component_level{{component="{_esc(st["name"])}"}} {st["level"]}')

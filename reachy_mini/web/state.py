@@ -33,10 +33,13 @@ def _num(v):
 
 
 class StateStore:
-    def __init__(self, history_s: float = 1800.0, sample_period_s: float = 1.0) -> None:
+    def __init__(self, history_s: float = 1800.0, sample_period_s: float = 1.0, stale_after_s: float = 3.0) -> None:
         self._lock = threading.Lock()
         self.version = 0
-        self.top: dict | None = None
+        self._top: dict | None = None     # as the health node last published it
+        self.top_received = 0.0           # monotonic time of that message
+        self.stale_after_s = stale_after_s
+        self._stale = False
         self.tree: list[dict] = []
         self.joints: dict[str, float] = {}
         self.joints_stamp = 0.0
@@ -60,10 +63,45 @@ class StateStore:
         for fn in list(self.listeners):
             fn(v)
 
+    @property
+    def top(self) -> dict | None:
+        """The top level as the robot's owner must see it: the health node's
+        last word, or STALE when the health node has been silent longer than
+        stale_after_s (a dead monitor must not leave "healthy" on display)."""
+        with self._lock:
+            return self._top_locked(time.monotonic())
+
+    def _top_locked(self, now: float) -> dict | None:
+        if self._top is None:
+            return None
+        age = now - self.top_received
+        if age > self.stale_after_s:
+            return status_dict("toplevel_state", 3, f"health monitor silent for {age:.0f} s "
+                               f"(last: {self._top['level_name']}: {self._top['message']})", [])
+        return self._top
+
+    def health_age(self) -> float | None:
+        """Seconds since the health node last published (None: never)."""
+        with self._lock:
+            return None if self._top is None else time.monotonic() - self.top_received
+
+    def check_stale(self) -> bool:
+        """Called periodically (web_bridge timer): pushes a change to the page
+        when the health node goes silent or comes back. True on a change."""
+        with self._lock:
+            stale = self._top is not None and time.monotonic() - self.top_received > self.stale_after_s
+            changed = stale != self._stale
+            self._stale = stale
+        if changed:
+            self._changed()
+        return changed
+
     def set_diagnostics(self, top: dict | None, tree: list[dict] | None) -> None:
         with self._lock:
             if top is not None:
-                self.top = top
+                self._top = top
+                self.top_received = time.monotonic()
+                self._stale = False
             if tree is not None:
                 self.tree = tree
                 self._sample_locked(time.time())
@@ -117,7 +155,10 @@ class StateStore:
     # ---- readers (HTTP side)
     def snapshot(self) -> dict:
         with self._lock:
-            return {"version": self.version, "updated": self.updated, "top": self.top, "tree": list(self.tree),
+            top = self._top_locked(time.monotonic())
+            tree = list(self.tree) if top is None or top is self._top else \
+                [dict(i, level=3, level_name="STALE") for i in self.tree]   # as old as the silent monitor
+            return {"version": self.version, "updated": self.updated, "top": top, "tree": tree,
                     "joints": dict(self.joints), "audio_level_dbfs": self.audio_level,
                     "audio_stamp": self.audio_stamp, "camera_stamp": self.camera_stamp,
                     "camera_version": self.camera_version, "incidents": list(self.incidents),
