@@ -102,7 +102,8 @@ def bus_health(stats: dict, target_rate_hz: float, min_rate_ratio: float = 0.9) 
         ("cycle p50 (us)", f"{stats['cycle_p50_us']:.0f}"), ("cycle p99 (us)", f"{stats['cycle_p99_us']:.0f}"),
         ("cycle max (us)", f"{stats['cycle_max_us']:.0f}"), ("jitter p99 (us)", f"{stats['jitter_p99_us']:.0f}"),
         ("timeouts", str(stats["timeouts"])), ("crc errors", str(stats["crc_errors"])),
-        ("garbage bytes", str(stats["garbage_bytes"])), ("write errors", str(stats["write_errors"])),
+        ("garbage bytes", str(stats["garbage_bytes"])), ("stray replies", str(stats.get("stray_replies", 0))),
+        ("write errors", str(stats["write_errors"])),
         ("disconnects", str(stats["disconnects"])), ("reconnects", str(stats["reconnects"])),
         ("last error", stats.get("last_error") or ""),
     ]

@@ -202,3 +202,25 @@ def test_invalid_controller_arguments():
         Driver("/dev/null", MAP, loop_rate_hz=-1)
     with pytest.raises(ValueError, match="timeout_action"):
         Driver("/dev/null", MAP, timeout_action="explode")
+
+
+def test_late_replies_are_discarded_not_motor_lost(sim):
+    """A reply that comes after its deadline (USB or CPU hiccup) is dropped
+    and counted as stray; it is never read as the answer to the next
+    transaction, and no motor is marked lost for it."""
+    with make(sim, status_rate_hz=10.0) as drv:
+        wait_for(lambda: all(m.responding and m.temperature_c is not None for m in drv.snapshot()), timeout=5)
+        drv.events()
+        for _ in range(5):                     # five late replies in 5 s (the case seen in the field)
+            sim.inject("late", ms=12, count=1)
+            time.sleep(1.0)
+        wait_for(lambda: sim.state()["counters"]["late_tx"] == 5, timeout=3)
+        time.sleep(0.3)
+        lost = [e for e in drv.events() if e.kind == "motor_lost"]
+        assert lost == [], [e.message for e in lost]
+        assert all(m.responding for m in drv.snapshot())
+        st = drv.stats()
+        assert st["stray_replies"] >= 5, st       # each late reply seen and dropped
+        assert 5 <= st["timeouts"] <= 10, st      # only the transactions that really timed out
+        # positions keep flowing at the loop rate
+        assert st["achieved_rate_hz"] > 80.0

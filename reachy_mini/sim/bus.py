@@ -39,13 +39,15 @@ class SimBus:
         self.vanished_until: float | None = None
         self.latency_s = 0.0
         self.latency_until: float | None = None
+        self.late_next = 0          # this many replies come late_s late (after the master's deadline)
+        self.late_s = 0.0
         self.corrupt_next = 0
         self.corrupt_until: float | None = None
         self.corrupt_rate = 0.0
         self.pending_garbage = b""
         self.line_free_at = 0.0
         self.last_step = time.monotonic()
-        self.counters = {"instructions": 0, "responses": 0, "crc_errors_rx": 0, "corrupted_tx": 0,
+        self.counters = {"instructions": 0, "responses": 0, "crc_errors_rx": 0, "corrupted_tx": 0, "late_tx": 0,
                          "garbage_tx": 0, "vanishes": 0}
         self.stop_event = threading.Event()
         self.sel = selectors.DefaultSelector()
@@ -154,6 +156,9 @@ class SimBus:
                 self.pending_garbage += bytes(self.rng.getrandbits(8) for _ in range(n))
                 if self.master >= 0:
                     self._flush_garbage()
+            elif cmd == "late":
+                self.late_next += int(req.get("count", 1))
+                self.late_s = float(req.get("ms", 12)) / 1000.0
             elif cmd == "latency":
                 self.latency_s = float(req.get("ms", 20)) / 1000.0
                 self.latency_until = until
@@ -171,7 +176,7 @@ class SimBus:
                     s.clear_causes()
                     s.muted = False
                     s.t[70] = 0
-                self.latency_s, self.corrupt_next, self.corrupt_rate = 0.0, 0, 0.0
+                self.latency_s, self.corrupt_next, self.corrupt_rate, self.late_next = 0.0, 0, 0.0, 0
                 if self.master < 0:
                     self._open_pty()
                 self.vanished_until = None
@@ -288,6 +293,10 @@ class SimBus:
                     self.latency_s, self.latency_until = 0.0, None
                 if replies:
                     t += self.latency_s
+                    if self.late_next > 0:
+                        self.late_next -= 1
+                        self.counters["late_tx"] += 1
+                        t += self.late_s
                 out = bytearray()
                 for r in replies:
                     out += self._maybe_corrupt(r, arrived)

@@ -8,6 +8,7 @@ a running one.
     reachy-mini-sim-bus inject corrupt --count 5 | --rate 0.2 --duration 3
     reachy-mini-sim-bus inject garbage --count 64
     reachy-mini-sim-bus inject latency --ms 30 --duration 2
+    reachy-mini-sim-bus inject late --ms 12 --count 1  # the next reply comes after the master's deadline
     reachy-mini-sim-bus inject vanish --duration 3 | restore
     reachy-mini-sim-bus inject reset | state
 
@@ -28,7 +29,7 @@ from ..paths import sim_link
 
 DEFAULT_LINK = sim_link()
 COMMANDS = ["overheat", "overload", "voltage", "encoder", "shock", "clear", "mute", "unmute",
-            "corrupt", "garbage", "latency", "vanish", "restore", "reset", "state", "ping"]
+            "corrupt", "garbage", "latency", "late", "vanish", "restore", "reset", "state", "ping"]
 
 
 def _parser() -> argparse.ArgumentParser:

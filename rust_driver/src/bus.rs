@@ -17,6 +17,9 @@ pub struct BusCounters {
     pub garbage_bytes: u64,
     pub bytes_tx: u64,
     pub bytes_rx: u64,
+    /// Replies that answered no pending request (a late answer to an earlier,
+    /// timed-out transaction, or a wrong length): discarded, never an error.
+    pub stray_replies: u64,
 }
 
 pub struct Bus {
@@ -58,10 +61,26 @@ impl Bus {
     }
 
     fn send(&mut self, pkt: &[u8]) -> Result<()> {
-        // Anything still buffered belongs to an earlier, finished transaction.
-        if self.parser.buffered() > 0 {
-            self.parser.clear();
+        // Anything still buffered or waiting in the port belongs to an earlier,
+        // finished transaction (e.g. a reply that came after its deadline).
+        // They are drained (without waiting) and counted, not left to be read
+        // as the answer to this one.
+        loop {
+            let n = self.transport.read_some(&mut self.rxbuf, Duration::from_micros(1))?;
+            if n == 0 {
+                break;
+            }
+            self.counters.bytes_rx += n as u64;
+            let (buf, parser) = (&self.rxbuf[..n], &mut self.parser);
+            parser.push(buf);
         }
+        while let Some(ev) = self.parser.next_event() {
+            if matches!(ev, ParseEvent::Packet(_)) {
+                self.counters.stray_replies += 1;
+            }
+        }
+        self.sync_garbage();
+        self.parser.clear();
         self.transport.write_all(pkt)?;
         self.counters.bytes_tx += pkt.len() as u64;
         Ok(())
@@ -119,14 +138,19 @@ impl Bus {
         let deadline = self.deadline_for(pkt.len(), protocol::status_wire_len(rx_params));
         loop {
             match self.next_status(deadline, id) {
-                Ok(p) if p.id == id => {
+                Ok(p) if p.id == id && (p.params.len() == rx_params || p.error_code() != 0) => {
                     if p.error_code() != 0 {
                         self.counters.status_errors += 1;
                         return Err(DxlError::Status { id, code: p.error_code() });
                     }
                     return Ok(p);
                 }
-                Ok(_) => continue, // a late answer from someone else
+                Ok(_) => {
+                    // a late answer to an earlier request (another id, or this
+                    // id with another length): not ours, keep waiting
+                    self.counters.stray_replies += 1;
+                    continue;
+                }
                 Err(DxlError::Timeout { id, .. }) => {
                     return Err(DxlError::Timeout { id, waited_us: start.elapsed().as_micros() as u64 })
                 }
@@ -201,6 +225,12 @@ impl Bus {
         while remaining > 0 {
             let expect = ids[next_idx.min(ids.len() - 1)];
             match self.next_status(deadline, expect) {
+                Ok(p) if p.error_code() == 0
+                    && (p.params.len() != length as usize || !ids.contains(&p.id)) =>
+                {
+                    // a late answer to an earlier request: not ours, keep waiting
+                    self.counters.stray_replies += 1;
+                }
                 Ok(p) => {
                     if let Some(i) = ids.iter().position(|&x| x == p.id) {
                         if got[i].is_none() {
@@ -252,5 +282,73 @@ impl Bus {
             .zip(got)
             .map(|(&id, r)| (id, r.unwrap_or(Err(DxlError::Timeout { id, waited_us: waited }))))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::encode_status;
+    use crate::transport::mock::MockTransport;
+
+    fn bus() -> (Bus, MockTransport) {
+        let t = MockTransport::default();
+        (Bus::new(Box::new(t.clone()), 1_000_000, Duration::from_millis(2)), t)
+    }
+
+    #[test]
+    fn late_reply_waiting_before_the_request_is_drained_and_counted() {
+        let (mut b, t) = bus();
+        t.feed(&encode_status(11, 0, &[1, 2, 3, 4, 5, 6, 7])); // late answer to an earlier 7-byte read
+        t.on_write(encode_status(11, 0, &[9, 8, 7, 6]));
+        let (data, _) = b.read(11, 132, 4).unwrap();
+        assert_eq!(data, vec![9, 8, 7, 6]);
+        assert_eq!(b.counters.stray_replies, 1);
+        assert_eq!(b.counters.malformed, 0);
+    }
+
+    #[test]
+    fn late_reply_arriving_after_the_request_is_skipped() {
+        let (mut b, t) = bus();
+        let mut both = encode_status(11, 0, &[1, 2, 3, 4, 5, 6, 7]); // same id, wrong length
+        both.extend(encode_status(12, 0, &[0, 0, 0, 0])); // another id
+        both.extend(encode_status(11, 0, &[9, 8, 7, 6])); // the answer
+        t.on_write(both);
+        let (data, _) = b.read(11, 132, 4).unwrap();
+        assert_eq!(data, vec![9, 8, 7, 6]);
+        assert_eq!(b.counters.stray_replies, 2);
+    }
+
+    #[test]
+    fn sync_read_skips_stray_replies_and_keeps_every_motor() {
+        let (mut b, t) = bus();
+        let mut rx = encode_status(10, 0, &[1; 7]); // late, wrong length
+        rx.extend(encode_status(10, 0, &[1, 0, 0, 0]));
+        rx.extend(encode_status(40, 0, &[2, 0, 0, 0])); // not asked
+        rx.extend(encode_status(11, 0, &[3, 0, 0, 0]));
+        t.on_write(rx);
+        let out = b.sync_read(&[10, 11], 132, 4).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].1.as_ref().unwrap().params, vec![1, 0, 0, 0]);
+        assert_eq!(out[1].1.as_ref().unwrap().params, vec![3, 0, 0, 0]);
+        assert_eq!(b.counters.stray_replies, 2);
+        assert_eq!(b.counters.malformed, 0);
+    }
+
+    #[test]
+    fn missing_reply_is_a_timeout_for_that_transaction_only() {
+        let (mut b, t) = bus();
+        assert!(matches!(b.read(11, 132, 4), Err(DxlError::Timeout { id: 11, .. })));
+        t.on_write(encode_status(11, 0, &[4, 3, 2, 1]));
+        assert_eq!(b.read(11, 132, 4).unwrap().0, vec![4, 3, 2, 1]);
+        assert_eq!(b.counters.timeouts, 1);
+    }
+
+    #[test]
+    fn status_error_is_reported_with_the_motor_id() {
+        let (mut b, t) = bus();
+        t.on_write(encode_status(13, 0x07, &[]));
+        assert!(matches!(b.write(13, 64, &[1]), Err(DxlError::Status { id: 13, code: 7 })));
+        assert_eq!(t.written().len(), 1);
     }
 }

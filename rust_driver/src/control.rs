@@ -195,6 +195,8 @@ pub struct LoopStats {
     pub crc_errors: u64,
     pub status_errors: u64,
     pub garbage_bytes: u64,
+    /// Late or unmatched replies, discarded (see Bus::stray_replies).
+    pub stray_replies: u64,
     pub write_errors: u64,
     pub reconnects: u64,
     pub disconnects: u64,
@@ -650,6 +652,7 @@ impl LoopThread {
             s.stats.crc_errors += c.crc_errors.saturating_sub(l.crc_errors);
             s.stats.status_errors += c.status_errors.saturating_sub(l.status_errors);
             s.stats.garbage_bytes += c.garbage_bytes.saturating_sub(l.garbage_bytes);
+            s.stats.stray_replies += c.stray_replies.saturating_sub(l.stray_replies);
             self.last_counters = c;
         }
     }

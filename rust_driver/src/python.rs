@@ -209,6 +209,7 @@ impl Controller {
         d.set_item("crc_errors", s.crc_errors)?;
         d.set_item("status_errors", s.status_errors)?;
         d.set_item("garbage_bytes", s.garbage_bytes)?;
+        d.set_item("stray_replies", s.stray_replies)?;
         d.set_item("write_errors", s.write_errors)?;
         d.set_item("reconnects", s.reconnects)?;
         d.set_item("disconnects", s.disconnects)?;
@@ -327,6 +328,7 @@ impl Bus_ {
         d.set_item("crc_errors", c.crc_errors)?;
         d.set_item("status_errors", c.status_errors)?;
         d.set_item("garbage_bytes", c.garbage_bytes)?;
+        d.set_item("stray_replies", c.stray_replies)?;
         d.set_item("bytes_tx", c.bytes_tx)?;
         d.set_item("bytes_rx", c.bytes_rx)?;
         Ok(d)
