@@ -224,3 +224,59 @@ def test_runtime_parameters(motor):
     out = stop(proc)
     assert "parameters set: temperature_warn_c=" in out
     assert "no goal for 0.20 s" in out, out[-2000:]
+
+
+def test_absent_port_is_waited_for_then_connects(tmp_path, ros_env):
+    """The robot is plugged in after the computer: motor_node stays up, says
+    what it waits for, and connects when the port appears (no exit, no
+    respawn). Measures plug-in -> healthy."""
+    from conftest import SimProcess
+
+    probe = RosProbe()
+    probe.listen(JointState, "/joint_states", 1000)
+    probe.listen(DiagnosticArray, "/diagnostics", 1000)
+    link = tmp_path / "ttyDXL"
+    proc, _ = start_node(tmp_path, ros_env, "use_sim:=false", f"serial_port:={link}")
+    sim = None
+    try:
+        st = wait_for(lambda: (s := motor_status(probe, "bus", 0)) and level_int(s[1].level) == 2 and s[1], timeout=15)
+        assert st.message == f"waiting for the servo adapter: {link} does not exist"
+        time.sleep(2.5)                      # several retries: still up, still waiting
+        assert proc.poll() is None and not probe.get("/joint_states")
+        t0 = time.monotonic()
+        sim = SimProcess(tmp_path)           # the port appears at the configured path
+        wait_for(lambda: (s := motor_status(probe, "bus", t0)) and level_int(s[1].level) == 0, timeout=10)
+        wait_for(lambda: (s := motor_status(probe, "stewart_3", t0)) and level_int(s[1].level) == 0, timeout=10)
+        print(f"port appeared -> bus and motors OK in {time.monotonic() - t0:.1f} s")
+        assert probe.get("/joint_states", t0)
+    finally:
+        out = stop(proc)
+        probe.close()
+        if sim:
+            sim.close()
+    assert out.count("servo bus: waiting for the servo adapter") == 1     # said once, not every retry
+    assert "motor_node up on" in out
+
+
+def test_busy_port_names_the_holder():
+    """A port held by another program (the vendor's daemon) is reported with it."""
+    import os
+    import pty
+
+    from reachy_mini.serial_ports import open_failure, port_holders, resolve_port
+
+    master, slave = pty.openpty()
+    path = os.ttyname(slave)
+    holder = subprocess.Popen([sys.executable, "-c", f"import time; f = open({path!r}, 'rb'); time.sleep(30)"])
+    try:
+        wait_for(lambda: any(pid == holder.pid for pid, _ in port_holders(path)), timeout=5)
+        msg = open_failure(path, "Device or resource busy")
+        assert msg.startswith(f"serial port {path} is busy: held by pid {holder.pid} (") and "time.sleep" in msg
+    finally:
+        holder.kill()
+        os.close(master)
+        os.close(slave)
+    assert resolve_port("auto", find=lambda: None) == (
+        None, "waiting for the servo adapter (no 1a86:55d3, no /dev/ttyAMA3)")
+    assert resolve_port("/dev/reachy_nope") == (None, "waiting for the servo adapter: /dev/reachy_nope does not exist")
+    assert resolve_port("auto", find=lambda: "/dev/ttyACM0") == ("/dev/ttyACM0", "")

@@ -6,7 +6,6 @@ Safety (command timeout, torque off) lives in the driver thread, not here.
 """
 from __future__ import annotations
 
-import os
 import time
 
 from rclpy.logging import LoggingSeverity
@@ -16,29 +15,12 @@ from std_srvs.srv import SetBool, Trigger
 
 from .. import qos
 from ..diag import ERROR, Updater, level_byte
-from ..driver import Driver, DynamixelError
+from ..driver import Driver, DynamixelError, PortError
 from ..motor_core import Thresholds, bus_health, motor_health, recoverable
 from ..motors import MotorMap
 from ..params import Param, ParameterError, declare, run_node
 from ..paths import sim_link
-
-VID_PID = (0x1A86, 0x55D3)
-WIRELESS_PORT = "/dev/ttyAMA3"
-
-
-UDEV_LINK = "/dev/reachy_mini_servo"   # config/udev/99-reachy-mini.rules
-
-
-def find_adapter() -> str | None:
-    from serial.tools import list_ports
-
-    if os.path.exists(UDEV_LINK):
-        return UDEV_LINK
-    for p in list_ports.comports():
-        if (p.vid, p.pid) == VID_PID:
-            return p.device
-    return WIRELESS_PORT if os.path.exists(WIRELESS_PORT) else None
-
+from ..serial_ports import open_failure, resolve_port
 
 THRESHOLDS = ("temperature_warn_c", "temperature_error_c", "voltage_warn_low_v", "voltage_warn_high_v",
               "voltage_error_low_v", "voltage_error_high_v", "current_warn_ma", "current_error_ma")
@@ -102,24 +84,11 @@ class MotorNode(Node):
             self.sim_proc, port, control = start_sim(p["sim_link"] or sim_link(self.get_namespace()),
                                                      p["sim_wire_timing"])
             self.get_logger().info(f"simulated bus on {port} (fault injection: reachy-mini-sim-bus inject --control {control} ...)")
-        elif port == "auto":
-            found = find_adapter()
-            if not found:
-                raise ParameterError("parameter 'serial_port' = 'auto': no adapter with VID:PID 1a86:55d3 and no "
-                                     f"{WIRELESS_PORT}; plug the robot in or give a device path")
-            port = found
         self.port = port
-        self.drv = Driver(port, self.map, baudrate=p["baudrate"], loop_rate_hz=p["loop_rate_hz"],
-                          status_rate_hz=p["status_rate_hz"], io_timeout_ms=p["io_timeout_ms"],
-                          command_timeout_s=p["command_timeout_s"], timeout_action=p["command_timeout_action"])
-        missing = self.drv.start()
-        if missing:
-            names = [f"{self.map.by_id[i].name} (id {i})" for i in missing]
-            self.get_logger().error(f"motors not answering at start: {', '.join(names)}")
+        self.waiting = "not connected yet"
+        self.drv = self._driver(port if port != "auto" else "")
         self.estopped = False
         self.torque_wanted = set()
-        if p["torque_on_start"]:
-            self._torque(True, None)
         self.fault_since: dict[str, float] = {}
         self.recoveries = 0
         self.last_levels: dict[str, int] = {}
@@ -141,7 +110,50 @@ class MotorNode(Node):
             self.updater.add(m.name, lambda st, name=m.name: self._diag_motor(st, name))
         self._snap = {r.name: r for r in self.drv.snapshot()}
         self._stats = self.drv.stats()
-        self.get_logger().info(f"motor_node up on {port} at {p['loop_rate_hz']:.0f} Hz, {len(self.map.motors)} motors")
+        # A robot that is not plugged in (or a port held by another program)
+        # is waited for, not fatal: the bus is ERROR with the reason until it opens.
+        self.connect_timer = None
+        self._connect()
+        if self.waiting is not None:
+            self.connect_timer = self.create_timer(1.0, self._connect)
+
+    def _driver(self, port: str) -> Driver:
+        p = self.p
+        return Driver(port, self.map, baudrate=p["baudrate"], loop_rate_hz=p["loop_rate_hz"],
+                      status_rate_hz=p["status_rate_hz"], io_timeout_ms=p["io_timeout_ms"],
+                      command_timeout_s=p["command_timeout_s"], timeout_action=p["command_timeout_action"])
+
+    def _connect(self) -> None:
+        """Opens the bus, or says what it waits for (also the 1 s retry timer)."""
+        port, reason = resolve_port(self.port)
+        if port is None:
+            self._waiting(reason)
+            return
+        if self.drv.port != port:
+            self.drv = self._driver(port)
+        try:
+            missing = self.drv.start()
+        except PortError as e:
+            self._waiting(open_failure(port, getattr(e, "cause", None) or str(e)))
+            return
+        self.waiting = None
+        if self.connect_timer is not None:
+            self.destroy_timer(self.connect_timer)
+            self.connect_timer = None
+        self.updater.setHardwareID(f"dynamixel_bus:{port}")
+        if missing:
+            names = [f"{self.map.by_id[i].name} (id {i})" for i in missing]
+            self.get_logger().error(f"motors not answering at start: {', '.join(names)}")
+        if self.p["torque_on_start"]:
+            self._torque(True, None)
+        self.get_logger().info(f"motor_node up on {port} at {self.p['loop_rate_hz']:.0f} Hz, "
+                               f"{len(self.map.motors)} motors")
+        self.updater.force_update()
+
+    def _waiting(self, reason: str) -> None:
+        if reason != self.waiting:
+            self.get_logger().error(f"servo bus: {reason}")
+        self.waiting = reason
 
     def _on_params(self, changed: dict) -> None:
         """`ros2 param set`: already validated by the same rules as at start."""
@@ -303,6 +315,8 @@ class MotorNode(Node):
     def _diag_bus(self, st):
         stats = self.drv.stats()
         lv, msg, values = bus_health(stats, self.p["loop_rate_hz"])
+        if self.waiting:
+            lv, msg = ERROR, self.waiting
         if self.estopped:
             lv, msg = max(lv, 1), "emergency stop active; " + msg
         st.summary(level_byte(lv), msg)
