@@ -16,7 +16,7 @@ import httpx
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
-from conftest import wait_for
+from conftest import params_ignoring_host_cpu, wait_for
 from ros_probe import RosProbe
 
 TOKEN = "namespace-test-token-0123456789"
@@ -53,6 +53,7 @@ def two_robots(tmp_path, ros_env):
         port = _free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "reachy_mini.supervisor", "--use-sim", "--namespace", name, "--web-port", str(port),
+             "--params-file", params_ignoring_host_cpu(tmp_path),
              "--only", "motor_node", "health_node", "web_bridge", "--log-dir", str(tmp_path / f"logs_{name}")],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         robots[name] = (proc, port)
