@@ -46,12 +46,12 @@ test-stress: sysdeps-test setup
 	$(PY) -m pytest -q test; rc=$$?; kill $$hog 2>/dev/null; wait $$hog 2>/dev/null; exit $$rc
 
 bench: setup
-	$(PY) -m reachy_mini.bench $(BENCH)
+	$(PY) -m tools.bench $(BENCH)
 
 # Fault-storm soak of the whole simulated stack: `make soak DURATION=1800`.
 DURATION ?= 120
 soak: setup
-	$(PY) -m reachy_mini.soak --duration $(DURATION) --report soak_report.json
+	$(PY) -m tools.soak --duration $(DURATION) --report soak_report.json
 
 # Boot-time service (systemd) + udev rules; runs as SERVICE_USER (default: you).
 SERVICE_USER ?= $(USER)

@@ -26,12 +26,12 @@ class _RustExtension(RustExtension):
 # One definition each: the version is package.xml's, the executables are the node table's.
 with open(os.path.join(HERE, "package.xml")) as _f:
     VERSION = re.search(r"<version>([^<]+)</version>", _f.read()).group(1)
-NODES = [n.name for n in runpy.run_path(os.path.join(HERE, PACKAGE, "node_table.py"))["NODES"]]
+NODES = [n.name for n in runpy.run_path(os.path.join(HERE, PACKAGE, "ops", "node_table.py"))["NODES"]]
 
 setup(
     name=PACKAGE,
     version=VERSION,
-    packages=find_packages(exclude=["test", "test.*"]),
+    packages=find_packages(include=[PACKAGE, PACKAGE + ".*"]),
     package_data={PACKAGE: ["web/static/*"]},
     rust_extensions=[
         _RustExtension(
@@ -61,11 +61,10 @@ setup(
     entry_points={
         "console_scripts": [f"{n} = {PACKAGE}.nodes.{n}:main" for n in NODES]
         + [
-            "reachy-mini-bringup = reachy_mini.supervisor:main",
+            "reachy-mini-bringup = reachy_mini.ops.supervisor:main",
             "reachy-mini-sim-bus = reachy_mini.sim.cli:main",
-            "reachy-mini-incidents = reachy_mini.incidents:main",
-            "reachy-mini-service = reachy_mini.service:main",
-            "reachy-mini-soak = reachy_mini.soak:main",
+            "reachy-mini-incidents = reachy_mini.core.health.incidents:main",
+            "reachy-mini-service = reachy_mini.ops.systemd:main",
         ],
     },
 )

@@ -1,7 +1,7 @@
 """Typed Python front of the Rust Dynamixel driver (`reachy_mini._driver`).
 
     from reachy_mini.driver import Driver
-    from reachy_mini.motors import MotorMap
+    from reachy_mini.core.motors.map import MotorMap
 
     with Driver("/dev/ttyACM0", MotorMap.load()) as drv:
         for m in drv.snapshot():
@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from . import _driver
-from .motors import MotorMap
+from reachy_mini import _driver
+from reachy_mini.core.motors.map import MotorMap
 
 DynamixelError = _driver.DynamixelError
 PortError = _driver.PortError

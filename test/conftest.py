@@ -9,9 +9,11 @@ import time
 
 import pytest
 
-from reachy_mini.sim.bus import send_command
-
 REPO = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+if REPO not in sys.path:   # tools/ (bench, soak, harness) is not installed with the package
+    sys.path.insert(0, REPO)
+
+from reachy_mini.sim.bus import send_command  # noqa: E402
 
 
 class SimProcess:
@@ -81,7 +83,7 @@ def params_ignoring_host_cpu(tmp_path) -> str:
     true ERROR."""
     import yaml
 
-    from reachy_mini.paths import config_path
+    from reachy_mini.ops.paths import config_path
 
     with open(config_path("reachy_mini.yaml")) as f:
         params = yaml.safe_load(f)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from reachy_mini.bench_stack import Stack
+from tools.bench.stack import Stack
 from reachy_mini.sim.bus import send_command
 
 from conftest import REPO, wait_for

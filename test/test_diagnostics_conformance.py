@@ -16,7 +16,7 @@ from rclpy.executors import SingleThreadedExecutor
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
 
-@pytest.fixture(params=["reachy_mini.diagnostics_compat", "diagnostic_updater"])
+@pytest.fixture(params=["reachy_mini.ros.diagnostics_compat", "diagnostic_updater"])
 def du(request):
     try:
         return importlib.import_module(request.param)

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from reachy_mini.driver import CommTimeout, Driver, PortError, StatusError
-from reachy_mini.motors import MotorMap
+from reachy_mini.core.motors.map import MotorMap
 
 from conftest import wait_for
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from reachy_mini.diag import ERROR, OK, STALE, WARN
-from reachy_mini.health_core import (Aggregator, ConfigError, NodeWatch, analyzer_params, combine,
+from reachy_mini.core.levels import ERROR, OK, STALE, WARN
+from reachy_mini.core.health.aggregator import (Aggregator, ConfigError, NodeWatch, analyzer_params, combine,
                                      load_aggregator, node_status, remove_chaff)
-from reachy_mini.paths import config_path
-from reachy_mini.system_probes import ProcInfo
+from reachy_mini.ops.paths import config_path
+from reachy_mini.core.health.system import ProcInfo
 
 EVERY_KEY = """
 analyzers:

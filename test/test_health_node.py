@@ -9,7 +9,7 @@ import time
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from reachy_mini.incidents import db_path, query
+from reachy_mini.core.health.incidents import db_path, query
 
 from conftest import wait_for
 from ros_probe import RosProbe

@@ -32,7 +32,7 @@ def _health(port):
 def test_dead_health_node_turns_health_503(tmp_path, ros_env):
     port, state = _free_port(), str(tmp_path / "state.json")
     env = dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path))
-    sup = subprocess.Popen([sys.executable, "-m", "reachy_mini.supervisor", "--use-sim", "--no-respawn",
+    sup = subprocess.Popen([sys.executable, "-m", "reachy_mini.ops.supervisor", "--use-sim", "--no-respawn",
                             "--params-file", params_ignoring_host_cpu(tmp_path),
                             "--state-file", state, "--data-dir", str(tmp_path / "data"), "--web-port", str(port),
                             "--only", "motor_node", "health_node", "web_bridge"],

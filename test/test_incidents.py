@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 
-from reachy_mini.incidents import Incident, IncidentWriter, db_path, query, summary
+from reachy_mini.core.health.incidents import Incident, IncidentWriter, db_path, query, summary
 
 
 def test_write_query_and_survive_reopen(tmp_path):

@@ -20,7 +20,7 @@ from std_msgs.msg import Float32, Int16MultiArray
 from conftest import wait_for
 from ros_probe import RosProbe
 
-from reachy_mini.sim.fifo_mic import ASOUNDRC, FifoMic
+from tools.harness.fifo_mic import ASOUNDRC, FifoMic
 
 cv2 = pytest.importorskip("cv2")
 

@@ -11,10 +11,10 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
 
-from reachy_mini.diag import level_int
-from reachy_mini.paths import config_path
+from reachy_mini.core.levels import Level
+from reachy_mini.ops.paths import config_path
 from reachy_mini.sim.bus import send_command
-from reachy_mini.supervisor import override_file
+from reachy_mini.ops.supervisor import override_file
 
 from conftest import wait_for
 from ros_probe import RosProbe
@@ -115,16 +115,16 @@ def test_goals_converge_and_unknown_names_rejected(motor):
 def test_overheat_error_within_1_5s_then_recovers(motor):
     probe, run = motor
     _, ctl = run("auto_recover_delay_s:=1.0", "diagnostic_updater.period:=1.0")
-    wait_for(lambda: (s := motor_status(probe, "stewart_2", 0)) and level_int(s[1].level) == 0, timeout=10)
+    wait_for(lambda: (s := motor_status(probe, "stewart_2", 0)) and Level.of(s[1].level) == 0, timeout=10)
     t0 = time.monotonic()
     send_command(ctl, {"cmd": "overheat", "id": 12})
-    t, st = wait_for(lambda: (s := motor_status(probe, "stewart_2", t0)) and level_int(s[1].level) == 2 and s,
+    t, st = wait_for(lambda: (s := motor_status(probe, "stewart_2", t0)) and Level.of(s[1].level) == 2 and s,
                      timeout=3)
     assert t - t0 < 1.5, f"ERROR published {t - t0:.2f} s after the fault"
     assert "overheating" in st.message and st.hardware_id == "dynamixel:12"
     # the cause goes away; the node reboots the motor itself
     send_command(ctl, {"cmd": "clear", "id": 12})
-    wait_for(lambda: (s := motor_status(probe, "stewart_2", time.monotonic() - 0.5)) and level_int(s[1].level) == 0,
+    wait_for(lambda: (s := motor_status(probe, "stewart_2", time.monotonic() - 0.5)) and Level.of(s[1].level) == 0,
              timeout=8)
     assert send_command(ctl, {"cmd": "state"})["motors"]["12"]["reboots"] >= 1
 
@@ -183,7 +183,7 @@ def test_runtime_parameters(motor):
     checked by the same rules as at start-up; the rest is read-only."""
     probe, run = motor
     proc, _ = run("status_rate_hz:=10.0")
-    vals = wait_for(lambda: (s := motor_status(probe, "stewart_1", 0)) and level_int(s[1].level) == 0
+    vals = wait_for(lambda: (s := motor_status(probe, "stewart_1", 0)) and Level.of(s[1].level) == 0
                     and {kv.key: kv.value for kv in s[1].values}.get("temperature (C)", "n/a") != "n/a"
                     and {kv.key: kv.value for kv in s[1].values}, timeout=10)
     # a threshold below the present temperature turns the motor WARN at once
@@ -191,7 +191,7 @@ def test_runtime_parameters(motor):
     r = _set(probe, "motor_node", temperature_warn_c=max(1.0, temp - 5.0))
     assert r[0].successful, r[0].reason
     t0 = time.monotonic()
-    st = wait_for(lambda: (s := motor_status(probe, "stewart_1", t0)) and level_int(s[1].level) == 1 and s[1],
+    st = wait_for(lambda: (s := motor_status(probe, "stewart_1", t0)) and Level.of(s[1].level) == 1 and s[1],
                   timeout=5)
     assert "temperature" in st.message
     # cross-parameter rule: warn must stay below error
@@ -239,14 +239,14 @@ def test_absent_port_is_waited_for_then_connects(tmp_path, ros_env):
     proc, _ = start_node(tmp_path, ros_env, "use_sim:=false", f"serial_port:={link}")
     sim = None
     try:
-        st = wait_for(lambda: (s := motor_status(probe, "bus", 0)) and level_int(s[1].level) == 2 and s[1], timeout=15)
+        st = wait_for(lambda: (s := motor_status(probe, "bus", 0)) and Level.of(s[1].level) == 2 and s[1], timeout=15)
         assert st.message == f"waiting for the servo adapter: {link} does not exist"
         time.sleep(2.5)                      # several retries: still up, still waiting
         assert proc.poll() is None and not probe.get("/joint_states")
         t0 = time.monotonic()
         sim = SimProcess(tmp_path)           # the port appears at the configured path
-        wait_for(lambda: (s := motor_status(probe, "bus", t0)) and level_int(s[1].level) == 0, timeout=10)
-        wait_for(lambda: (s := motor_status(probe, "stewart_3", t0)) and level_int(s[1].level) == 0, timeout=10)
+        wait_for(lambda: (s := motor_status(probe, "bus", t0)) and Level.of(s[1].level) == 0, timeout=10)
+        wait_for(lambda: (s := motor_status(probe, "stewart_3", t0)) and Level.of(s[1].level) == 0, timeout=10)
         print(f"port appeared -> bus and motors OK in {time.monotonic() - t0:.1f} s")
         assert probe.get("/joint_states", t0)
     finally:
@@ -263,7 +263,7 @@ def test_busy_port_names_the_holder():
     import os
     import pty
 
-    from reachy_mini.serial_ports import open_failure, port_holders, resolve_port
+    from reachy_mini.core.motors.ports import open_failure, port_holders, resolve_port
 
     master, slave = pty.openpty()
     path = os.ttyname(slave)

@@ -52,7 +52,7 @@ def two_robots(tmp_path, ros_env):
     for name in ROBOTS:
         port = _free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "reachy_mini.supervisor", "--use-sim", "--namespace", name, "--web-port", str(port),
+            [sys.executable, "-m", "reachy_mini.ops.supervisor", "--use-sim", "--namespace", name, "--web-port", str(port),
              "--params-file", params_ignoring_host_cpu(tmp_path),
              "--only", "motor_node", "health_node", "web_bridge", "--log-dir", str(tmp_path / f"logs_{name}")],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -14,7 +14,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 import reachy_mini
-from reachy_mini.node_table import NODES
+from reachy_mini.ops.node_table import NODES
 
 REPO = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 
@@ -29,7 +29,7 @@ ROSDEP = {
     "diagnostic_updater": "diagnostic_updater", "ament_index_python": "ament_index_python",
     "sounddevice": None, "dynamixel_sdk": None, "schemathesis": None,
 }
-LOCAL = {"reachy_mini", "conftest", "ros_probe"} | {os.path.basename(p)[:-3] for p in glob.glob(f"{REPO}/test/*.py")}
+LOCAL = {"reachy_mini", "tools", "conftest", "ros_probe"} | {os.path.basename(p)[:-3] for p in glob.glob(f"{REPO}/test/*.py")}
 
 
 def _deps(kinds) -> set[str]:

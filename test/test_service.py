@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from reachy_mini.service import main as service_main
-from reachy_mini.supervisor import RotatingLog
+from reachy_mini.ops.systemd import main as service_main
+from reachy_mini.ops.supervisor import RotatingLog
 
 from conftest import wait_for
 
@@ -65,7 +65,7 @@ def test_supervisor_node_logs_rotate(tmp_path, ros_env):
     """Debug logging of the whole stack for a while: every node log rotates and
     the directory stays under its bound (nodes x (backups + 1) x max size)."""
     logs = tmp_path / "logs"
-    argv = [sys.executable, "-m", "reachy_mini.supervisor", "--use-sim", "--state-file", str(tmp_path / "s.json"),
+    argv = [sys.executable, "-m", "reachy_mini.ops.supervisor", "--use-sim", "--state-file", str(tmp_path / "s.json"),
             "--data-dir", str(tmp_path / "data"), "--log-dir", str(logs), "--log-max-bytes", "10000",
             "--log-backups", "1", "--log-level", "debug", "--only", "motor_node", "camera_node", "health_node"]
     sup = subprocess.Popen(argv, env=dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path)), stdout=subprocess.PIPE,

@@ -8,8 +8,8 @@ import subprocess
 import sys
 import time
 
-from reachy_mini.node_table import NODES
-from reachy_mini.supervisor import Child
+from reachy_mini.ops.node_table import NODES
+from reachy_mini.ops.supervisor import Child
 
 from conftest import wait_for
 
@@ -35,7 +35,7 @@ def test_backoff_doubles_and_caps():
 
 def test_killed_node_respawned_and_clean_stop(tmp_path, ros_env):
     state = str(tmp_path / "state.json")
-    argv = [sys.executable, "-m", "reachy_mini.supervisor", "--use-sim", "--state-file", state,
+    argv = [sys.executable, "-m", "reachy_mini.ops.supervisor", "--use-sim", "--state-file", state,
             "--only", "motor_node", "camera_node"]
     env = dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path))
     sup = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -67,7 +67,7 @@ def test_killed_node_respawned_and_clean_stop(tmp_path, ros_env):
 def test_invalid_parameter_not_respawned(tmp_path, ros_env):
     params = tmp_path / "bad.yaml"
     params.write_text("/**/camera_node:\n  ros__parameters:\n    fps: -3.0\n")
-    argv = [sys.executable, "-m", "reachy_mini.supervisor", "--use-sim", "--params-file", str(params),
+    argv = [sys.executable, "-m", "reachy_mini.ops.supervisor", "--use-sim", "--params-file", str(params),
             "--state-file", str(tmp_path / "s.json"), "--only", "camera_node"]
     out = subprocess.run(argv, env=ros_env, capture_output=True, text=True, timeout=30)
     assert "invalid parameter" in out.stderr and "fps" in out.stderr
@@ -76,7 +76,7 @@ def test_invalid_parameter_not_respawned(tmp_path, ros_env):
 
 def _start(tmp_path, ros_env, *extra):
     state = str(tmp_path / "state.json")
-    argv = [sys.executable, "-m", "reachy_mini.supervisor", "--use-sim", "--state-file", state,
+    argv = [sys.executable, "-m", "reachy_mini.ops.supervisor", "--use-sim", "--state-file", state,
             "--data-dir", str(tmp_path / "data"), *extra]
     env = dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path))
     sup = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -100,7 +100,7 @@ def test_hung_node_detected_by_health_node_and_restarted(tmp_path, ros_env):
     it silent past hang_timeout_s (10 s) and kills it; the supervisor respawns it.
     The supervisor's own heartbeat watchdog is set later (30 s) so that the
     health node's path is the one tested."""
-    from reachy_mini.incidents import db_path, query
+    from reachy_mini.core.health.incidents import db_path, query
 
     sup, state, s = _start(tmp_path, ros_env, "--only", "camera_node", "health_node", "--hang-timeout", "30")
     try:
@@ -145,9 +145,9 @@ def test_supervisor_watchdog_restarts_a_stopped_health_node(tmp_path, ros_env):
 def test_health_node_expects_only_the_started_nodes(tmp_path):
     import yaml
 
-    from reachy_mini.node_table import BY_NAME
-    from reachy_mini.paths import config_path
-    from reachy_mini.supervisor import node_argv
+    from reachy_mini.ops.node_table import BY_NAME
+    from reachy_mini.ops.paths import config_path
+    from reachy_mini.ops.supervisor import node_argv
 
     argv = node_argv(BY_NAME["health_node"], config_path("reachy_mini.yaml"), True, "", "info", None, str(tmp_path),
                      started=["motor_node", "health_node"])
@@ -159,8 +159,8 @@ def test_health_node_expects_only_the_started_nodes(tmp_path):
 def test_node_argv_namespace_remaps_and_log_level(tmp_path):
     """Same rules as the launch file: a namespace remaps the diagnostics topics
     into it; log_level is our node logger's, not rcl's."""
-    from reachy_mini.node_table import BY_NAME, logger_name, remappings
-    from reachy_mini.supervisor import node_argv
+    from reachy_mini.ops.node_table import BY_NAME, logger_name, remappings
+    from reachy_mini.ops.supervisor import node_argv
 
     spec = BY_NAME["motor_node"]
     plain = node_argv(spec, "p.yaml", True, "", "debug", None, str(tmp_path))
@@ -178,8 +178,8 @@ def test_node_argv_namespace_remaps_and_log_level(tmp_path):
 def test_log_level_reaches_our_logger_not_rcl(tmp_path, ros_env):
     """`--log-level motor_node:=debug` as the supervisor passes it: our debug
     lines appear, rcl's do not."""
-    from reachy_mini.node_table import BY_NAME
-    from reachy_mini.supervisor import node_argv
+    from reachy_mini.ops.node_table import BY_NAME
+    from reachy_mini.ops.supervisor import node_argv
 
     argv = node_argv(BY_NAME["health_node"], os.path.join(os.path.dirname(__file__), "..", "config",
                                                           "reachy_mini.yaml"),

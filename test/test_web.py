@@ -14,7 +14,7 @@ import httpx
 import pytest
 import uvicorn
 
-from reachy_mini.incidents import Incident, IncidentWriter, db_path, query
+from reachy_mini.core.health.incidents import Incident, IncidentWriter, db_path, query
 from reachy_mini.web.app import Actions, WebConfig, create_app
 from reachy_mini.web.state import StateStore, status_dict
 
@@ -218,7 +218,7 @@ def test_alert_rules_use_exported_metrics(srv):
 
     import yaml
 
-    from reachy_mini.paths import config_path
+    from reachy_mini.ops.paths import config_path
 
     fill(srv.store)
     text = httpx.get(f"{srv.url}/metrics").text
@@ -231,7 +231,7 @@ def test_alert_rules_use_exported_metrics(srv):
 
 def test_writes_reach_motor_node_services(tmp_path, ros_env, monkeypatch):
     """Through the real web_bridge node and motor_node (simulated bus)."""
-    from reachy_mini.bench_stack import Stack
+    from tools.bench.stack import Stack
 
     monkeypatch.setenv("REACHY_MINI_WEB_TOKEN", TOKEN)
     st = Stack(str(tmp_path), extra=["--only", "motor_node", "web_bridge", "health_node"],

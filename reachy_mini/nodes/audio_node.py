@@ -18,11 +18,12 @@ import time
 from rclpy.node import Node
 from std_msgs.msg import Float32, Int16MultiArray, MultiArrayDimension
 
-from ..audio_core import LevelMeter, SoundDeviceSource, SyntheticAudio
-from .. import qos
-from ..capture import SourceLoop, rate_status
-from ..diag import ERROR, WARN, Updater, level_byte
-from ..params import Param, declare, run_node
+from reachy_mini.core.media.audio import LevelMeter, SoundDeviceSource, SyntheticAudio
+from reachy_mini.ros import qos
+from reachy_mini.core.media.capture import SourceLoop, rate_status
+from reachy_mini.core.levels import ERROR, Level, WARN
+from reachy_mini.ros.diagnostics import Updater
+from reachy_mini.ros.params import Param, declare, run_node
 
 SPECS = [
     Param("use_sim", False, "synthetic tone instead of a capture device"),
@@ -74,17 +75,17 @@ class AudioNode(Node):
         now = time.monotonic()
         rate = 1000.0 / self.p["chunk_ms"]
         lv, msg = rate_status(s["rate"], rate)
-        st.summary(level_byte(lv), msg)
+        st.summary(Level(lv).to_bytes(), msg)
         if not s["present"]:
-            st.summary(level_byte(ERROR), f"device not available: {s['last_error']}; retrying")
+            st.summary(Level(ERROR).to_bytes(), f"device not available: {s['last_error']}; retrying")
         elif s["age"] > self.p["stall_timeout_s"]:
-            st.summary(level_byte(ERROR), f"no audio for {s['age']:.1f} s")
+            st.summary(Level(ERROR).to_bytes(), f"no audio for {s['age']:.1f} s")
         else:
             silent = self.meter.silent_for(now)
             if silent > self.p["silence_warn_s"]:
-                st.mergeSummary(level_byte(WARN), f"digital silence for {silent:.1f} s")
+                st.mergeSummary(Level(WARN).to_bytes(), f"digital silence for {silent:.1f} s")
             if self.meter.clip > self.p["clip_warn_fraction"]:
-                st.mergeSummary(level_byte(WARN), f"clipping: {self.meter.clip:.1%} of samples at full scale")
+                st.mergeSummary(Level(WARN).to_bytes(), f"clipping: {self.meter.clip:.1%} of samples at full scale")
         src = self.src
         st.add("device", str(s["description"] or self.p["device"]))
         st.add("device present", str(s["present"]).lower())

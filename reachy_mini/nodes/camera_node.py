@@ -12,12 +12,13 @@ import cv2
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from ..camera_core import PIXEL_FORMATS, OpenCVSource, SyntheticCamera, load_camera_info
-from .. import qos
-from ..capture import SourceLoop, rate_status
-from ..diag import ERROR, Updater, level_byte
-from ..params import Param, ParameterError, declare, run_node
-from ..paths import config_path
+from reachy_mini.core.media.camera import PIXEL_FORMATS, OpenCVSource, SyntheticCamera, load_camera_info
+from reachy_mini.ros import qos
+from reachy_mini.core.media.capture import SourceLoop, rate_status
+from reachy_mini.core.levels import ERROR, Level
+from reachy_mini.ros.diagnostics import Updater
+from reachy_mini.ros.params import Param, ParameterError, declare, run_node
+from reachy_mini.ops.paths import config_path
 
 SPECS = [
     Param("use_sim", False, "synthetic test pattern instead of a device"),
@@ -89,7 +90,7 @@ class CameraNode(Node):
             lv, msg = ERROR, f"device not available: {s['last_error']}; retrying"
         elif s["age"] > max(1.0, 3.0 / target):
             lv, msg = ERROR, f"no frame for {s['age']:.1f} s"
-        st.summary(level_byte(lv), msg)
+        st.summary(Level(lv).to_bytes(), msg)
         st.add("source", "synthetic" if self.sim else s["description"] or self.p["device"])
         st.add("device present", str(s["present"]).lower())
         st.add("target fps", f"{target:.1f}")

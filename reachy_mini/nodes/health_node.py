@@ -12,14 +12,15 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
-from .. import qos
-from ..diag import ERROR, OK, WARN, Updater, level_byte, level_int
-from ..health_core import ConfigError, NodeWatch, load_aggregator, node_status
-from ..incidents import Incident, IncidentWriter
-from ..node_table import NODES
-from ..params import Param, ParameterError, declare, run_node
-from ..paths import config_path, data_dir, state_file
-from ..system_probes import ProcessMonitor, Thresholds, evaluate_process, evaluate_system, system_snapshot
+from reachy_mini.ros import qos
+from reachy_mini.core.levels import ERROR, Level, OK, WARN
+from reachy_mini.ros.diagnostics import Updater
+from reachy_mini.core.health.aggregator import ConfigError, NodeWatch, load_aggregator, node_status
+from reachy_mini.core.health.incidents import Incident, IncidentWriter
+from reachy_mini.ops.node_table import NODES
+from reachy_mini.ros.params import Param, ParameterError, declare, run_node
+from reachy_mini.ops.paths import config_path, data_dir, state_file
+from reachy_mini.core.health.system import ProcessMonitor, Thresholds, evaluate_process, evaluate_system, system_snapshot
 
 TH = Thresholds()
 SPECS = [
@@ -51,7 +52,7 @@ def validate(p: dict) -> list[str]:
 
 
 def _status(o) -> DiagnosticStatus:
-    return DiagnosticStatus(level=level_byte(o.level), name=o.name, message=o.message, hardware_id=o.hardware_id,
+    return DiagnosticStatus(level=Level(o.level).to_bytes(), name=o.name, message=o.message, hardware_id=o.hardware_id,
                             values=[KeyValue(key=k, value=v) for k, v in o.values])
 
 
@@ -124,7 +125,7 @@ class HealthNode(Node):
         now = time.monotonic()
         escalate = False
         for st in msg.status:
-            lv = level_int(st.level)
+            lv = Level.of(st.level)
             prev = self.agg.update(st.name, lv, st.message, st.hardware_id, st.values, now)
             self.watch.seen(st.name, now)
             if prev != lv:
@@ -203,14 +204,14 @@ class HealthNode(Node):
         st.add("hang restarts", str(self.hang_kills[name]))
         st.add("last diagnostics age (s)", f"{self.watch.silent_for(name, now):.1f}")
         st.add("statuses received", str(self.watch.counts.get(name, 0)))
-        st.summary(level_byte(lv), msg)
+        st.summary(Level(lv).to_bytes(), msg)
         st.hardware_id = f"pid:{info.pid}" if info and info.pid else ""
         return st
 
     def _diag_system(self, st):
         s = system_snapshot(self.data_dir)
         lv, msg = evaluate_system(s, self.th)
-        st.summary(level_byte(lv), msg)
+        st.summary(Level(lv).to_bytes(), msg)
         st.add("cpu (%)", f"{s['cpu_pct']:.1f}")
         st.add("load average", " ".join(f"{x:.2f}" for x in s["load"]))
         st.add("memory (%)", f"{s['mem_pct']:.1f}")
@@ -227,7 +228,7 @@ class HealthNode(Node):
     def _diag_incidents(self, st):
         d = self.db
         lv = ERROR if d.errors else OK
-        st.summary(level_byte(lv), f"write errors: {d.last_error}" if d.errors else "OK")
+        st.summary(Level(lv).to_bytes(), f"write errors: {d.last_error}" if d.errors else "OK")
         st.add("database", d.path)
         for k in ("written", "dropped", "pruned", "errors"):
             st.add(k, str(getattr(d, k)))

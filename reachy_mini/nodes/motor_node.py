@@ -13,14 +13,15 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
 
-from .. import qos
-from ..diag import ERROR, Updater, level_byte
-from ..driver import Driver, DynamixelError, PortError
-from ..motor_core import Thresholds, bus_health, motor_health, recoverable
-from ..motors import MotorMap
-from ..params import Param, ParameterError, declare, run_node
-from ..paths import sim_link
-from ..serial_ports import open_failure, resolve_port
+from reachy_mini.ros import qos
+from reachy_mini.core.levels import ERROR, Level
+from reachy_mini.ros.diagnostics import Updater
+from reachy_mini.driver import Driver, DynamixelError, PortError
+from reachy_mini.core.motors.health import Thresholds, bus_health, motor_health, recoverable
+from reachy_mini.core.motors.map import MotorMap
+from reachy_mini.ros.params import Param, ParameterError, declare, run_node
+from reachy_mini.ops.paths import sim_link
+from reachy_mini.core.motors.ports import open_failure, resolve_port
 
 THRESHOLDS = ("temperature_warn_c", "temperature_error_c", "voltage_warn_low_v", "voltage_warn_high_v",
               "voltage_error_low_v", "voltage_error_high_v", "current_warn_ma", "current_error_ma")
@@ -79,7 +80,7 @@ class MotorNode(Node):
         self.sim_proc = None
         port = p["serial_port"]
         if p["use_sim"] or port == "sim":
-            from ..sim.child import start_sim
+            from reachy_mini.sim.child import start_sim
 
             self.sim_proc, port, control = start_sim(p["sim_link"] or sim_link(self.get_namespace()),
                                                      p["sim_wire_timing"])
@@ -306,7 +307,7 @@ class MotorNode(Node):
         prev = self.comm_seen.get(name, r.comm_errors)
         self.comm_seen[name] = r.comm_errors
         lv, msg, values = motor_health(r, self.th, self._stats["connected"], time.time(), r.comm_errors - prev)
-        st.summary(level_byte(lv), msg)
+        st.summary(Level(lv).to_bytes(), msg)
         st.hardware_id = f"dynamixel:{r.id}"
         for k, v in values:
             st.add(k, v)
@@ -319,7 +320,7 @@ class MotorNode(Node):
             lv, msg = ERROR, self.waiting
         if self.estopped:
             lv, msg = max(lv, 1), "emergency stop active; " + msg
-        st.summary(level_byte(lv), msg)
+        st.summary(Level(lv).to_bytes(), msg)
         for k, v in values:
             st.add(k, v)
         st.add("automatic recoveries", str(self.recoveries))
@@ -331,7 +332,7 @@ class MotorNode(Node):
     def shutdown(self) -> None:
         self.drv.stop()
         if self.sim_proc is not None:
-            from ..sim.child import stop_sim
+            from reachy_mini.sim.child import stop_sim
 
             stop_sim(self.sim_proc)
 

@@ -16,13 +16,14 @@ from sensor_msgs.msg import CompressedImage, JointState
 from std_msgs.msg import Float32
 from std_srvs.srv import SetBool, Trigger
 
-from .. import qos
-from ..diag import ERROR, OK, Updater, level_byte, level_int
-from ..incidents import db_path, query
-from ..params import Param, ParameterError, declare, run_node
-from ..paths import data_dir
-from ..web.app import Actions, WebConfig, create_app
-from ..web.state import StateStore, status_dict
+from reachy_mini.ros import qos
+from reachy_mini.core.levels import ERROR, Level, OK
+from reachy_mini.ros.diagnostics import Updater
+from reachy_mini.core.health.incidents import db_path, query
+from reachy_mini.ros.params import Param, ParameterError, declare, run_node
+from reachy_mini.ops.paths import data_dir
+from reachy_mini.web.app import Actions, WebConfig, create_app
+from reachy_mini.web.state import StateStore, status_dict
 
 SPECS = [
     Param("use_sim", False, "unused; accepted for a uniform command line"),
@@ -44,7 +45,7 @@ SPECS = [
 
 
 def _d(st) -> dict:
-    return status_dict(st.name, level_int(st.level), st.message, [(kv.key, kv.value) for kv in st.values],
+    return status_dict(st.name, Level.of(st.level), st.message, [(kv.key, kv.value) for kv in st.values],
                        st.hardware_id)
 
 
@@ -135,9 +136,9 @@ class WebBridge(Node):
     def _diag(self, st):
         hub = self.app.state.hub
         if self.thread.is_alive() and self.server.started:
-            st.summary(level_byte(OK), f"serving on {self.p['host']}:{self.p['port']}")
+            st.summary(Level(OK).to_bytes(), f"serving on {self.p['host']}:{self.p['port']}")
         else:
-            st.summary(level_byte(ERROR), "HTTP server not running (port in use?)")
+            st.summary(Level(ERROR).to_bytes(), "HTTP server not running (port in use?)")
         st.add("live clients", str(len(hub.clients)))
         st.add("updates dropped for slow clients", str(hub.dropped))
         st.add("requests", str(sum(self.app.state.metrics.count.values())))

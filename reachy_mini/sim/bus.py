@@ -14,8 +14,8 @@ import time
 import tty
 from typing import Any
 
-from . import protocol as P
-from .servo import Servo
+from reachy_mini.sim import protocol as P
+from reachy_mini.sim.servo import Servo
 
 DEFAULT_MOTORS = [(10, "XC330-M288")] + [(i, "XL330-M288") for i in range(11, 17)] + [
     (17, "XL330-M077"), (18, "XL330-M077")]

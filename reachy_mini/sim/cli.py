@@ -25,7 +25,7 @@ import os
 import signal
 import sys
 
-from ..paths import sim_link
+from reachy_mini.ops.paths import sim_link
 
 DEFAULT_LINK = sim_link()
 COMMANDS = ["overheat", "overload", "voltage", "encoder", "shock", "clear", "mute", "unmute",
@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.action == "inject":
-        from .bus import send_command
+        from reachy_mini.sim.bus import send_command
 
         req = {"cmd": args.cmd, "id": args.id}
         control = args.control or sim_link(args.namespace) + ".ctl"
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.baud <= 0:
         print("reachy-mini-sim-bus: --baud must be > 0", file=sys.stderr)
         return 2
-    from .bus import SimBus
+    from reachy_mini.sim.bus import SimBus
 
     bus = SimBus(args.link or sim_link(args.namespace), args.control, args.baud, not args.no_wire_timing, seed=args.seed)
 

@@ -11,7 +11,8 @@ import collections
 import threading
 import time
 
-LEVELS = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}
+from reachy_mini.core.levels import STALE, Level
+
 
 # Per-motor keys of motor_node's diagnostics (motor_core.motor_health).
 MOTOR_KEYS = {"temperature (C)": "temperature_c", "voltage (V)": "voltage_v", "current (mA)": "current_ma",
@@ -21,7 +22,7 @@ MOTOR_KEYS = {"temperature (C)": "temperature_c", "voltage (V)": "voltage_v", "c
 
 
 def status_dict(name: str, level: int, message: str, values=(), hardware_id: str = "") -> dict:
-    return {"name": name, "level": level, "level_name": LEVELS.get(level, str(level)), "message": message,
+    return {"name": name, "level": int(level), "level_name": Level.name_of(level), "message": message,
             "hardware_id": hardware_id, "values": {k: v for k, v in values}}
 
 
@@ -76,7 +77,7 @@ class StateStore:
             return None
         age = now - self.top_received
         if age > self.stale_after_s:
-            return status_dict("toplevel_state", 3, f"health monitor silent for {age:.0f} s "
+            return status_dict("toplevel_state", STALE, f"health monitor silent for {age:.0f} s "
                                f"(last: {self._top['level_name']}: {self._top['message']})", [])
         return self._top
 
@@ -157,7 +158,7 @@ class StateStore:
         with self._lock:
             top = self._top_locked(time.monotonic())
             tree = list(self.tree) if top is None or top is self._top else \
-                [dict(i, level=3, level_name="STALE") for i in self.tree]   # as old as the silent monitor
+                [dict(i, level=int(STALE), level_name=STALE.name) for i in self.tree]   # as old as the silent monitor
             return {"version": self.version, "updated": self.updated, "top": top, "tree": tree,
                     "joints": dict(self.joints), "audio_level_dbfs": self.audio_level,
                     "audio_stamp": self.audio_stamp, "camera_stamp": self.camera_stamp,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from .diag import ERROR, OK, WARN
+from reachy_mini.core.levels import ERROR, OK, WARN
 
 
 @dataclass

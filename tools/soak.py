@@ -19,7 +19,7 @@ fraction of time each node was healthy and the longest recovery per kind.
 Exit 1 if a fault was missed or never recovered, or RSS / fds grew past
 the bounds.
 
-    python -m reachy_mini.soak --duration 120 [--report soak.json]
+    python -m tools.soak --duration 120 [--report soak.json]
 """
 from __future__ import annotations
 
@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 import psutil
 import yaml
 
-from .bench_stack import Stack
-from .diag_listener import DiagnosticsListener
-from .node_table import NODES
-from .paths import config_path
-from .sim.bus import send_command
-from .sim.fifo_mic import ASOUNDRC, FifoMic
+from tools.bench.stack import Stack
+from tools.harness.diag_listener import DiagnosticsListener
+from reachy_mini.ops.node_table import NODES
+from reachy_mini.ops.paths import config_path
+from reachy_mini.sim.bus import send_command
+from tools.harness.fifo_mic import ASOUNDRC, FifoMic
 
 OKISH = (0, 1)
 RSS_GROWTH_MB = 25.0      # per process, after a 20 s warm-up

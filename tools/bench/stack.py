@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from .diag_listener import DiagnosticsListener
+from tools.harness.diag_listener import DiagnosticsListener
 
 STACK_S = float(os.environ.get("BENCH_STACK_S", "30"))
 
@@ -52,14 +52,14 @@ def _arrays(n_msgs: int = 100, per_msg: int = 50):
 def bench_health() -> None:
     import rclpy
 
-    from .health_core import load_aggregator
-    from .paths import config_path
+    from reachy_mini.core.health.aggregator import load_aggregator
+    from reachy_mini.ops.paths import config_path
 
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one core
     tmp = tempfile.mkdtemp(prefix="reachy_bench_health_")
     os.environ.setdefault("ROS_DOMAIN_ID", "97")
     rclpy.init(args=["bench", "--ros-args", "-p", f"data_dir:={tmp}", "-p", f"state_file:={tmp}/none.json"])
-    from .nodes.health_node import HealthNode
+    from reachy_mini.nodes.health_node import HealthNode
 
     node = HealthNode()
     arrays = _arrays()
@@ -120,7 +120,7 @@ class Stack:
         self.port = free_port()
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                    XDG_RUNTIME_DIR=tmp, **(env or {}))
-        argv = [sys.executable, "-m", "reachy_mini.supervisor", "--state-file", self.state,
+        argv = [sys.executable, "-m", "reachy_mini.ops.supervisor", "--state-file", self.state,
                 "--data-dir", os.path.join(tmp, "data"), "--web-port", str(self.port)] + \
             (["--use-sim"] if use_sim else []) + (extra or [])
         self.log = open(os.path.join(tmp, "stack.log"), "w")
@@ -204,7 +204,7 @@ def bench_media() -> None:
     import cv2
     import numpy as np
 
-    from .sim.fifo_mic import ASOUNDRC, FifoMic
+    from tools.harness.fifo_mic import ASOUNDRC, FifoMic
 
     tmp = tempfile.mkdtemp(prefix="reachy_bench_media_")
     env = dict(os.environ, ROS_DOMAIN_ID="95", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", HOME=tmp)

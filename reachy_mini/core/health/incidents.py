@@ -8,7 +8,7 @@ plus restarts and hang kills. Plain Python, no rclpy.
 - ``query()`` / ``summary()`` (web bridge, CLI): read-only, safe to call from
   another process while the writer runs (WAL mode).
 
-    python -m reachy_mini.incidents [--db PATH] [--since 3600] [--limit 50]
+    python -m reachy_mini.core.health.incidents [--db PATH] [--since 3600] [--limit 50]
 """
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ import threading
 import time
 from dataclasses import dataclass
 
+from reachy_mini.core.levels import Level
+
 DB_NAME = "incidents.sqlite3"
-LEVEL_NAMES = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -39,7 +40,7 @@ CREATE INDEX IF NOT EXISTS incidents_name ON incidents(name, id);
 
 
 def default_data_dir(namespace: str | None = None) -> str:
-    from .paths import data_dir
+    from reachy_mini.ops.paths import data_dir
 
     return data_dir(namespace)
 
@@ -228,8 +229,8 @@ def query(path: str, since: float | None = None, until: float | None = None, lim
     out = []
     for r in rows:
         d = dict(r)
-        d["level_name"] = LEVEL_NAMES.get(d["level"], str(d["level"]))
-        d["prev_level_name"] = LEVEL_NAMES.get(d["prev_level"]) if d["prev_level"] is not None else None
+        d["level_name"] = Level.name_of(d["level"])
+        d["prev_level_name"] = Level.name_of(d["prev_level"]) if d["prev_level"] is not None else None
         out.append(d)
     return out
 
@@ -243,7 +244,7 @@ def summary(path: str, since: float | None = None) -> dict:
         cond, args = ("WHERE t >= ?", [since]) if since is not None else ("", [])
         rows = db.execute("SELECT COUNT(*) FROM incidents").fetchone()[0]
         kinds = dict(db.execute(f"SELECT kind, COUNT(*) FROM incidents {cond} GROUP BY kind", args).fetchall())
-        levels = {LEVEL_NAMES.get(k, str(k)): n for k, n in
+        levels = {Level.name_of(k): n for k, n in
                   db.execute(f"SELECT level, COUNT(*) FROM incidents {cond} GROUP BY level", args).fetchall()}
     finally:
         db.close()
@@ -258,7 +259,8 @@ def main(argv=None) -> int:
     p.add_argument("--namespace", default="", help="robot namespace (its own incident database)")
     p.add_argument("--since", type=float, default=86400.0, help="seconds back from now (default 1 day)")
     p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--min-level", type=int, choices=[0, 1, 2, 3])
+    p.add_argument("--min-level", type=lambda v: int(Level.of(v) if not v.isdigit() else Level(int(v))),
+                   help="0..3 or OK, WARN, ERROR, STALE")
     p.add_argument("--name", help="name prefix, e.g. '/Reachy Mini/Motors'")
     a = p.parse_args(argv)
     a.db = a.db or db_path(default_data_dir(a.namespace))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from .paths import config_path
+from reachy_mini.ops.paths import config_path
 
 
 @dataclass(frozen=True)

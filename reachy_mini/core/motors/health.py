@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .diag import ERROR, OK, WARN
-from .driver import MotorReading
+from reachy_mini.core.levels import ERROR, OK, WARN
+from reachy_mini.driver import MotorReading
 
 
 @dataclass(frozen=True)

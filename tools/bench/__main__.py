@@ -15,11 +15,11 @@ import sys
 import tempfile
 import time
 
-from . import _driver
-from .driver import Driver
-from .motors import MotorMap
-from .bench_stack import out
-from .sim.child import start_sim, stop_sim
+from reachy_mini import _driver
+from reachy_mini.driver import Driver
+from reachy_mini.core.motors.map import MotorMap
+from tools.bench.stack import out
+from reachy_mini.sim.child import start_sim, stop_sim
 
 IDS = list(range(10, 19))
 CYCLES = int(os.environ.get("BENCH_CYCLES", "2000"))
@@ -138,7 +138,7 @@ def bench_motors() -> None:
 
 
 def main(argv=None) -> int:
-    from . import bench_stack
+    from tools.bench import stack as bench_stack
 
     sections = {"motors": bench_motors, "health": bench_stack.bench_health, "media": bench_stack.bench_media,
                 "web": bench_stack.bench_web, "stack": bench_stack.bench_stack}

@@ -1,7 +1,7 @@
 """Where the package's data files live, installed or in a source tree."""
 import os
 
-_HERE = os.path.dirname(os.path.realpath(__file__))
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))   # .../reachy_mini
 
 
 def share_dir() -> str:
@@ -10,7 +10,7 @@ def share_dir() -> str:
     Uses ament_index when the package is installed in a ROS workspace, else
     the source tree (editable installs, tests), else <prefix>/share.
     """
-    src = os.path.dirname(_HERE)
+    src = os.path.dirname(_PACKAGE)
     if os.path.isfile(os.path.join(src, "package.xml")) and os.path.isdir(os.path.join(src, "config")):
         return src
     try:

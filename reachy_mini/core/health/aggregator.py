@@ -27,8 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-OK, WARN, ERROR, STALE = 0, 1, 2, 3
-LEVEL_TEXT = {OK: "OK", WARN: "Warning", ERROR: "Error", STALE: "Stale"}
+from reachy_mini.core.levels import ERROR, OK, STALE, WARN, Level, combine  # noqa: F401
 
 
 class ConfigError(ValueError):
@@ -53,15 +52,6 @@ class Out:
     hardware_id: str = ""
     values: list[tuple[str, str]] = field(default_factory=list)
 
-
-def combine(levels: list[int]) -> int:
-    """Group level from child levels (module docstring)."""
-    if not levels:
-        return OK
-    top = max(levels)
-    if top == STALE and min(levels) < STALE:
-        return ERROR
-    return top
 
 
 def _kv(values) -> list[tuple[str, str]]:
@@ -101,7 +91,7 @@ def _summary(level: int, children: list[Out]) -> str:
     bad = [c for c in children if c.level != OK]
     detail = "; ".join(f"{c.name.rsplit('/', 1)[-1]}: {c.message}" for c in bad[:3])
     more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
-    return f"{LEVEL_TEXT[level]}: {detail}{more}" if detail else LEVEL_TEXT[level]
+    return f"{Level(level).text}: {detail}{more}" if detail else Level(level).text
 
 
 class GenericAnalyzer:
@@ -348,7 +338,7 @@ class Aggregator:
         top = max(levels)
         if top == STALE and min(levels) < STALE:
             top = ERROR
-        return outs, Out("toplevel_state", top, _summary(top, heads) if heads else LEVEL_TEXT[top])
+        return outs, Out("toplevel_state", top, _summary(top, heads) if heads else Level(top).text)
 
     def prune(self, now: float, forget_after_s: float = 3600.0) -> int:
         """Forgets items not updated for an hour (names that are gone for good)."""

@@ -21,9 +21,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .node_table import EXIT_INVALID_PARAMETER, NODES, NodeSpec, log_level_args, normalize_namespace, remappings
-from .paths import config_path, robot_key
-from .paths import state_file as default_state_file
+from reachy_mini.ops.node_table import EXIT_INVALID_PARAMETER, NODES, NodeSpec, log_level_args, normalize_namespace, remappings
+from reachy_mini.ops.paths import config_path, robot_key
+from reachy_mini.ops.paths import state_file as default_state_file
 
 
 @dataclass

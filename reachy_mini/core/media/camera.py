@@ -17,7 +17,7 @@ import os
 import numpy as np
 import yaml
 
-from .capture import SourceError
+from reachy_mini.core.media.capture import SourceError
 
 UVC_VID, UVC_PID = "38fb", "1002"
 PIXEL_FORMATS = ("any", "mjpeg", "yuyv")

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .capture import SourceError
+from reachy_mini.core.media.capture import SourceError
 
 AUTO_NAMES = ("ReachyMiniAudio", "XVF3800", "reSpeaker", "Reachy Mini Audio")   # the XMOS board, USB 38FB:1001
 

@@ -1,0 +1,103 @@
+"""The JSON shapes of the web API (pydantic models, also the OpenAPI schema)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from reachy_mini.core.levels import DESCRIPTION as LEVELS
+
+
+class Status(BaseModel):
+    name: str
+    level: int = Field(ge=0, le=3, description=LEVELS)
+    level_name: str
+    message: str
+    hardware_id: str = ""
+    values: dict[str, str] = {}
+
+
+class Health(BaseModel):
+    level: int = Field(ge=0, le=3, description=LEVELS)
+    level_name: str
+    message: str
+    healthy: bool
+    robot: str = Field("", description="robot name (namespace, else host name)")
+    age_s: Optional[float] = Field(None, description="seconds since the health node last published; None: never")
+    groups: dict[str, str] = Field({}, description="level name of each top-level group, e.g. Motors: OK")
+    uptime_s: float = Field(0.0, description="seconds since this web server started")
+
+
+class StatusTree(BaseModel):
+    top: Optional[Status]
+    tree: list[Status]
+    updated: float
+
+
+class Motor(BaseModel):
+    name: str
+    level: int
+    level_name: str
+    message: str
+    hardware_id: str = ""
+    position_rad: Optional[float] = None
+    goal_rad: Optional[float] = None
+    temperature_c: Optional[float] = None
+    voltage_v: Optional[float] = None
+    current_ma: Optional[float] = None
+    torque: Optional[str] = None
+    hardware_error_status: Optional[str] = None
+    hardware_errors: Optional[str] = None
+    id: Optional[str] = None
+    responding: Optional[str] = None
+    communication_errors: Optional[str] = None
+
+
+class Incident(BaseModel):
+    id: int
+    t: float
+    name: str
+    level: int
+    level_name: str
+    prev_level: Optional[int] = None
+    prev_level_name: Optional[str] = None
+    message: str
+    hardware_id: str
+    kind: str
+
+
+class HistoryPoint(BaseModel):
+    t: float
+    temperature_c: dict[str, float]
+    loop_rate_hz: Optional[float] = None
+
+
+class SystemInfo(BaseModel):
+    package: str
+    version: str
+    python: str
+    ros_distro: str
+    libraries: dict[str, str]
+    config: dict[str, Any]
+    writes_enabled: bool
+    uptime_s: float
+    started_at: float
+
+
+class TorqueRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: StrictBool = Field(description="true: torque on for all motors; false: torque off")
+
+
+class RebootRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WriteResult(BaseModel):
+    success: bool
+    message: str
+
+
+class Problem(BaseModel):
+    detail: str
+
