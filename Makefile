@@ -6,7 +6,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-RUST_SRC := $(wildcard rust_driver/src/*.rs) rust_driver/Cargo.toml rust_driver/Cargo.lock
+RUST_SRC := $(shell find rust_driver/src -name "*.rs") rust_driver/Cargo.toml rust_driver/Cargo.lock
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 .PHONY: setup sysdeps-run sysdeps-test run test test-rust test-py test-stress bench soak install-service uninstall-service clean

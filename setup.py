@@ -32,7 +32,7 @@ setup(
     name=PACKAGE,
     version=VERSION,
     packages=find_packages(include=[PACKAGE, PACKAGE + ".*"]),
-    package_data={PACKAGE: ["web/static/*"]},
+    package_data={PACKAGE: ["web/static/*", "_driver.pyi", "py.typed"]},
     rust_extensions=[
         _RustExtension(
             f"{PACKAGE}._driver",

@@ -15,12 +15,11 @@ every call here returns quickly or raises a `DynamixelError` subclass whose
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
 from typing import Iterable
 
 from reachy_mini import _driver
 from reachy_mini.core.motors.map import MotorMap
+from reachy_mini.core.motors.reading import DriverEvent, MotorReading
 
 DynamixelError = _driver.DynamixelError
 PortError = _driver.PortError
@@ -31,46 +30,6 @@ MalformedPacket = _driver.MalformedPacket
 NotRunning = _driver.NotRunning
 RawBus = _driver.Bus
 decode_hardware_error = _driver.decode_hardware_error
-
-
-@dataclass
-class MotorReading:
-    """Latest state of one motor, in SI-ish units. `None` = never read."""
-
-    id: int
-    name: str
-    responding: bool
-    position_rad: float | None
-    position_raw: int | None
-    position_stamp: float
-    goal_rad: float | None
-    temperature_c: float | None
-    voltage_v: float | None
-    current_ma: float | None
-    torque_enabled: bool | None
-    hardware_error: int
-    hardware_error_names: list[str]
-    alert: bool
-    status_stamp: float
-    comm_errors: int
-    timeouts: int
-    crc_errors: int
-    last_error: str | None
-
-    def age_s(self, now: float | None = None) -> float:
-        """Seconds since the position was last read (inf if never)."""
-        if not self.position_stamp:
-            return math.inf
-        return (now or time.time()) - self.position_stamp
-
-
-@dataclass
-class DriverEvent:
-    stamp: float
-    kind: str
-    motor_id: int | None
-    message: str
-    motor_name: str | None = field(default=None)
 
 
 class Driver:
@@ -136,6 +95,16 @@ class Driver:
                 status_stamp=d["status_stamp"], comm_errors=d["comm_errors"], timeouts=d["timeouts"],
                 crc_errors=d["crc_errors"], last_error=d["last_error"]))
         return out
+
+    def wait_sample(self, after_seq: int, timeout_s: float) -> tuple[int, float, list[MotorReading]] | None:
+        """Blocks (GIL released) until the loop has completed a position read
+        newer than `after_seq`; returns (seq, stamp, readings), or None after
+        `timeout_s`. Sequence numbers count samples from 1, without gaps."""
+        got = self._c.wait_sample(after_seq, timeout_s)
+        if got is None:
+            return None
+        seq, stamp = got
+        return seq, stamp, self.snapshot()
 
     def stats(self) -> dict:
         """Loop statistics: achieved_rate_hz, cycle_p50/p99/max_us,

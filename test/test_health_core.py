@@ -5,8 +5,9 @@ import pytest
 import yaml
 
 from reachy_mini.core.levels import ERROR, OK, STALE, WARN
-from reachy_mini.core.health.aggregator import (Aggregator, ConfigError, NodeWatch, analyzer_params, combine,
-                                     load_aggregator, node_status, remove_chaff)
+from reachy_mini.core.health.aggregator import (Aggregator, ConfigError, analyzer_params, combine, load_aggregator,
+                                               remove_chaff)
+from reachy_mini.core.health.nodes import NodeWatch, node_status
 from reachy_mini.ops.paths import config_path
 from reachy_mini.core.health.system import ProcInfo
 
@@ -224,14 +225,17 @@ def test_shipped_config_groups_the_stack():
 
 
 def test_node_watch_and_hang_rule():
+    """Silence on /diagnostics is STALE; a hang is a live process whose
+    spin-loop heartbeat is older than the hang timeout (the one hang signal)."""
     w = NodeWatch({"camera_node": 5.0}, started=0.0)
-    live = ProcInfo("camera_node", pid=42, alive=True, status="stopped", age_s=100.0)
+    live = ProcInfo("camera_node", pid=42, alive=True, status="stopped", age_s=100.0, beat_age_s=0.5)
     lv, msg, hung = node_status("camera_node", live, w, 4.0, 10.0)
     assert lv == OK and not hung
     lv, msg, hung = node_status("camera_node", live, w, 6.0, 10.0)
     assert lv == STALE and msg.startswith("no diagnostics from camera_node for 6.0 s") and not hung
     w.seen("/ns/camera_node: frames", 7.0)
     assert node_status("camera_node", live, w, 8.0, 10.0)[0] == OK
+    live.beat_age_s = 10.5
     lv, msg, hung = node_status("camera_node", live, w, 17.5, 10.0)
     assert lv == ERROR and hung and "hung" in msg
     dead = ProcInfo("camera_node")
@@ -239,6 +243,8 @@ def test_node_watch_and_hang_rule():
     assert lv == STALE and not hung and "process not running" in msg
     young = ProcInfo("camera_node", pid=43, alive=True, status="sleeping", age_s=3.0)
     assert not node_status("camera_node", young, w, 30.0, 10.0)[2]  # just restarted: give it time
+    never = ProcInfo("camera_node", pid=44, alive=True, status="sleeping", age_s=12.0)
+    assert node_status("camera_node", never, w, 7.5, 10.0)[2], "alive 12 s and never beat: hung"
 
 
 def test_prune_forgets_names_gone_for_an_hour():

@@ -28,7 +28,7 @@ def fmt_default(v) -> str:
 
 
 def declared(node: str) -> list[tuple[str, str, str]]:
-    specs = importlib.import_module(f"reachy_mini.nodes.{node}").SPECS
+    specs = importlib.import_module(f"reachy_mini.nodes.{node}").CONFIG.specs()
     rows = [(s.name, fmt_default(s.default), "yes" if s.runtime else "no") for s in specs]
     return rows + [(n, fmt_default(d), "yes" if rt else "no") for n, d, rt in UPDATER]
 
@@ -54,7 +54,7 @@ def test_readme_parameter_table_matches_declared(node):
 
 def render(node: str) -> str:
     """The table as the README should hold it (descriptions from the specs)."""
-    specs = {s.name: s for s in importlib.import_module(f"reachy_mini.nodes.{node}").SPECS}
+    specs = {s.name: s for s in importlib.import_module(f"reachy_mini.nodes.{node}").CONFIG.specs()}
     lines = [f"#### `{node}` parameters", "", "| parameter | default | runtime | description |", "|---|---|---|---|"]
     for name, default, rt in declared(node):
         desc = specs[name].description if name in specs else {

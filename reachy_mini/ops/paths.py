@@ -60,3 +60,10 @@ def data_dir(namespace: str | None = None) -> str:
     key = robot_key(namespace)
     base = os.path.join(os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "reachy_mini")
     return os.path.join(base, key) if key else base
+
+
+def heartbeat_file(namespace: str | None, node: str) -> str:
+    """A node's spin-loop heartbeat under ros2 launch (reachy-mini-bringup
+    gives each child its own path in REACHY_MINI_HEARTBEAT instead)."""
+    key = robot_key(namespace)
+    return os.path.join(runtime_dir(), "reachy_mini_run", *([key] if key else []), f"{node}.alive")

@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from reachy_mini.core.health.nodes import is_hung
 from reachy_mini.ops.node_table import EXIT_INVALID_PARAMETER, NODES, NodeSpec, log_level_args, normalize_namespace, remappings
 from reachy_mini.ops.paths import config_path, robot_key
 from reachy_mini.ops.paths import state_file as default_state_file
@@ -62,7 +63,8 @@ def override_file(directory: str, node: str, params: dict) -> str:
 
 def node_argv(spec: NodeSpec, params_file: str, use_sim: bool, namespace: str, log_level: str,
               web_port: int | None, run_dir: str, data_dir: str | None = None,
-              state_file: str | None = None, started: list[str] | None = None) -> list[str]:
+              state_file: str | None = None, started: list[str] | None = None,
+              hang_timeout: float | None = None) -> list[str]:
     overrides = {"use_sim": bool(use_sim)}
     if spec.name == "health_node" and started is not None:
         overrides["expected_nodes"] = list(started)   # nodes left out on purpose are not "missing"
@@ -72,6 +74,8 @@ def node_argv(spec: NodeSpec, params_file: str, use_sim: bool, namespace: str, l
         overrides["data_dir"] = os.path.abspath(data_dir)
     if spec.name == "health_node" and state_file:
         overrides["state_file"] = os.path.abspath(state_file)
+    if spec.name == "health_node" and hang_timeout:
+        overrides["hang_timeout_s"] = float(hang_timeout)   # one hang rule: the supervisor's timeout is the health node's
     # --disable-external-lib-logs: no per-start log files under ~/.ros/log (they
     # would pile up with every respawn); node output goes to our stdout or to the
     # rotating files of --log-dir.
@@ -169,7 +173,7 @@ class Supervisor:
         state = {"supervisor_pid": os.getpid(), "stamp": time.time(), "nodes": {
             c.spec.name: {"pid": c.proc.pid if c.proc and c.proc.poll() is None else None,
                           "starts": c.starts, "restarts": c.restarts, "last_exit": c.last_exit,
-                          "hang_restarts": c.hang_restarts}
+                          "hang_restarts": c.hang_restarts, "heartbeat": c.heartbeat}
             for c in self.children}}
         tmp = self.state_file + ".tmp"
         with open(tmp, "w") as f:
@@ -189,9 +193,9 @@ class Supervisor:
         return False
 
     def _watchdog(self) -> None:
-        """Backstop for hangs that the health node cannot see (the health
-        node itself, or no health node): a node whose spin loop has not
-        touched its heartbeat file for hang_timeout is killed and respawned."""
+        """The hang rule (core/health/nodes.is_hung) on each child's spin-loop
+        heartbeat: a hung child is killed and respawned. Under this supervisor
+        it is the only one that kills; health_node reports."""
         if self.hang_timeout <= 0:
             return
         now = time.time()
@@ -202,7 +206,7 @@ class Supervisor:
                 beat = os.stat(c.heartbeat).st_mtime
             except FileNotFoundError:
                 beat = c.started_at
-            if now - beat > self.hang_timeout and self.restart(
+            if is_hung(now - beat, True, now - c.started_at, self.hang_timeout) and self.restart(
                     c.spec.name, f"no heartbeat for {now - beat:.1f} s (hung or stopped)"):
                 c.hang_restarts += 1
 
@@ -280,8 +284,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.add_argument(f"--disable-{n.name.replace('_', '-')}", action="store_true", dest=f"disable_{n.name}")
     p.add_argument("--state-file", default=os.environ.get("REACHY_MINI_STATE_FILE"))
     p.add_argument("--stop-timeout", type=float, default=4.0)
-    p.add_argument("--hang-timeout", type=float, default=15.0,
-                   help="kill and respawn a node whose spin loop is silent this long (0: off)")
+    p.add_argument("--hang-timeout", type=float, default=10.0,
+                   help="kill and respawn a node whose spin loop has not run this long (0: off); "
+                        "also health_node's hang_timeout_s")
     p.add_argument("--data-dir", default=None, help="incident database directory (health_node data_dir)")
     p.add_argument("--log-dir", default=None,
                    help="write each node's output to <dir>/<node>.log, rotated by size (default: this terminal)")
@@ -308,7 +313,7 @@ def main(argv=None) -> int:
         a.state_file = default_state_file(a.namespace)
     run_dir = os.path.join(os.path.dirname(os.path.abspath(a.state_file)), f"reachy_mini_bringup.{os.getpid()}")
     children = [Child(s, node_argv(s, a.params_file, a.use_sim, a.namespace, a.log_level, a.web_port, run_dir,
-                                   a.data_dir, a.state_file, [x.name for x in specs]),
+                                   a.data_dir, a.state_file, [x.name for x in specs], a.hang_timeout),
                       heartbeat=os.path.join(run_dir, f"{s.name}.heartbeat"))
                 for s in specs]
     sup = Supervisor(children, respawn=not a.no_respawn, state_file=a.state_file, stop_timeout=a.stop_timeout,

@@ -137,10 +137,12 @@ impl Controller {
         Ok(missing.into_iter().map(u16::from).collect())
     }
 
+    /// Stops the loop thread (idempotent). Torque is left as it is.
     fn stop(&self, py: Python<'_>) {
         py.detach(|| self.inner.stop())
     }
 
+    /// True while the loop thread runs.
     fn is_running(&self) -> bool {
         self.inner.is_running()
     }
@@ -192,6 +194,8 @@ impl Controller {
         Ok(list)
     }
 
+    /// Loop statistics: rates, cycle and jitter percentiles (us), counters,
+    /// `sample_seq`, last error.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = py.detach(|| self.inner.stats());
         let d = PyDict::new(py);
@@ -214,18 +218,35 @@ impl Controller {
         d.set_item("reconnects", s.reconnects)?;
         d.set_item("disconnects", s.disconnects)?;
         d.set_item("events_dropped", s.events_dropped)?;
+        d.set_item("sample_seq", s.sample_seq)?;
         d.set_item("last_error", s.last_error)?;
         d.set_item("last_error_stamp", s.last_error_stamp)?;
         Ok(d)
     }
 
+    /// Blocks (GIL released) until a driver sample newer than `after_seq`
+    /// exists: one per completed position read. Returns (seq, stamp_unix) of
+    /// the latest sample, or None after `timeout_s`. Start with after_seq=0.
+    #[pyo3(signature = (after_seq, timeout_s))]
+    fn wait_sample(&self, py: Python<'_>, after_seq: u64, timeout_s: f64) -> PyResult<Option<(u64, f64)>> {
+        let timeout = Duration::try_from_secs_f64(timeout_s).map_err(|_| {
+            pyo3::exceptions::PyValueError::new_err(format!("timeout_s must be a finite value >= 0, got {timeout_s}"))
+        })?;
+        Ok(py.detach(|| self.inner.wait_sample(after_seq, timeout)))
+    }
+
+    /// Clears the cycle/jitter percentile windows.
     fn reset_timing(&self) {
         self.inner.reset_timing()
     }
 
     /// Events since the last call: list of (stamp, kind, motor_id, message).
     fn drain_events(&self) -> Vec<(f64, String, Option<u8>, String)> {
-        self.inner.drain_events().into_iter().map(|e| (e.stamp, e.kind, e.motor_id, e.message)).collect()
+        self.inner
+            .drain_events()
+            .into_iter()
+            .map(|e| (e.stamp, e.kind.as_str().to_string(), e.motor_id, e.message))
+            .collect()
     }
 
     /// Queues raw goal positions {id: raw}; written by the next cycle.
@@ -239,19 +260,23 @@ impl Controller {
         Ok(r.into_iter().map(|(id, e)| (id, e.map(|e| e.to_string()))).collect())
     }
 
+    /// Reboots a motor (clears a latched hardware error), between cycles.
     fn reboot(&self, py: Python<'_>, id: u8) -> PyResult<()> {
         py.detach(|| self.inner.reboot(id)).map_err(to_py)
     }
 
+    /// Pings a motor between cycles; returns (model number, firmware version).
     fn ping(&self, py: Python<'_>, id: u8) -> PyResult<(u16, u8)> {
         py.detach(|| self.inner.ping(id)).map_err(to_py)
     }
 
+    /// Reads `length` bytes of the control table at `address`, between cycles.
     fn read<'py>(&self, py: Python<'py>, id: u8, address: u16, length: u16) -> PyResult<Bound<'py, PyBytes>> {
         let d = py.detach(|| self.inner.read(id, address, length)).map_err(to_py)?;
         Ok(PyBytes::new(py, &d))
     }
 
+    /// Writes `data` to the control table at `address`, between cycles.
     fn write(&self, py: Python<'_>, id: u8, address: u16, data: Vec<u8>) -> PyResult<()> {
         py.detach(|| self.inner.write(id, address, data)).map_err(to_py)
     }
@@ -259,7 +284,7 @@ impl Controller {
 
 /// Direct synchronous bus access (tools, tests). Not thread-safe to share
 /// with a running Controller on the same port.
-#[pyclass(module = "reachy_mini._driver")]
+#[pyclass(name = "Bus", module = "reachy_mini._driver")]
 struct Bus_ {
     bus: Mutex<Bus>,
 }
@@ -275,6 +300,7 @@ impl Bus_ {
         Ok(Self { bus: Mutex::new(Bus::new(Box::new(t), baudrate, timeout)) })
     }
 
+    /// Returns (model number, firmware version).
     fn ping(&self, py: Python<'_>, id: u8) -> PyResult<(u16, u8)> {
         py.detach(|| self.bus.lock().unwrap_or_else(|p| p.into_inner()).ping(id)).map_err(to_py)
     }
@@ -292,10 +318,12 @@ impl Bus_ {
         py.detach(|| self.bus.lock().unwrap_or_else(|p| p.into_inner()).write(id, address, &data)).map_err(to_py)
     }
 
+    /// Reboots a motor (clears a latched hardware error).
     fn reboot(&self, py: Python<'_>, id: u8) -> PyResult<()> {
         py.detach(|| self.bus.lock().unwrap_or_else(|p| p.into_inner()).reboot(id)).map_err(to_py)
     }
 
+    /// Sync write of `length` bytes at `address`: entries are (id, data).
     fn sync_write(&self, py: Python<'_>, address: u16, length: u16, entries: Vec<(u8, Vec<u8>)>) -> PyResult<()> {
         py.detach(|| {
             let e: Vec<(u8, &[u8])> = entries.iter().map(|(i, d)| (*i, d.as_slice())).collect();
@@ -320,6 +348,7 @@ impl Bus_ {
         Ok(d)
     }
 
+    /// Bus counters: packets, timeouts, CRC/status errors, stray replies, bytes.
     fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let c = self.bus.lock().unwrap_or_else(|p| p.into_inner()).counters.clone();
         let d = PyDict::new(py);
@@ -335,16 +364,20 @@ impl Bus_ {
     }
 }
 
+/// CRC-16 of the Dynamixel Protocol 2.0 (e-manual table).
 #[pyfunction]
 fn crc16(data: &[u8]) -> u16 {
     protocol::crc16(data)
 }
 
+/// Names of the bits set in a hardware_error_status byte.
 #[pyfunction]
 fn decode_hardware_error(status: u8) -> Vec<&'static str> {
     protocol::decode_hardware_error(status)
 }
 
+/// Dynamixel Protocol 2.0 driver for Reachy Mini, in Rust: the background
+/// control loop (`Controller`), direct bus access (`Bus`) and typed errors.
 #[pymodule]
 fn _driver(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();

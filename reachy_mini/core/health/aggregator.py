@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from reachy_mini.core.levels import ERROR, OK, STALE, WARN, Level, combine  # noqa: F401
+from reachy_mini.core.levels import ERROR, OK, STALE, Level, combine
 
 
 class ConfigError(ValueError):
@@ -365,63 +365,3 @@ def load_aggregator(path: str) -> Aggregator:
         return Aggregator(analyzer_params(doc))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
-
-
-class NodeWatch:
-    """Which expected nodes publish diagnostics: last status time per node
-    (the part of a status name before ': ', namespace stripped)."""
-
-    def __init__(self, expected: dict[str, float], started: float) -> None:
-        self.expected = dict(expected)   # node -> stale timeout (s)
-        self.started = started
-        self.last: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-        self._node_of: dict[str, str] = {}
-
-    def seen(self, status_name: str, now: float) -> None:
-        node = self._node_of.get(status_name)
-        if node is None:
-            head, sep, _ = status_name.partition(": ")
-            node = head.strip("/").rsplit("/", 1)[-1] if sep else ""
-            if len(self._node_of) > 10000:   # bounded, whatever names arrive
-                self._node_of.clear()
-            self._node_of[status_name] = node
-        if node:
-            self.last[node] = now
-            self.counts[node] = self.counts.get(node, 0) + 1
-
-    def silent_for(self, node: str, now: float) -> float:
-        return now - self.last.get(node, self.started)
-
-    def is_silent(self, node: str, now: float) -> bool:
-        return self.silent_for(node, now) > self.expected.get(node, 5.0)
-
-    def message(self, node: str, now: float) -> str:
-        s = self.silent_for(node, now)
-        if node not in self.last:
-            return f"no diagnostics from {node} for {s:.1f} s (none since the health node started)"
-        return f"no diagnostics from {node} for {s:.1f} s"
-
-
-def is_hung(silent_for: float, process_alive: bool, process_age: float | None, hang_timeout: float) -> bool:
-    """Alive but silent: the process exists (running, sleeping or stopped),
-    has lived longer than the hang timeout, and published nothing for it."""
-    return process_alive and silent_for > hang_timeout and (process_age is None or process_age > hang_timeout)
-
-
-def node_status(node: str, info, watch: NodeWatch, now: float, hang_timeout: float,
-                recent_restarts: int = 0) -> tuple[int, str, bool]:
-    """Level and message of one expected node, and whether it is hung.
-    `info` is a system_probes.ProcInfo (or None when unknown)."""
-    alive = bool(info and info.alive)
-    silent = watch.is_silent(node, now)
-    proc = f"process {info.pid} {info.status}" if alive else "process not running"
-    if silent:
-        s = watch.silent_for(node, now)
-        if is_hung(s, alive, info.age_s if info else None, hang_timeout):
-            return ERROR, f"hung: {proc} but no diagnostics for {s:.1f} s", True
-        return STALE, f"{watch.message(node, now)} ({proc})", False
-    if recent_restarts:
-        exit_txt = f", last exit {info.last_exit}" if info and info.last_exit is not None else ""
-        return WARN, f"restarted {recent_restarts}x in the last 10 min{exit_txt}", False
-    return OK, "publishing" if alive else "publishing (process not found)", False

@@ -3,17 +3,21 @@
 Where the pids come from:
 - under `reachy-mini-bringup` (make run): its JSON state file, which also
   gives restart counts;
-- under `ros2 launch` (no state file): a scan of this user's processes for
-  the node's executable name (`.../lib/reachy_mini/camera_node`) or
-  `-m reachy_mini.nodes.camera_node`, started in this robot's namespace
-  (`__ns:=/robot1`), so another robot's processes are never touched.
+- under `ros2 launch` (no state file): the health node's sibling processes
+  (children of the same launch process) running the node's executable
+  (`.../lib/reachy_mini/camera_node`) or `-m reachy_mini.nodes.camera_node`
+  in this robot's namespace (`__ns:=/robot1`). Processes of another launch,
+  another robot or another stack of the same user are never considered.
+
+Each node's spin-loop heartbeat age (the hang signal, core/health/nodes.py)
+comes from the path the supervisor gave it, else the default path.
 """
 from __future__ import annotations
 
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psutil
 
@@ -89,7 +93,18 @@ class ProcInfo:
     restarts: int = 0
     last_exit: int | None = None
     source: str = "none"     # supervisor | scan | none
-    restart_times: list = field(default_factory=list)
+    hang_kills: int = 0      # by the supervisor (state file)
+    beat_age_s: float | None = None   # spin-loop heartbeat age; None: never beat
+
+
+def siblings() -> list[psutil.Process]:
+    """The other children of this process's parent (the launch process, or
+    the shell of a `ros2 run`)."""
+    try:
+        me = os.getpid()
+        return [p for p in psutil.Process(os.getppid()).children() if p.pid != me]
+    except psutil.Error:
+        return []
 
 
 def _namespace_of(cmdline: list[str]) -> str:
@@ -113,17 +128,20 @@ def _matches(cmdline: list[str], name: str, module: str, namespace: str = "/") -
 
 
 class ProcessMonitor:
-    def __init__(self, nodes: dict[str, str], state_file: str | None, namespace: str = "/") -> None:
+    def __init__(self, nodes: dict[str, str], state_file: str | None, namespace: str = "/",
+                 heartbeat_of=None) -> None:
         """nodes: node name -> python module (node table); only processes of
-        this robot (its namespace) are considered."""
+        this stack (siblings, in this namespace) are considered.
+        heartbeat_of(node) -> default heartbeat path."""
         self.nodes = nodes
         self.namespace = namespace
+        self.heartbeat_of = heartbeat_of or (lambda node: None)
+        self.manager = "none"    # supervisor | launch: who restarts the nodes
         self.state_file = state_file
         self._procs: dict[int, psutil.Process] = {}
         self._ema: dict[int, float] = {}
         self._scan_at = 0.0
         self._scan: dict[str, int] = {}
-        self.uid = os.getuid()
 
     def _supervisor_state(self) -> dict | None:
         if not self.state_file:
@@ -144,15 +162,13 @@ class ProcessMonitor:
             return self._scan
         self._scan_at = now
         found: dict[str, int] = {}
-        for p in psutil.process_iter(["pid", "cmdline", "uids"]):
+        for p in siblings():
             try:
-                if p.info["uids"] is None or p.info["uids"].real != self.uid:
-                    continue
-                cmd = p.info["cmdline"] or []
+                cmd = p.cmdline()
                 for name, module in self.nodes.items():
                     if name not in found and _matches(cmd, name, module, self.namespace):
-                        found[name] = p.info["pid"]
-            except (psutil.Error, TypeError):
+                        found[name] = p.pid
+            except psutil.Error:
                 continue
         self._scan = found
         return found
@@ -167,17 +183,27 @@ class ProcessMonitor:
     def sample(self) -> dict[str, ProcInfo]:
         sup = self._supervisor_state()
         scan = None if sup is not None else self._scan_pids()
+        self.manager = "supervisor" if sup is not None else "launch"
         out: dict[str, ProcInfo] = {}
         live = set()
+        wall = time.time()
         for name in self.nodes:
             info = ProcInfo(name)
+            beat = self.heartbeat_of(name)
             if sup is not None:
                 n = sup.get(name, {})
                 info.pid, info.source = n.get("pid"), "supervisor"
                 info.starts, info.restarts, info.last_exit = n.get("starts", 0), n.get("restarts", 0), n.get("last_exit")
+                info.hang_kills = n.get("hang_restarts", 0)
+                beat = n.get("heartbeat") or beat
             else:
                 info.pid = scan.get(name)
                 info.source = "scan" if info.pid else "none"
+            if beat:
+                try:
+                    info.beat_age_s = max(0.0, wall - os.stat(beat).st_mtime)
+                except OSError:
+                    info.beat_age_s = None
             if info.pid:
                 try:
                     p = self._proc(info.pid)

@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Any, Callable, Protocol
 
+from reachy_mini.core.levels import ERROR, OK, WARN, Level
+
 
 class SourceError(Exception):
     """The device is missing, cannot be opened, or was lost; the message says which."""
@@ -51,14 +53,24 @@ class RateWindow:
         return (len(self.t) - 1) / span if span > 0 else 0.0
 
 
-def rate_status(measured: float, target: float, tolerance: float = 0.1) -> tuple[int, str]:
-    """FrequencyStatus semantics: 0 'Desired frequency met', 1 'Frequency too
-    low' / 'Frequency too high' outside target*(1±tolerance)."""
+def rate_status(measured: float, target: float, tolerance: float = 0.1) -> tuple[Level, str]:
+    """FrequencyStatus semantics: OK 'Desired frequency met', WARN 'Frequency
+    too low' / 'Frequency too high' outside target*(1±tolerance)."""
     if measured < target * (1 - tolerance):
-        return 1, f"frequency too low: {measured:.1f} Hz (target {target:.1f})"
+        return WARN, f"frequency too low: {measured:.1f} Hz (target {target:.1f})"
     if measured > target * (1 + tolerance):
-        return 1, f"frequency too high: {measured:.1f} Hz (target {target:.1f})"
-    return 0, f"desired frequency met: {measured:.1f} Hz"
+        return WARN, f"frequency too high: {measured:.1f} Hz (target {target:.1f})"
+    return OK, f"desired frequency met: {measured:.1f} Hz"
+
+
+def capture_health(s: dict, target_hz: float, stall_s: float, what: str) -> tuple[Level, str]:
+    """A capture loop's state (SourceLoop.snapshot()) against its target rate:
+    an absent device or no data for `stall_s` is ERROR, a rate off target WARN."""
+    if not s["present"]:
+        return ERROR, f"device not available: {s['last_error']}; retrying"
+    if s["age"] > stall_s:
+        return ERROR, f"no {what} for {s['age']:.1f} s"
+    return rate_status(s["rate"], target_hz)
 
 
 class SourceLoop:

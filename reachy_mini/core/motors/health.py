@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reachy_mini.core.levels import ERROR, OK, WARN
-from reachy_mini.driver import MotorReading
+from reachy_mini.core.motors.reading import MotorReading
 
 
 @dataclass(frozen=True)

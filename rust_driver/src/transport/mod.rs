@@ -1,5 +1,9 @@
 //! Byte transport: a serial port (real adapter or pseudo-terminal), with a
-//! timeout on every read so that nothing can block forever.
+//! timeout on every read so that nothing can block forever; and the
+//! [`Connector`] that opens (and, after a disconnect, reopens) it.
+//!
+//! For tests: [`mock`] (a scripted byte link) and [`sim`] (an in-memory bus
+//! of XL330 servos that answers instruction packets).
 
 use crate::error::{DxlError, Result};
 use std::io::{self, Read, Write};
@@ -75,63 +79,40 @@ impl Transport for SerialTransport {
     }
 }
 
-/// A scripted in-memory link for tests: bytes queued with `feed` (already
-/// waiting, e.g. a late reply) or `on_write` (answers to the next writes).
-#[cfg(test)]
-pub mod mock {
-    use super::Transport;
-    use crate::error::Result;
-    use std::collections::VecDeque;
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
+/// Opens the link the control loop talks over; called again to reconnect
+/// after the link failed.
+pub trait Connector: Send + Sync + 'static {
+    type Link: Transport + 'static;
+    fn connect(&self) -> Result<Self::Link>;
+}
 
-    #[derive(Default)]
-    pub struct Script {
-        pub input: VecDeque<u8>,
-        pub replies: VecDeque<Vec<u8>>,
-        pub written: Vec<Vec<u8>>,
-    }
+/// Opens a serial port (the production connector).
+#[derive(Debug, Clone)]
+pub struct SerialConnector {
+    pub port: String,
+    pub baudrate: u32,
+}
 
-    #[derive(Clone, Default)]
-    pub struct MockTransport(pub Arc<Mutex<Script>>);
-
-    impl MockTransport {
-        /// Bytes already waiting in the port.
-        pub fn feed(&self, bytes: &[u8]) {
-            self.0.lock().unwrap().input.extend(bytes);
-        }
-        /// Bytes that arrive after the next write.
-        pub fn on_write(&self, bytes: Vec<u8>) {
-            self.0.lock().unwrap().replies.push_back(bytes);
-        }
-        pub fn written(&self) -> Vec<Vec<u8>> {
-            self.0.lock().unwrap().written.clone()
-        }
-    }
-
-    impl Transport for MockTransport {
-        fn write_all(&mut self, data: &[u8]) -> Result<()> {
-            let mut s = self.0.lock().unwrap();
-            s.written.push(data.to_vec());
-            if let Some(r) = s.replies.pop_front() {
-                s.input.extend(r);
-            }
-            Ok(())
-        }
-        fn read_some(&mut self, buf: &mut [u8], _timeout: Duration) -> Result<usize> {
-            let mut s = self.0.lock().unwrap();
-            let n = buf.len().min(s.input.len());
-            for b in buf.iter_mut().take(n) {
-                *b = s.input.pop_front().unwrap_or(0);
-            }
-            Ok(n)
-        }
-        fn clear_input(&mut self) -> Result<()> {
-            self.0.lock().unwrap().input.clear();
-            Ok(())
-        }
-        fn name(&self) -> &str {
-            "mock"
-        }
+impl Connector for SerialConnector {
+    type Link = SerialTransport;
+    fn connect(&self) -> Result<SerialTransport> {
+        SerialTransport::open(&self.port, self.baudrate)
     }
 }
+
+/// Any `Fn() -> Result<impl Transport>` is a connector.
+impl<F, T> Connector for F
+where
+    F: Fn() -> Result<T> + Send + Sync + 'static,
+    T: Transport + 'static,
+{
+    type Link = T;
+    fn connect(&self) -> Result<T> {
+        self()
+    }
+}
+
+#[cfg(test)]
+pub mod mock;
+#[cfg(test)]
+pub mod sim;

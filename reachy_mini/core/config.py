@@ -1,0 +1,87 @@
+"""Typed node configuration: each node's parameters are the fields of one
+dataclass, with their ROS descriptor data (description, range, choices,
+check, whether `ros2 param set` may change them) in the field's metadata.
+
+    @dataclass
+    class CameraConfig(NodeConfig):
+        fps: float = setting(30.0, "target frame rate", 0.5, 120.0)
+
+The ROS layer (ros/params.py) declares one parameter per field, checks every
+value with `check_value`, builds the instance and runs `validate()` (rules
+across fields); a runtime set goes through the same checks and updates the
+same instance. Plain Python, no ROS.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter's rules."""
+    name: str
+    default: Any
+    description: str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple | None = None
+    check: Callable[[Any], str | None] | None = None   # returns an error text or None
+    runtime: bool = False    # True: `ros2 param set` changes it on the running node
+
+
+def check_value(s: Param, v) -> str | None:
+    """The one rule set for a single value, at start-up and at `ros2 param set`."""
+    if s.lo is not None and isinstance(v, (int, float)) and not isinstance(v, bool):
+        if not (s.lo <= v <= s.hi):
+            return f"parameter '{s.name}' = {v} is outside [{s.lo}, {s.hi}]"
+    if s.choices and v not in s.choices:
+        return f"parameter '{s.name}' = {v!r} must be one of {list(s.choices)}"
+    if s.check:
+        err = s.check(v)
+        if err:
+            return f"parameter '{s.name}' = {v!r}: {err}"
+    return None
+
+
+def setting(default, description: str, lo: float | None = None, hi: float | None = None, *,
+            choices: tuple | None = None, check: Callable[[Any], str | None] | None = None,
+            runtime: bool = False):
+    """A config field that is also a ROS parameter (the field's name)."""
+    meta = {"param": dict(default=default, description=description, lo=lo, hi=hi, choices=choices, check=check,
+                          runtime=runtime)}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def absolute_or_empty(v: str) -> str | None:
+    return None if v == "" or v.startswith("/") else "must be '' or an absolute path"
+
+
+C = TypeVar("C", bound="NodeConfig")
+
+
+@dataclass
+class NodeConfig:
+    """Base of the per-node configs."""
+
+    @classmethod
+    def specs(cls) -> list[Param]:
+        return [Param(f.name, **f.metadata["param"]) for f in dataclasses.fields(cls) if "param" in f.metadata]
+
+    def validate(self) -> list[str]:
+        """Rules across parameters (e.g. warn < error); [] when consistent."""
+        return []
+
+    def replaced(self: C, changes: dict) -> C:
+        return dataclasses.replace(self, **changes)
+
+    def update(self, changes: dict) -> None:
+        """Applies accepted changes in place (the object the node holds)."""
+        for k, v in changes.items():
+            setattr(self, k, v)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)

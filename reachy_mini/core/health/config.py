@@ -1,0 +1,67 @@
+"""health_node's typed configuration (its ROS parameters)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+from reachy_mini.core.config import NodeConfig, absolute_or_empty, setting
+from reachy_mini.core.health.system import Thresholds
+from reachy_mini.ops.node_table import NODES
+from reachy_mini.ops.paths import config_path
+
+NODE_NAMES = [n.name for n in NODES]
+
+
+def _known_nodes(v) -> str | None:
+    unknown = sorted(set(v) - set(NODE_NAMES))
+    return f"unknown node(s) {unknown}; known: {NODE_NAMES}" if unknown else None
+
+
+def _threshold(default, description: str):
+    return setting(default, description, 0, 1e6, runtime=True)
+
+
+@dataclass
+class HealthConfig(NodeConfig):
+    use_sim: bool = setting(False, "unused; accepted for a uniform command line")
+    pub_rate: float = setting(1.0, "publish rate of /diagnostics_agg (Hz)", 0.1, 50.0, runtime=True)
+    analyzers_file: str = setting(config_path("analyzers.yaml"), "diagnostic_aggregator analyzer YAML",
+                                  check=lambda v: None if os.path.isfile(v) else "no such file")
+    data_dir: str = setting("", "incident database and disk check directory; '' = the robot's own "
+                            "(~/.local/share/reachy_mini[/<namespace>])", check=absolute_or_empty)
+    history_days: float = setting(30.0, "incident retention (days)", 0.001, 3650.0, runtime=True)
+    history_max_rows: int = setting(100000, "incident retention (rows)", 100, 10_000_000, runtime=True)
+    hang_timeout_s: float = setting(10.0, "a live node whose spin loop has not beaten this long is hung",
+                                    2.0, 600.0, runtime=True)
+    restart_hung_nodes: bool = setting(True, "under ros2 launch, kill a hung node of this stack so that launch's "
+                                       "respawn restarts it (under reachy-mini-bringup the supervisor does it)",
+                                       runtime=True)
+    expected_nodes: list = setting(NODE_NAMES, "nodes that must publish diagnostics (default: the node table)",
+                                   check=_known_nodes)
+    state_file: str = setting("", "reachy-mini-bringup state file (pids, restart counts); '' = the robot's own "
+                              "(<runtime dir>/reachy_mini_bringup[.<namespace>].json)")
+    cpu_warn_pct: float = _threshold(90.0, "host CPU: WARN at or above (%)")
+    cpu_error_pct: float = _threshold(98.0, "host CPU: ERROR at or above (%)")
+    mem_warn_pct: float = _threshold(85.0, "host memory: WARN at or above (%)")
+    mem_error_pct: float = _threshold(95.0, "host memory: ERROR at or above (%)")
+    disk_warn_pct: float = _threshold(85.0, "data disk: WARN at or above (%)")
+    disk_error_pct: float = _threshold(95.0, "data disk: ERROR at or above (%)")
+    temp_warn_c: float = _threshold(75.0, "hottest host sensor: WARN at or above (C)")
+    temp_error_c: float = _threshold(85.0, "hottest host sensor: ERROR at or above (C)")
+    node_rss_warn_mb: float = _threshold(500.0, "a node's RSS: WARN at or above (MB)")
+    node_rss_error_mb: float = _threshold(1500.0, "a node's RSS: ERROR at or above (MB)")
+    node_cpu_warn_pct: float = _threshold(80.0, "host CPU: WARN at or above (%)")
+    node_fds_warn: int = _threshold(500, "a node's open files: WARN at or above")
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(**{f.name: getattr(self, f.name) for f in fields(Thresholds)})
+
+    def validate(self) -> list[str]:
+        """warn < error for every threshold pair."""
+        th = self.thresholds()
+        out = []
+        for f in fields(Thresholds):
+            k, e = f.name, f.name.replace("_warn", "_error")
+            if "_warn" in k and hasattr(th, e) and getattr(th, k) >= getattr(th, e):
+                out.append(f"need {k} < {e} ({getattr(th, k)} >= {getattr(th, e)})")
+        return out

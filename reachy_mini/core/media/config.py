@@ -1,0 +1,61 @@
+"""camera_node's and audio_node's typed configurations (their ROS parameters)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reachy_mini.core.config import NodeConfig, setting
+from reachy_mini.core.media.camera import PIXEL_FORMATS
+
+
+@dataclass
+class CameraConfig(NodeConfig):
+    use_sim: bool = setting(False, "synthetic test pattern instead of a device")
+    device: str = setting("auto", "'auto' (UVC 38FB:1002), 'sim', a V4L2 device path or a video file")
+    width: int = setting(640, "image width", 16, 4096)
+    height: int = setting(480, "image height", 16, 4096)
+    fps: float = setting(30.0, "target frame rate", 0.5, 120.0)
+    frame_id: str = setting("camera_optical_frame", "frame_id of the images (REP-103 optical frame)")
+    camera_info_url: str = setting("", "calibration YAML, path or file:// URL (default: config/camera_info.yaml)")
+    pixel_format: str = setting("any", "V4L2 capture format", choices=PIXEL_FORMATS)
+    encoding: str = setting("bgr8", "published encoding", choices=("bgr8", "rgb8"), runtime=True)
+    compressed_fps: float = setting(5.0, "rate of camera/image_raw/compressed (0: off)", 0.0, 120.0, runtime=True)
+    jpeg_quality: int = setting(80, "JPEG quality", 1, 100, runtime=True)
+    stall_timeout_s: float = setting(1.0, "no frame for this long: device lost, reopen", 0.1, 60.0)
+
+    @property
+    def simulated(self) -> bool:
+        return self.use_sim or self.device == "sim"
+
+    @property
+    def hardware_id(self) -> str:
+        return "camera:synthetic" if self.simulated else "uvc:38fb:1002" if self.device == "auto" else self.device
+
+
+@dataclass
+class AudioConfig(NodeConfig):
+    use_sim: bool = setting(False, "synthetic tone instead of a capture device")
+    device: str = setting("auto", "'auto' (XVF3800), 'sim' or a PortAudio/ALSA device name")
+    sample_rate: int = setting(16000, "samples per second", 8000, 48000)
+    channels: int = setting(1, "channels", 1, 8)
+    chunk_ms: int = setting(100, "chunk length (ms)", 10, 1000)
+    silence_warn_s: float = setting(5.0, "WARN after this long of digital silence", 0.1, 3600.0, runtime=True)
+    clip_warn_fraction: float = setting(0.001, "WARN when this fraction of samples is at full scale", 0.0, 1.0,
+                                        runtime=True)
+    stall_timeout_s: float = setting(1.0, "no audio for this long: device lost, reopen", 0.1, 60.0)
+
+    @property
+    def simulated(self) -> bool:
+        return self.use_sim or self.device == "sim"
+
+    @property
+    def frames_per_chunk(self) -> int:
+        return self.sample_rate * self.chunk_ms // 1000
+
+    @property
+    def chunk_rate_hz(self) -> float:
+        return 1000.0 / self.chunk_ms
+
+    @property
+    def hardware_id(self) -> str:
+        return "audio:synthetic" if self.simulated else "usb:38fb:1001" if self.device == "auto" \
+            else f"alsa:{self.device}"

@@ -1,0 +1,56 @@
+"""motor_node's typed configuration (its ROS parameters)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reachy_mini.core.config import NodeConfig, absolute_or_empty, setting
+from reachy_mini.core.motors.health import Thresholds
+
+THRESHOLDS = ("temperature_warn_c", "temperature_error_c", "voltage_warn_low_v", "voltage_warn_high_v",
+              "voltage_error_low_v", "voltage_error_high_v", "current_warn_ma", "current_error_ma")
+LIVE_DRIVER = ("loop_rate_hz", "status_rate_hz", "command_timeout_s", "command_timeout_action")
+
+
+def _port(v: str) -> str | None:
+    return None if v in ("auto", "sim") or v.startswith("/") else "must be 'auto', 'sim' or an absolute path"
+
+
+@dataclass
+class MotorConfig(NodeConfig):
+    use_sim: bool = setting(False, "use the simulated servo bus (same as serial_port:=sim)")
+    serial_port: str = setting("auto", "'auto' (find 1a86:55d3), 'sim', or a device path", check=_port)
+    sim_link: str = setting("", "pty link path of the simulated bus (serial_port=sim); '' = the robot's own "
+                            "(<runtime dir>/reachy_mini_sim[/<namespace>]/ttyDXL)", check=absolute_or_empty)
+    sim_wire_timing: bool = setting(True, "simulate 10 bits per byte at the baud rate")
+    baudrate: int = setting(1_000_000, "bus baud rate", 9600, 4_500_000)
+    loop_rate_hz: float = setting(100.0, "control loop and /joint_states rate", 1.0, 1000.0, runtime=True)
+    status_rate_hz: float = setting(2.0, "temperature/voltage/current/error read rate", 0.1, 50.0, runtime=True)
+    io_timeout_ms: float = setting(5.0, "slack added to every read deadline", 0.5, 500.0)
+    motors_file: str = setting("", "motor map YAML (default: the package's config/motors.yaml)")
+    command_timeout_s: float = setting(0.5, "after this long without a goal, apply command_timeout_action (0 = off)",
+                                       0.0, 3600.0, runtime=True)
+    command_timeout_action: str = setting("hold", "'hold' (goal := present position) or 'torque_off'",
+                                          choices=("hold", "torque_off"), runtime=True)
+    torque_on_start: bool = setting(True, "turn torque on (holding the present pose) at start")
+    auto_recover: bool = setting(True, "reboot a motor whose hardware error cause has cleared", runtime=True)
+    auto_recover_delay_s: float = setting(3.0, "wait this long after a fault before an automatic reboot", 0.0, 600.0,
+                                          runtime=True)
+    temperature_warn_c: float = setting(55.0, "WARN at or above (C)", 0.0, 100.0, runtime=True)
+    temperature_error_c: float = setting(65.0, "ERROR at or above (C)", 0.0, 100.0, runtime=True)
+    voltage_warn_low_v: float = setting(4.5, "WARN below (V)", 0.0, 20.0, runtime=True)
+    voltage_warn_high_v: float = setting(6.5, "WARN above (V)", 0.0, 20.0, runtime=True)
+    voltage_error_low_v: float = setting(3.8, "ERROR below (V)", 0.0, 20.0, runtime=True)
+    voltage_error_high_v: float = setting(7.0, "ERROR above (V)", 0.0, 20.0, runtime=True)
+    current_warn_ma: float = setting(800.0, "WARN at or above |current| (mA)", 0.0, 10000.0, runtime=True)
+    current_error_ma: float = setting(1200.0, "ERROR at or above |current| (mA)", 0.0, 10000.0, runtime=True)
+
+    @property
+    def simulated(self) -> bool:
+        return self.use_sim or self.serial_port == "sim"
+
+    def thresholds(self) -> Thresholds:
+        """A position older than 5 loop periods (at least 0.5 s) is stale."""
+        return Thresholds(*(getattr(self, k) for k in THRESHOLDS), stale_after_s=max(0.5, 5.0 / self.loop_rate_hz))
+
+    def validate(self) -> list[str]:
+        return [f"thresholds: {e}" for e in self.thresholds().validate()]

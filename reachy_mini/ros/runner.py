@@ -1,0 +1,70 @@
+"""The standard main() of every node: init, build, spin, clean exit."""
+from __future__ import annotations
+
+from reachy_mini.ops.paths import heartbeat_file
+from reachy_mini.ros.params import ParameterError
+
+
+def run_node(factory, name: str, args=None) -> int:
+    """Standard main(): init, build the node, spin, exit cleanly on SIGINT/
+    SIGTERM; an invalid parameter exits with status 2 and a clear message."""
+    import os
+    import signal
+    import sys
+    import time
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    try:
+        node = factory()
+    except ParameterError as e:
+        print(f"[{name}] FATAL: invalid parameter: {e}", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        return 2
+    except Exception as e:  # noqa: BLE001 - report startup failures clearly
+        print(f"[{name}] FATAL: startup failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    import traceback
+
+    # The hang signal (core/health/nodes.py): this loop beats once a second.
+    heartbeat = os.environ.get("REACHY_MINI_HEARTBEAT") or heartbeat_file(node.get_namespace(), name)
+    try:
+        os.makedirs(os.path.dirname(heartbeat), exist_ok=True)
+    except OSError:
+        heartbeat = None
+    beat_at = 0.0
+    try:
+        while not stop and rclpy.ok():
+            if heartbeat and time.monotonic() - beat_at >= 1.0:
+                beat_at = time.monotonic()
+                try:
+                    with open(heartbeat, "w") as f:
+                        f.write(f"{os.getpid()} {time.time():.3f}\n")
+                except OSError:
+                    pass
+            try:
+                executor.spin_once(timeout_sec=0.1)
+            except (KeyboardInterrupt, ExternalShutdownException):
+                break
+            except Exception:  # noqa: BLE001 - a failing callback must not take the node down
+                node.callback_errors = getattr(node, "callback_errors", 0) + 1
+                print(f"[{name}] ERROR in callback (#{node.callback_errors}):\n{traceback.format_exc()}",
+                      file=sys.stderr, flush=True)
+    finally:
+        try:
+            if hasattr(node, "shutdown"):  # nodes owning threads or devices release them here
+                node.shutdown()
+        except Exception as e:  # noqa: BLE001
+            print(f"[{name}] error during shutdown: {e}", file=sys.stderr)
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,209 @@
+"""The diagnostic checks of the nodes, one DiagnosticTask class per check
+(as diagnostic_common_diagnostics' cpu_monitor does): motor, bus, capture
+(camera, microphone), system, process (node), incidents, web server.
+
+Each task asks its source for data, applies a pure rule from core/ and
+fills the status; it holds no decision of its own. Works with the real
+diagnostic_updater and with our strict twin (ros/diagnostics.py).
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+from reachy_mini.core.health.nodes import node_status
+from reachy_mini.core.health.system import evaluate_process, evaluate_system, system_snapshot
+from reachy_mini.core.levels import ERROR, OK, WARN, Level
+from reachy_mini.core.media.capture import capture_health
+from reachy_mini.core.motors.health import bus_health, motor_health
+from reachy_mini.ros.diagnostics import DiagnosticTask
+
+Values = Iterable[tuple[str, str]]
+
+
+class Check(DiagnosticTask):
+    """evaluate() -> (level, message, [(key, value)]); hardware_id() -> str or None."""
+
+    def evaluate(self) -> tuple[int, str, Values]:
+        raise NotImplementedError
+
+    def hardware_id(self) -> str | None:
+        return None
+
+    def run(self, stat):
+        level, message, values = self.evaluate()
+        stat.summary(Level(level).to_bytes(), message)
+        for k, v in values:
+            stat.add(k, str(v))
+        hw = self.hardware_id()
+        if hw is not None:
+            stat.hardware_id = hw
+        return stat
+
+
+# ------------------------------------------------------------------ motors
+class MotorCheck(Check):
+    """One servo: motor_health() on its latest reading. `bus` is motor_node's
+    view (readings, stats, thresholds)."""
+
+    def __init__(self, name: str, bus) -> None:
+        super().__init__(name)
+        self.motor, self.bus = name, bus
+        self.comm_seen: int | None = None
+        self.motor_id = ""
+
+    def evaluate(self):
+        r = self.bus.reading(self.motor)
+        prev = r.comm_errors if self.comm_seen is None else self.comm_seen
+        self.comm_seen = r.comm_errors
+        self.motor_id = str(r.id)
+        return motor_health(r, self.bus.thresholds, self.bus.stats["connected"], time.time(), r.comm_errors - prev)
+
+    def hardware_id(self) -> str:
+        return f"dynamixel:{self.motor_id}"
+
+
+class BusCheck(Check):
+    """The servo bus: bus_health() on the loop statistics, then what only the
+    node knows (waiting for the adapter, emergency stop)."""
+
+    def __init__(self, bus) -> None:
+        super().__init__("bus")
+        self.bus = bus
+
+    def evaluate(self):
+        stats = self.bus.fresh_stats()
+        lv, msg, values = bus_health(stats, self.bus.cfg.loop_rate_hz)
+        if self.bus.waiting:
+            lv, msg = ERROR, self.bus.waiting
+        if self.bus.estopped:
+            lv, msg = max(lv, WARN), "emergency stop active; " + msg
+        values = list(values) + [("automatic recoveries", str(self.bus.recovery.count)),
+                                 ("rejected goals", str(self.bus.goal_rejects))]
+        if self.bus.simulated:
+            values.append(("simulated", "true"))
+        return lv, msg, values
+
+
+# ------------------------------------------------------------------ media
+class CaptureCheck(Check):
+    """A capture device (camera or microphone) run by a SourceLoop.
+
+    target_hz() and stall_s() read the live config; extra(snapshot) -> (level,
+    message) merges further findings (silence, clipping) when the device
+    delivers; values(snapshot) lists the key/values."""
+
+    def __init__(self, name: str, loop, what: str, target_hz: Callable[[], float], stall_s: Callable[[], float],
+                 values: Callable[[dict], Values], extra: Callable[[dict], list[tuple[int, str]]] | None = None):
+        super().__init__(name)
+        self.loop, self.what, self.target_hz, self.stall_s = loop, what, target_hz, stall_s
+        self.values, self.extra = values, extra
+
+    def run(self, stat):
+        s = self.loop.snapshot()
+        lv, msg = capture_health(s, self.target_hz(), self.stall_s(), self.what)
+        stat.summary(Level(lv).to_bytes(), msg)
+        if lv < ERROR and self.extra:
+            for xl, xm in self.extra(s):
+                stat.mergeSummary(Level(xl).to_bytes(), xm)
+        for k, v in self.values(s):
+            stat.add(k, str(v))
+        return stat
+
+
+# ------------------------------------------------------------------ health node
+class SystemCheck(Check):
+    """The host: CPU, memory, data disk, temperatures."""
+
+    def __init__(self, data_dir: str, thresholds: Callable[[], object]) -> None:
+        super().__init__("system")
+        self.data_dir, self.thresholds = data_dir, thresholds
+        system_snapshot(data_dir)   # primes cpu_percent
+
+    def evaluate(self):
+        s = system_snapshot(self.data_dir)
+        lv, msg = evaluate_system(s, self.thresholds())
+        values = [("cpu (%)", f"{s['cpu_pct']:.1f}"), ("load average", " ".join(f"{x:.2f}" for x in s["load"])),
+                  ("memory (%)", f"{s['mem_pct']:.1f}"), ("disk (%)", f"{s['disk_pct']:.1f}"),
+                  ("disk free (GB)", f"{s['disk_free_gb']:.1f}"), ("data dir", self.data_dir),
+                  ("uptime (s)", f"{s['uptime_s']:.0f}")]
+        values += [(f"temperature {k} (C)", f"{v:.0f}") for k, v in list(s["temps"].items())[:8]]
+        if not s["temps"]:
+            values.append(("temperature", "no sensor"))
+        return lv, msg, values
+
+
+class ProcessCheck(Check):
+    """One node of the stack: presence on /diagnostics, hang, restarts and
+    its process figures. `health` is the health node's view."""
+
+    def __init__(self, node: str, health) -> None:
+        super().__init__(f"node {node}")
+        self.node, self.health = node, health
+        self.pid = None
+
+    def evaluate(self):
+        h, name = self.health, self.node
+        info = h.info.get(name)
+        now = time.monotonic()
+        if name == "health_node":
+            lv, msg = OK, "publishing"
+        else:
+            lv, msg, _ = node_status(name, info, h.watch, now, h.cfg.hang_timeout_s, h.restarts.recent(name))
+        values = []
+        if info is not None:
+            plv, pmsgs = evaluate_process(info, h.cfg.thresholds())
+            if plv > lv and lv in (OK, WARN):
+                lv, msg = plv, "; ".join(pmsgs)
+            values += [("pid", str(info.pid or "")), ("process state", str(info.status)),
+                       ("rss (MB)", f"{info.rss_mb:.1f}"), ("cpu (%)", f"{info.cpu_pct:.1f}"),
+                       ("open fds", str(info.fds)), ("threads", str(info.threads)),
+                       ("process age (s)", "" if info.age_s is None else f"{info.age_s:.1f}"),
+                       ("spin loop heartbeat age (s)", "" if info.beat_age_s is None else f"{info.beat_age_s:.1f}"),
+                       ("restarts", str(h.restarts.total(name))),
+                       ("last exit", "" if info.last_exit is None else str(info.last_exit)),
+                       ("pid source", info.source)]
+        values += [("hang restarts", str(h.restarts.hang_kills.get(name, 0))),
+                   ("last diagnostics age (s)", f"{h.watch.silent_for(name, now):.1f}"),
+                   ("statuses received", str(h.watch.counts.get(name, 0)))]
+        self.pid = info.pid if info else None
+        return lv, msg, values
+
+    def hardware_id(self) -> str:
+        return f"pid:{self.pid}" if self.pid else ""
+
+
+class IncidentsCheck(Check):
+    """The incident database writer."""
+
+    def __init__(self, health) -> None:
+        super().__init__("incidents")
+        self.health = health
+
+    def evaluate(self):
+        d, h = self.health.db, self.health
+        lv = ERROR if d.errors else OK
+        values = [("database", d.path)] + [(k, str(getattr(d, k))) for k in ("written", "dropped", "pruned", "errors")]
+        values += [("queue", str(d.q.qsize())), ("statuses aggregated", str(h.statuses)),
+                   ("items", str(len(h.agg.items)))]
+        return lv, f"write errors: {d.last_error}" if d.errors else "OK", values
+
+
+# ------------------------------------------------------------------ web
+class WebServerCheck(Check):
+    """The HTTP server thread of web_bridge."""
+
+    def __init__(self, bridge) -> None:
+        super().__init__("http")
+        self.bridge = bridge
+
+    def evaluate(self):
+        b = self.bridge
+        hub, metrics = b.app.state.hub, b.app.state.metrics
+        if b.thread.is_alive() and b.server.started:
+            lv, msg = OK, f"serving on {b.cfg.host}:{b.cfg.port}"
+        else:
+            lv, msg = ERROR, "HTTP server not running (port in use?)"
+        return lv, msg, [("live clients", str(len(hub.clients))),
+                         ("updates dropped for slow clients", str(hub.dropped)),
+                         ("requests", str(sum(metrics.count.values())))]

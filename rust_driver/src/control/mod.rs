@@ -1,0 +1,427 @@
+//! The control loop: a background thread that owns the bus, sync-reads
+//! positions every cycle, sync-writes pending goals, reads the slow status
+//! block at a lower rate, reacts to alert bits, drops and re-admits silent
+//! motors, and reopens the port with backoff when it disappears.
+//!
+//! This module holds the [`Controller`] API, the configuration types and the
+//! commands sent to the thread; the thread itself is in [`r#loop`], the
+//! goal watchdog in [`watchdog`], statistics in [`stats`] and the event
+//! queue in [`events`].
+
+pub mod events;
+mod r#loop;
+pub mod stats;
+pub mod watchdog;
+
+#[cfg(test)]
+mod tests;
+
+use crate::error::{DxlError, Result};
+use crate::transport::{Connector, SerialConnector};
+pub use events::{Event, EventKind};
+use events::EventQueue;
+use r#loop::{ping_all, LoopThread};
+pub use stats::LoopStats;
+use stats::{SampleClock, Timing};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+pub use watchdog::TimeoutAction;
+use watchdog::Watchdog;
+
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    pub port: String,
+    pub baudrate: u32,
+    pub ids: Vec<u8>,
+    /// Cycles per second; 0 runs as fast as the bus allows.
+    pub loop_rate_hz: f64,
+    pub status_rate_hz: f64,
+    pub io_timeout: Duration,
+    /// Consecutive failed cycles before a motor is left out of sync reads.
+    pub absent_after: u32,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// Zero disables the goal watchdog.
+    pub command_timeout: Duration,
+    pub timeout_action: TimeoutAction,
+}
+
+/// The part of the configuration that can change while the loop runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveConfig {
+    pub loop_rate_hz: f64,
+    pub status_rate_hz: f64,
+    pub command_timeout: Duration,
+    pub timeout_action: TimeoutAction,
+}
+
+impl LoopConfig {
+    pub fn live(&self) -> LiveConfig {
+        LiveConfig {
+            loop_rate_hz: self.loop_rate_hz,
+            status_rate_hz: self.status_rate_hz,
+            command_timeout: self.command_timeout,
+            timeout_action: self.timeout_action,
+        }
+    }
+
+    fn apply(&mut self, live: &LiveConfig) {
+        self.loop_rate_hz = live.loop_rate_hz;
+        self.status_rate_hz = live.status_rate_hz;
+        self.command_timeout = live.command_timeout;
+        self.timeout_action = live.timeout_action;
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(DxlError::InvalidArgument(m));
+        if self.ids.is_empty() {
+            return bad("ids must not be empty".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for &id in &self.ids {
+            if id > 252 {
+                return bad(format!("motor id {id} is out of range 0..252"));
+            }
+            if !seen.insert(id) {
+                return bad(format!("motor id {id} appears twice"));
+            }
+        }
+        if self.baudrate == 0 {
+            return bad("baudrate must be > 0".into());
+        }
+        if !(self.loop_rate_hz >= 0.0 && self.loop_rate_hz <= 5000.0) {
+            return bad(format!("loop_rate_hz {} must be within 0..5000", self.loop_rate_hz));
+        }
+        if !(self.status_rate_hz > 0.0 && self.status_rate_hz <= 1000.0) {
+            return bad(format!("status_rate_hz {} must be within (0, 1000]", self.status_rate_hz));
+        }
+        if self.io_timeout.is_zero() {
+            return bad("io_timeout must be > 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// Latest known state of one motor. Raw units; conversion is the caller's.
+#[derive(Debug, Clone, Default)]
+pub struct MotorState {
+    pub id: u8,
+    /// Answering on the bus (not dropped from sync reads).
+    pub responding: bool,
+    pub model: Option<u16>,
+    pub position: Option<i32>,
+    pub position_stamp: f64,
+    pub current: Option<i16>,
+    pub voltage: Option<u16>,
+    pub temperature: Option<u8>,
+    pub torque_enabled: Option<bool>,
+    pub hardware_error: u8,
+    pub status_stamp: f64,
+    pub alert: bool,
+    pub goal: Option<i32>,
+    pub comm_errors: u64,
+    pub timeouts: u64,
+    pub crc_errors: u64,
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+}
+
+/// State shared between the loop thread and the [`Controller`] handle.
+#[derive(Default)]
+struct Shared {
+    motors: Vec<MotorState>,
+    pending_goals: HashMap<u8, i32>,
+    watchdog: Watchdog,
+    events: EventQueue,
+    stats: LoopStats,
+    timing: Timing,
+    /// Set by Controller::configure, taken by the loop at its next iteration.
+    pending_live: Option<LiveConfig>,
+    live: Option<LiveConfig>,
+}
+
+impl Shared {
+    fn motor(&mut self, id: u8) -> Option<&mut MotorState> {
+        self.motors.iter_mut().find(|m| m.id == id)
+    }
+    fn event(&mut self, kind: EventKind, motor_id: Option<u8>, message: String) {
+        if kind.is_error() {
+            self.stats.last_error = Some(message.clone());
+            self.stats.last_error_stamp = now_unix();
+        }
+        if self.events.push(Event { stamp: now_unix(), kind, motor_id, message }) {
+            self.stats.events_dropped += 1;
+        }
+    }
+}
+
+fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    // A panic in the loop thread must not take every caller down with it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn now_unix() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Replies to commands sent to the loop thread.
+#[derive(Debug)]
+pub enum Reply {
+    Done,
+    Ping(u16, u8),
+    Data(Vec<u8>),
+    /// Per-motor outcome of a multi-motor command.
+    PerMotor(Vec<(u8, Option<DxlError>)>),
+}
+
+type ReplyTx = Sender<Result<Reply>>;
+
+/// Requests served by the loop thread between cycles.
+enum Command {
+    Torque { ids: Vec<u8>, enable: bool, reply: ReplyTx },
+    Reboot { id: u8, reply: ReplyTx },
+    Ping { id: u8, reply: ReplyTx },
+    Read { id: u8, address: u16, length: u16, reply: ReplyTx },
+    Write { id: u8, address: u16, data: Vec<u8>, reply: ReplyTx },
+}
+
+impl Command {
+    fn into_reply(self) -> ReplyTx {
+        match self {
+            Command::Torque { reply, .. }
+            | Command::Reboot { reply, .. }
+            | Command::Ping { reply, .. }
+            | Command::Read { reply, .. }
+            | Command::Write { reply, .. } => reply,
+        }
+    }
+}
+
+/// Handle to a running control loop. `C` opens the link (a serial port by
+/// default) at start and again to reconnect.
+pub struct Controller<C: Connector = SerialConnector> {
+    cfg: LoopConfig,
+    connector: Arc<C>,
+    shared: Arc<Mutex<Shared>>,
+    samples: Arc<SampleClock>,
+    tx: Mutex<Option<Sender<Command>>>,
+    stop: Arc<AtomicBool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Controller<SerialConnector> {
+    /// A controller on the serial port named in `cfg`.
+    pub fn new(cfg: LoopConfig) -> Result<Self> {
+        let connector = SerialConnector { port: cfg.port.clone(), baudrate: cfg.baudrate };
+        Self::with_connector(cfg, connector)
+    }
+}
+
+impl<C: Connector> Controller<C> {
+    /// A controller whose link is opened by `connector`.
+    pub fn with_connector(cfg: LoopConfig, connector: C) -> Result<Self> {
+        cfg.validate()?;
+        let shared = Shared {
+            motors: cfg.ids.iter().map(|&id| MotorState { id, ..Default::default() }).collect(),
+            stats: LoopStats { port: cfg.port.clone(), baudrate: cfg.baudrate, ..Default::default() },
+            ..Default::default()
+        };
+        Ok(Self {
+            cfg,
+            connector: Arc::new(connector),
+            shared: Arc::new(Mutex::new(shared)),
+            samples: Arc::new(SampleClock::default()),
+            tx: Mutex::new(None),
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: Mutex::new(None),
+        })
+    }
+
+    pub fn config(&self) -> &LoopConfig {
+        &self.cfg
+    }
+
+    /// The live part of the configuration in force (or about to be).
+    pub fn live_config(&self) -> LiveConfig {
+        let s = lock(&self.shared);
+        s.pending_live.clone().or_else(|| s.live.clone()).unwrap_or_else(|| self.cfg.live())
+    }
+
+    /// Changes rates and the goal watchdog of the running loop (or of the
+    /// next start). Validated like the start-up configuration.
+    pub fn configure(&self, live: LiveConfig) -> Result<()> {
+        let mut check = self.cfg.clone();
+        check.apply(&live);
+        check.validate()?;
+        let mut s = lock(&self.shared);
+        s.pending_live = Some(live.clone());
+        s.live = Some(live);
+        Ok(())
+    }
+
+    /// Opens the port, pings every motor and starts the loop thread.
+    /// Returns the ids that did not answer the ping. Fails if the port
+    /// cannot be opened.
+    pub fn start(&self) -> Result<Vec<u8>> {
+        let mut th = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        if th.is_some() {
+            return Err(DxlError::InvalidArgument("controller already started".into()));
+        }
+        let mut bus = r#loop::open_bus(&*self.connector, &self.cfg)?;
+        let missing = ping_all(&mut bus, &self.shared, &self.cfg.ids)?;
+        {
+            let mut s = lock(&self.shared);
+            s.stats.connected = true;
+            if !missing.is_empty() {
+                let list: Vec<String> = missing.iter().map(|i| i.to_string()).collect();
+                s.event(EventKind::Missing, None, format!("motors not answering at start: {}", list.join(", ")));
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        *self.tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        self.stop.store(false, Ordering::SeqCst);
+        let mut cfg = self.cfg.clone();
+        if let Some(live) = lock(&self.shared).live.clone() {
+            cfg.apply(&live);
+        }
+        let lt = LoopThread::new(
+            cfg,
+            self.connector.clone(),
+            self.shared.clone(),
+            self.samples.clone(),
+            rx,
+            self.stop.clone(),
+            bus,
+        );
+        let handle = std::thread::Builder::new()
+            .name("dxl-control".into())
+            .spawn(move || lt.run())
+            .map_err(|e| DxlError::NotRunning(format!("cannot spawn thread: {e}")))?;
+        *th = Some(handle);
+        Ok(missing)
+    }
+
+    /// Stops the loop thread (idempotent). Torque is left as it is.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        *self.tx.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if let Some(h) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.thread.lock().map(|t| t.as_ref().map(|h| !h.is_finished()).unwrap_or(false)).unwrap_or(false)
+    }
+
+    pub fn snapshot(&self) -> Vec<MotorState> {
+        lock(&self.shared).motors.clone()
+    }
+
+    pub fn stats(&self) -> LoopStats {
+        let s = lock(&self.shared);
+        let mut st = s.stats.clone();
+        s.timing.fill(&mut st, Instant::now());
+        st.sample_seq = self.samples.latest().0;
+        st
+    }
+
+    /// Sequence number and wall-clock stamp of the latest sample (one per
+    /// completed position read); (0, 0.0) before the first.
+    pub fn latest_sample(&self) -> (u64, f64) {
+        self.samples.latest()
+    }
+
+    /// Blocks until a sample newer than `after_seq` exists and returns the
+    /// latest (seq, stamp_unix), or `None` after `timeout`.
+    pub fn wait_sample(&self, after_seq: u64, timeout: Duration) -> Option<(u64, f64)> {
+        self.samples.wait_after(after_seq, timeout)
+    }
+
+    /// Clears the percentile windows (used by benchmarks between phases).
+    pub fn reset_timing(&self) {
+        lock(&self.shared).timing.reset();
+    }
+
+    pub fn drain_events(&self) -> Vec<Event> {
+        lock(&self.shared).events.drain()
+    }
+
+    /// Queues goal positions (raw). Coalesced: the latest per motor wins.
+    pub fn set_goals(&self, goals: &[(u8, i32)]) -> Result<()> {
+        let mut s = lock(&self.shared);
+        for &(id, _) in goals {
+            if !self.cfg.ids.contains(&id) {
+                return Err(DxlError::InvalidArgument(format!("motor id {id} is not on this bus")));
+            }
+        }
+        for &(id, v) in goals {
+            s.pending_goals.insert(id, v);
+        }
+        s.watchdog.feed(Instant::now());
+        Ok(())
+    }
+
+    fn call(&self, make: impl FnOnce(ReplyTx) -> Command, wait: Duration) -> Result<Reply> {
+        let (rtx, rrx) = mpsc::channel();
+        {
+            let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = tx.as_ref().ok_or_else(|| DxlError::NotRunning("controller is not started".into()))?;
+            tx.send(make(rtx)).map_err(|_| DxlError::NotRunning("control thread has exited".into()))?;
+        }
+        match rrx.recv_timeout(wait) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => {
+                Err(DxlError::NotRunning(format!("no answer from the control thread within {wait:?}")))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(DxlError::NotRunning("control thread has exited".into())),
+        }
+    }
+
+    const WAIT: Duration = Duration::from_secs(3);
+
+    pub fn set_torque(&self, ids: &[u8], enable: bool) -> Result<Vec<(u8, Option<DxlError>)>> {
+        for id in ids {
+            if !self.cfg.ids.contains(id) {
+                return Err(DxlError::InvalidArgument(format!("motor id {id} is not on this bus")));
+            }
+        }
+        let ids = if ids.is_empty() { self.cfg.ids.clone() } else { ids.to_vec() };
+        match self.call(|reply| Command::Torque { ids, enable, reply }, Self::WAIT)? {
+            Reply::PerMotor(v) => Ok(v),
+            other => Err(DxlError::NotRunning(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    pub fn reboot(&self, id: u8) -> Result<()> {
+        self.call(|reply| Command::Reboot { id, reply }, Self::WAIT).map(|_| ())
+    }
+
+    pub fn ping(&self, id: u8) -> Result<(u16, u8)> {
+        match self.call(|reply| Command::Ping { id, reply }, Self::WAIT)? {
+            Reply::Ping(m, f) => Ok((m, f)),
+            other => Err(DxlError::NotRunning(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    pub fn read(&self, id: u8, address: u16, length: u16) -> Result<Vec<u8>> {
+        match self.call(|reply| Command::Read { id, address, length, reply }, Self::WAIT)? {
+            Reply::Data(d) => Ok(d),
+            other => Err(DxlError::NotRunning(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    pub fn write(&self, id: u8, address: u16, data: Vec<u8>) -> Result<()> {
+        self.call(|reply| Command::Write { id, address, data, reply }, Self::WAIT).map(|_| ())
+    }
+}
+
+impl<C: Connector> Drop for Controller<C> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

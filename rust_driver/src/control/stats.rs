@@ -1,0 +1,223 @@
+//! Loop statistics: cycle-time and jitter windows with percentiles, the
+//! achieved rate, the counters reported to the caller, and the sample clock
+//! (a sequence number per completed position read, with a wait for the next).
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Samples kept in each percentile window.
+pub const RING: usize = 2048;
+
+/// Fixed-size window of the most recent values.
+#[derive(Debug, Default)]
+pub struct Ring {
+    data: Vec<f64>,
+    pos: usize,
+}
+
+impl Ring {
+    pub fn push(&mut self, v: f64) {
+        if self.data.len() < RING {
+            self.data.push(v);
+        } else {
+            self.data[self.pos] = v;
+            self.pos = (self.pos + 1) % RING;
+        }
+    }
+    pub fn sorted(&self) -> Vec<f64> {
+        let mut v = self.data.clone();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v
+    }
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+/// Nearest-rank percentile of an ascending slice (0 when empty).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Loop statistics, computed on request.
+#[derive(Debug, Clone, Default)]
+pub struct LoopStats {
+    pub port: String,
+    pub baudrate: u32,
+    pub connected: bool,
+    pub cycles: u64,
+    pub achieved_rate_hz: f64,
+    pub cycle_p50_us: f64,
+    pub cycle_p99_us: f64,
+    pub cycle_max_us: f64,
+    pub jitter_p99_us: f64,
+    pub jitter_max_us: f64,
+    pub timeouts: u64,
+    pub crc_errors: u64,
+    pub status_errors: u64,
+    pub garbage_bytes: u64,
+    /// Late or unmatched replies, discarded (see Bus::stray_replies).
+    pub stray_replies: u64,
+    pub write_errors: u64,
+    pub reconnects: u64,
+    pub disconnects: u64,
+    pub events_dropped: u64,
+    /// Completed position reads so far (see [`SampleClock`]).
+    pub sample_seq: u64,
+    pub last_error: Option<String>,
+    pub last_error_stamp: f64,
+}
+
+/// Cycle timing windows.
+#[derive(Debug, Default)]
+pub struct Timing {
+    cycle_us: Ring,
+    jitter_us: Ring,
+    cycle_starts: VecDeque<Instant>,
+    max_cycle_us: f64,
+    max_jitter_us: f64,
+}
+
+impl Timing {
+    pub fn record(&mut self, start: Instant, elapsed: Duration, jitter: Duration) {
+        let us = elapsed.as_secs_f64() * 1e6;
+        let jus = jitter.as_secs_f64() * 1e6;
+        self.cycle_us.push(us);
+        self.jitter_us.push(jus);
+        if us > self.max_cycle_us {
+            self.max_cycle_us = us;
+        }
+        if jus > self.max_jitter_us {
+            self.max_jitter_us = jus;
+        }
+        self.cycle_starts.push_back(start);
+        while self.cycle_starts.len() > RING {
+            self.cycle_starts.pop_front();
+        }
+    }
+
+    /// Clears the percentile windows and maxima (not the rate window).
+    pub fn reset(&mut self) {
+        self.cycle_us = Ring::default();
+        self.jitter_us = Ring::default();
+        self.max_cycle_us = 0.0;
+        self.max_jitter_us = 0.0;
+    }
+
+    /// Fills the timing fields of `st`.
+    pub fn fill(&self, st: &mut LoopStats, now: Instant) {
+        let c = self.cycle_us.sorted();
+        let j = self.jitter_us.sorted();
+        st.cycle_p50_us = percentile(&c, 0.5);
+        st.cycle_p99_us = percentile(&c, 0.99);
+        st.cycle_max_us = self.max_cycle_us;
+        st.jitter_p99_us = percentile(&j, 0.99);
+        st.jitter_max_us = self.max_jitter_us;
+        // Achieved rate over the last second of cycle starts.
+        let recent: Vec<&Instant> =
+            self.cycle_starts.iter().filter(|t| now.duration_since(**t) <= Duration::from_secs(1)).collect();
+        st.achieved_rate_hz = if recent.len() >= 2 {
+            let span = recent[recent.len() - 1].duration_since(*recent[0]).as_secs_f64();
+            if span > 0.0 {
+                (recent.len() - 1) as f64 / span
+            } else {
+                0.0
+            }
+        } else {
+            0.0
+        };
+        if !st.connected {
+            st.achieved_rate_hz = 0.0;
+        }
+    }
+}
+
+/// Sequence number of the latest driver sample (one per completed position
+/// read) and its wall-clock stamp, with a blocking wait for a newer one.
+#[derive(Debug, Default)]
+pub struct SampleClock {
+    latest: Mutex<(u64, f64)>,
+    cv: Condvar,
+}
+
+impl SampleClock {
+    /// Records a new sample taken at `stamp_unix`; returns its sequence number.
+    pub fn publish(&self, stamp_unix: f64) -> u64 {
+        let mut l = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        l.0 += 1;
+        l.1 = stamp_unix;
+        let seq = l.0;
+        drop(l);
+        self.cv.notify_all();
+        seq
+    }
+
+    /// (sequence, stamp) of the latest sample; (0, 0.0) before the first.
+    pub fn latest(&self) -> (u64, f64) {
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until a sample newer than `after_seq` exists and returns the
+    /// latest one, or `None` after `timeout`.
+    pub fn wait_after(&self, after_seq: u64, timeout: Duration) -> Option<(u64, f64)> {
+        let guard = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let (l, _) = self
+            .cv
+            .wait_timeout_while(guard, timeout, |l| l.0 <= after_seq)
+            .unwrap_or_else(|p| p.into_inner());
+        (l.0 > after_seq).then_some(*l)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn ring_percentiles_and_sample_clock_in_lock_step() {
+        let mut r = Ring::default();
+        for i in 0..(RING + 10) {
+            r.push(i as f64);
+        }
+        assert_eq!(r.len(), RING);
+        let s = r.sorted();
+        assert_eq!(s[0], 10.0);
+        assert_eq!(percentile(&s, 1.0), (RING + 9) as f64);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+
+        let clock = Arc::new(SampleClock::default());
+        assert_eq!(clock.wait_after(0, Duration::from_millis(5)), None);
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let producer = {
+            let clock = clock.clone();
+            std::thread::spawn(move || {
+                for i in 1..=20u64 {
+                    // publish only once the consumer has seen the previous one
+                    if rx.recv() != Ok(i - 1) {
+                        return;
+                    }
+                    clock.publish(i as f64);
+                }
+            })
+        };
+        let mut seen = 0;
+        for _ in 0..20 {
+            tx.send(seen).unwrap();
+            let (seq, stamp) = clock.wait_after(seen, Duration::from_secs(10)).expect("a sample");
+            assert_eq!(seq, seen + 1);
+            assert_eq!(stamp, seq as f64);
+            seen = seq;
+        }
+        producer.join().unwrap();
+        assert_eq!(clock.wait_after(5, Duration::ZERO), Some((20, 20.0)), "already newer: no wait");
+    }
+}

@@ -1,0 +1,310 @@
+//! The control loop on the simulated XL330 bus (no pty, no serial port).
+//! Timing assertions are lower bounds or generous deadlines: these tests
+//! must pass on a loaded two-core machine.
+
+use super::*;
+use crate::protocol::inst;
+use crate::registers::xl330;
+use crate::transport::sim::SimBus;
+
+const LONG: Duration = Duration::from_secs(10);
+
+fn cfg(ids: &[u8]) -> LoopConfig {
+    LoopConfig {
+        port: "sim".into(),
+        baudrate: 1_000_000,
+        ids: ids.to_vec(),
+        loop_rate_hz: 100.0,
+        status_rate_hz: 0.5,
+        io_timeout: Duration::from_millis(3),
+        absent_after: 3,
+        reconnect_min: Duration::from_millis(20),
+        reconnect_max: Duration::from_millis(80),
+        command_timeout: Duration::ZERO,
+        timeout_action: TimeoutAction::Hold,
+    }
+}
+
+fn start(sim: &SimBus, cfg: LoopConfig) -> Controller<SimBus> {
+    let c = Controller::with_connector(cfg, sim.clone()).expect("valid config");
+    assert_eq!(c.start().expect("sim opens"), Vec::<u8>::new());
+    c
+}
+
+/// Polls `cond` until it holds or `LONG` has passed.
+fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + LONG;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    cond()
+}
+
+fn motor<C: Connector>(c: &Controller<C>, id: u8) -> MotorState {
+    c.snapshot().into_iter().find(|m| m.id == id).expect("configured id")
+}
+
+/// Waits for `n` more samples (completed position reads).
+fn samples<C: Connector>(c: &Controller<C>, n: u64) {
+    let (mut seq, _) = c.latest_sample();
+    for _ in 0..n {
+        seq = c.wait_sample(seq, LONG).expect("the loop keeps sampling").0;
+    }
+}
+
+fn events_of(all: &[Event], kind: EventKind) -> Vec<Event> {
+    all.iter().filter(|e| e.kind == kind).cloned().collect()
+}
+
+#[test]
+fn cycle_reads_the_status_block_and_writes_goals() {
+    let sim = SimBus::new(&[11, 12]);
+    sim.set(12, xl330::PRESENT_POSITION, -1234);
+    sim.set(12, xl330::PRESENT_CURRENT, -7);
+    let c = start(&sim, cfg(&[11, 12]));
+    samples(&c, 2);
+    let m = motor(&c, 12);
+    assert!(m.responding);
+    assert_eq!(m.model, Some(xl330::MODEL_XL330_M288));
+    assert_eq!((m.position, m.current, m.voltage, m.temperature), (Some(-1234), Some(-7), Some(50), Some(30)));
+    assert_eq!((m.torque_enabled, m.hardware_error), (Some(false), 0));
+    assert_eq!(c.set_torque(&[11, 12], true).unwrap(), vec![(11, None), (12, None)]);
+    assert_eq!(sim.get(12, xl330::GOAL_POSITION), -1234, "torque on holds the present position");
+    c.set_goals(&[(11, 2048), (12, -5)]).unwrap();
+    assert!(wait_until(|| motor(&c, 11).position == Some(2048) && motor(&c, 12).position == Some(-5)));
+    assert_eq!(sim.get(11, xl330::GOAL_POSITION), 2048);
+    assert_eq!(motor(&c, 11).goal, Some(2048));
+    assert!(c.set_goals(&[(99, 0)]).is_err());
+    c.stop();
+}
+
+#[test]
+fn watchdog_hold_sets_goal_to_present_position() {
+    let sim = SimBus::new(&[11]);
+    sim.servo(11, |s| s.step = 5);
+    let mut cf = cfg(&[11]);
+    cf.command_timeout = Duration::from_millis(300);
+    let c = start(&sim, cf);
+    samples(&c, 1);
+    c.set_torque(&[11], true).unwrap();
+    assert_eq!(sim.get(11, xl330::GOAL_POSITION), 0);
+    c.set_goals(&[(11, 100_000)]).unwrap();
+    // The motor heads for 100000 at 5 ticks per read; no more goals: after
+    // command_timeout the goal becomes the position it has reached.
+    let moved_then_held = || {
+        let g = sim.get(11, xl330::GOAL_POSITION);
+        g != 0 && g != 100_000
+    };
+    assert!(wait_until(moved_then_held), "watchdog never held");
+    let held = sim.get(11, xl330::GOAL_POSITION);
+    assert!(held > 0 && held < 100_000, "held at {held}");
+    samples(&c, 5);
+    assert_eq!(sim.get(11, xl330::PRESENT_POSITION), held, "motion stopped where the motor was");
+    assert_eq!(motor(&c, 11).goal, Some(held));
+    assert_eq!(motor(&c, 11).position, Some(held));
+    assert!(sim.get(11, xl330::TORQUE_ENABLE), "hold keeps torque on");
+    let ev = events_of(&c.drain_events(), EventKind::CommandTimeout);
+    assert_eq!(ev.len(), 1, "once per silence");
+    assert!(ev[0].message.contains("holding present positions"), "{}", ev[0].message);
+    c.stop();
+}
+
+#[test]
+fn watchdog_torque_off_disables_every_motor() {
+    let sim = SimBus::new(&[11, 12]);
+    let mut cf = cfg(&[11, 12]);
+    cf.command_timeout = Duration::from_millis(100);
+    cf.timeout_action = TimeoutAction::TorqueOff;
+    let c = start(&sim, cf);
+    samples(&c, 1);
+    c.set_torque(&[], true).unwrap();
+    assert!(sim.get(11, xl330::TORQUE_ENABLE) && sim.get(12, xl330::TORQUE_ENABLE));
+    c.set_goals(&[(11, 10), (12, 20)]).unwrap();
+    assert!(wait_until(|| !sim.get(11, xl330::TORQUE_ENABLE) && !sim.get(12, xl330::TORQUE_ENABLE)));
+    assert_eq!(motor(&c, 11).torque_enabled, Some(false));
+    assert_eq!(motor(&c, 12).torque_enabled, Some(false));
+    let ev = events_of(&c.drain_events(), EventKind::CommandTimeout);
+    assert_eq!(ev.len(), 1);
+    assert!(ev[0].message.contains("turning torque off"), "{}", ev[0].message);
+    // A new goal re-arms the watchdog.
+    c.set_torque(&[], true).unwrap();
+    c.set_goals(&[(11, 30)]).unwrap();
+    assert!(wait_until(|| !sim.get(11, xl330::TORQUE_ENABLE)));
+    assert_eq!(events_of(&c.drain_events(), EventKind::CommandTimeout).len(), 1);
+    c.stop();
+}
+
+#[test]
+fn reconnects_with_backoff_after_the_link_fails() {
+    let sim = SimBus::new(&[11, 12]);
+    let c = start(&sim, cfg(&[11, 12]));
+    samples(&c, 1);
+    sim.fail_opens(3);
+    sim.unplug();
+    assert!(wait_until(|| c.stats().reconnects == 1 && c.stats().connected), "never reconnected");
+    let st = c.stats();
+    assert_eq!(st.disconnects, 1);
+    // start + 3 failed opens + the one that worked
+    let opens = sim.open_attempts();
+    assert_eq!(opens.len(), 5);
+    // Backoff: reconnect_min, then doubling up to reconnect_max (lower bounds only).
+    let gap = |i: usize| opens[i + 1].duration_since(opens[i]);
+    let ms = Duration::from_millis;
+    assert!(gap(1) >= ms(20), "{:?}", gap(1));
+    assert!(gap(2) >= ms(40), "{:?}", gap(2));
+    assert!(gap(3) >= ms(80), "{:?}", gap(3));
+    let ev = c.drain_events();
+    assert_eq!(events_of(&ev, EventKind::Disconnected).len(), 1);
+    assert!(ev.iter().any(|e| e.kind == EventKind::Info && e.message.starts_with("reconnected to sim")));
+    // Working again: samples flow and commands are served.
+    samples(&c, 3);
+    assert_eq!(c.ping(12).unwrap(), (xl330::MODEL_XL330_M288, 52));
+    assert!(c.stats().connected);
+    c.stop();
+}
+
+#[test]
+fn silent_motor_is_dropped_then_pinged_and_readmitted() {
+    let sim = SimBus::new(&[11, 12, 13]);
+    let mut cf = cfg(&[11, 12, 13]);
+    cf.status_rate_hz = 5.0;
+    let c = start(&sim, cf);
+    samples(&c, 1);
+    sim.set_silent(12, true);
+    assert!(wait_until(|| !motor(&c, 12).responding), "never dropped");
+    let m = motor(&c, 12);
+    assert!(m.consecutive_failures >= 3 && m.timeouts >= 3);
+    let lost = events_of(&c.drain_events(), EventKind::MotorLost);
+    assert_eq!(lost.len(), 1);
+    assert_eq!(lost[0].motor_id, Some(12));
+    let mark = sim.log().len();
+    // Left out of sync reads, pinged at the status rate.
+    assert!(wait_until(|| sim.log()[mark..].iter().any(|r| r.instruction == inst::PING && r.id == 12)));
+    samples(&c, 3);
+    let after: Vec<_> = sim.log()[mark..].iter().filter(|r| r.instruction == inst::SYNC_READ).cloned().collect();
+    assert!(!after.is_empty());
+    assert!(after.iter().all(|r| r.sync_read_ids() == vec![11, 13]), "{after:?}");
+    assert!(motor(&c, 11).responding && motor(&c, 13).responding);
+    assert_eq!(motor(&c, 13).comm_errors, 0, "the motor after a silent one is not blamed");
+    // It answers again: re-admitted.
+    sim.set_silent(12, false);
+    assert!(wait_until(|| motor(&c, 12).responding), "never re-admitted");
+    assert!(c.drain_events().iter().any(|e| e.motor_id == Some(12) && e.message.contains("answers again")));
+    let mark = sim.log().len();
+    samples(&c, 2);
+    assert!(sim.log()[mark..].iter().any(|r| r.instruction == inst::SYNC_READ && r.sync_read_ids() == vec![11, 12, 13]));
+    assert_eq!(motor(&c, 12).consecutive_failures, 0);
+    c.stop();
+}
+
+#[test]
+fn alert_bit_triggers_a_hardware_error_status_read() {
+    let sim = SimBus::new(&[11, 12]);
+    let mut cf = cfg(&[11, 12]);
+    cf.status_rate_hz = 0.05; // the status block (which has the flags) only at start
+    let c = start(&sim, cf);
+    samples(&c, 2);
+    let hw = xl330::HARDWARE_ERROR_STATUS;
+    let reads_of_hw = |id: u8| {
+        sim.log().iter().filter(|r| r.instruction == inst::READ && r.id == id && r.address() == Some(hw.address)).count()
+    };
+    sim.set(12, hw, 0x20); // overload latched: status packets carry the alert bit
+    assert!(wait_until(|| motor(&c, 12).hardware_error == 0x20), "hardware error never read");
+    assert!(motor(&c, 12).alert);
+    assert_eq!(reads_of_hw(12), 1);
+    samples(&c, 3);
+    assert_eq!(reads_of_hw(12), 1, "read once, not every cycle");
+    assert_eq!(reads_of_hw(11), 0);
+    let ev = events_of(&c.drain_events(), EventKind::HardwareError);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].motor_id, Some(12));
+    assert!(ev[0].message.contains("overload"), "{}", ev[0].message);
+    assert_eq!(motor(&c, 12).last_error.as_deref(), Some("hardware error: overload"));
+    // A reboot clears it; the next reads see no alert.
+    c.reboot(12).unwrap();
+    assert!(wait_until(|| motor(&c, 12).hardware_error == 0 && !motor(&c, 12).alert));
+    c.stop();
+}
+
+#[test]
+fn late_reply_is_counted_as_stray_not_misread() {
+    let sim = SimBus::new(&[11, 12]);
+    let c = start(&sim, cfg(&[11, 12]));
+    samples(&c, 1);
+    sim.set(11, xl330::PRESENT_TEMPERATURE, 77);
+    sim.set(11, xl330::LED, false);
+    // Only replies to a plain read are held back (not the loop's sync reads).
+    sim.delay_next_reply_to(11, inst::READ);
+    let t = xl330::PRESENT_TEMPERATURE;
+    assert!(matches!(c.read(11, t.address, t.length), Err(DxlError::Timeout { id: 11, .. })));
+    // Same id, same length: a misread would return the late 77.
+    let led = xl330::LED;
+    assert_eq!(c.read(11, led.address, led.length).unwrap(), vec![0]);
+    assert!(wait_until(|| c.stats().stray_replies >= 1));
+    assert_eq!(c.read(11, t.address, t.length).unwrap(), vec![77]);
+    samples(&c, 3);
+    let st = c.stats();
+    assert_eq!(st.stray_replies, 1);
+    assert_eq!(st.crc_errors, 0);
+    assert!(motor(&c, 11).responding && motor(&c, 12).responding);
+    c.stop();
+}
+
+#[test]
+fn commands_are_served_when_the_bus_cannot_keep_the_loop_rate() {
+    let sim = SimBus::new(&[11, 12, 13]);
+    sim.set_write_delay(Duration::from_millis(3)); // every transaction >= 3 ms
+    let mut cf = cfg(&[11, 12, 13]);
+    cf.loop_rate_hz = 1000.0; // 1 ms period: always behind
+    let c = start(&sim, cf);
+    samples(&c, 2);
+    for rate in [1000.0, 0.0] {
+        let mut live = c.live_config();
+        live.loop_rate_hz = rate; // 0: as fast as the bus allows
+        c.configure(live).unwrap();
+        samples(&c, 2);
+        let cycles = c.stats().cycles;
+        let t0 = Instant::now();
+        let r = c.set_torque(&[12], rate > 0.0);
+        assert_eq!(r.unwrap(), vec![(12, None)], "starved at loop rate {rate}");
+        // Generous: a cycle is ~10 ms here; the old loop never answered (3 s timeout).
+        assert!(t0.elapsed() < Duration::from_millis(1500), "{:?} at {rate} Hz", t0.elapsed());
+        assert_eq!(sim.get(12, xl330::TORQUE_ENABLE), rate > 0.0);
+        assert_eq!(c.ping(13).unwrap().0, xl330::MODEL_XL330_M288);
+        samples(&c, 2);
+        assert!(c.stats().cycles > cycles, "the loop kept cycling");
+    }
+    c.stop();
+}
+
+#[test]
+fn consecutive_sample_waits_at_100_hz_advance_by_one() {
+    let sim = SimBus::new(&[11]);
+    let mut cf = cfg(&[11]);
+    cf.loop_rate_hz = 100.0;
+    let c = start(&sim, cf);
+    let (mut seq, mut stamp) = c.wait_sample(0, LONG).expect("first sample");
+    assert!(seq >= 1 && stamp > 0.0);
+    let n = 50;
+    let mut exact = 0;
+    for _ in 0..n {
+        let (s, st) = c.wait_sample(seq, LONG).expect("next sample");
+        assert!(s > seq, "a wait never returns an old sample");
+        assert!(st >= stamp);
+        if s == seq + 1 {
+            exact += 1;
+        }
+        (seq, stamp) = (s, st);
+    }
+    // The consumer does nothing else, so it keeps up: +1 each time. A few
+    // misses are tolerated only for scheduler stalls of a loaded machine.
+    assert!(exact >= n - 3, "only {exact} of {n} waits saw the next sample");
+    assert_eq!(c.wait_sample(u64::MAX - 1, Duration::from_millis(30)), None);
+    assert!(c.stats().sample_seq >= seq);
+    c.stop();
+    let (last, _) = c.latest_sample();
+    assert_eq!(c.wait_sample(last, Duration::from_millis(30)), None, "stopped: no new samples");
+}
