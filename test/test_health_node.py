@@ -1,6 +1,7 @@
 """health_node as a real process, fed and read over real rclpy."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -201,3 +202,46 @@ def test_runtime_parameters(ros_env, tmp_path, probe):
     finally:
         out = h.stop()
     assert "parameters set: pub_rate=5.0" in out
+
+
+def test_under_launch_only_a_hung_sibling_is_killed(tmp_path, ros_env):
+    """Without a supervisor (ros2 launch), the health node kills a hung node
+    of its own launch (a sibling process: this test process is the
+    "launch"), and never the same node started by anyone else, although it
+    runs in the same namespace and is hung too."""
+    env = dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    cam = [sys.executable, "-m", "reachy_mini.nodes.camera_node", "--ros-args", "-p", "use_sim:=true",
+           "-p", "fps:=5.0", "-p", "compressed_fps:=0.0"]
+    health = HealthProc(env, tmp_path, hang_timeout_s=3.0, expected_nodes="[camera_node]")
+    sibling = subprocess.Popen(cam, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the outsider is a grandchild (its parent is a shell): another stack's process
+    outsider_sh = subprocess.Popen(["sh", "-c", " ".join(f"'{a}'" for a in cam) + " & echo $!; wait"], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    outsider = int(outsider_sh.stdout.readline())
+    try:
+        time.sleep(5.0)   # all older than the hang timeout
+        assert sibling.poll() is None and health.proc.poll() is None
+        os.kill(sibling.pid, signal.SIGSTOP)
+        os.kill(outsider, signal.SIGSTOP)
+        t0 = time.monotonic()
+        wait_for(lambda: sibling.poll() is not None, timeout=20, period=0.1)
+        print(f"SIGSTOP to kill: {time.monotonic() - t0:.1f} s")
+        assert sibling.returncode == -signal.SIGKILL
+        time.sleep(4.0)
+        assert os.path.exists(f"/proc/{outsider}") and open(f"/proc/{outsider}/stat").read().split()[2] == "T", \
+            "the outsider is still there, still stopped: not ours to kill"
+        hang = wait_for(lambda: query(db_path(str(tmp_path / "data")), kind="hang"), timeout=5)
+        assert f"killed pid {sibling.pid}" in hang[0]["message"] and len(hang) == 1
+    finally:
+        for pid in (outsider,):
+            try:
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        outsider_sh.wait(5)
+        if sibling.poll() is None:
+            sibling.kill()
+        out = health.stop()
+    assert "killing pid" in out and str(outsider) not in out

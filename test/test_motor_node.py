@@ -87,6 +87,28 @@ def test_joint_states_rate_and_names(motor):
     assert len(m.position) == 9 and len(m.effort) == 9
 
 
+def test_joint_states_once_per_driver_sample(motor):
+    """One message per driver sample, stamped with the sample's time: at
+    100 Hz no sample is published twice (stamps strictly increase) and none
+    is skipped (the driver's sample count and the messages agree)."""
+    probe, run = motor
+    run("loop_rate_hz:=100.0")
+    first = wait_for(lambda: _bus(probe, 0) and int(_bus(probe, 0)["joint_states published"]) > 50
+                     and _bus(probe, 0), timeout=10)
+    t0 = time.monotonic()
+    time.sleep(4.0)
+    last = wait_for(lambda: (b := _bus(probe, t0 + 1.5)) and b, timeout=5)
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _, m in probe.get("/joint_states", t0)]
+    assert len(stamps) >= 300, len(stamps)
+    steps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert min(steps) > 0, "a sample published twice (or out of order)"
+    assert 0.005 < sorted(steps)[len(steps) // 2] < 0.015, "median step is the 10 ms period"
+    assert last["joint_states skipped samples"] == "0"
+    samples = int(last["driver samples"]) - int(first["driver samples"])
+    published = int(last["joint_states published"]) - int(first["joint_states published"])
+    assert samples > 0 and abs(samples - published) <= 2, (samples, published)
+
+
 def test_goals_converge_and_unknown_names_rejected(motor):
     probe, run = motor
     proc, _ = run()

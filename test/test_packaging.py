@@ -123,3 +123,17 @@ def test_compiled_driver_found_when_source_tree_shadows_install(tmp_path):
     assert out.returncode == 0, out.stderr
     pkg, drv = out.stdout.split()
     assert pkg.startswith(str(src)) and drv.startswith(str(tmp_path / "install"))
+
+
+def test_driver_stub_matches_the_compiled_module():
+    """reachy_mini/_driver.pyi is generated from the built extension; a
+    binding change without a regenerated stub fails here."""
+    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "gen_driver_stubs.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+
+
+def test_setup_ships_what_the_package_claims():
+    """package_data names files that exist (py.typed, the stub, the page)."""
+    for rel in ("py.typed", "_driver.pyi", "web/static/index.html"):
+        assert os.path.isfile(os.path.join(REPO, "reachy_mini", rel)), rel

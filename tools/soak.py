@@ -39,12 +39,13 @@ import yaml
 
 from tools.bench.stack import Stack
 from tools.harness.diag_listener import DiagnosticsListener
+from reachy_mini.core.levels import ERROR, OK, STALE, WARN
 from reachy_mini.ops.node_table import NODES
 from reachy_mini.ops.paths import config_path
 from reachy_mini.sim.bus import send_command
 from tools.harness.fifo_mic import ASOUNDRC, FifoMic
 
-OKISH = (0, 1)
+OKISH = (OK, WARN)
 RSS_GROWTH_MB = 25.0      # per process, after a 20 s warm-up
 RSS_SLOPE_MB_H = 20.0     # per process living >= 10 min
 FD_GROWTH = 20            # per process, after warm-up
@@ -179,7 +180,7 @@ class Soak:
             print(f"[soak] simulator command {cmd} failed: {e}", flush=True)
 
     def item(self, path: str):
-        return lambda: self.view.level(path) == 2
+        return lambda: self.view.level(path) == ERROR
 
     def item_ok(self, path: str):
         return lambda: self.view.level(path) in OKISH
@@ -238,7 +239,7 @@ class Soak:
             if kind == "kill":   # the process manager's reaction is the detection
                 detected = lambda: self.nodes_state().get(node, {}).get("restarts", 0) > restarts  # noqa: E731
             else:                # the health node must see the hang
-                detected = lambda: self.node_level(node) in (2, 3) or \
+                detected = lambda: self.node_level(node) in (ERROR, STALE) or \
                     self.nodes_state().get(node, {}).get("pid") not in (pid, None)  # noqa: E731
 
             def recovered(node=node, pid=pid):

@@ -79,7 +79,10 @@ class BusCheck(Check):
         if self.bus.estopped:
             lv, msg = max(lv, WARN), "emergency stop active; " + msg
         values = list(values) + [("automatic recoveries", str(self.bus.recovery.count)),
-                                 ("rejected goals", str(self.bus.goal_rejects))]
+                                 ("rejected goals", str(self.bus.goal_rejects)),
+                                 ("driver samples", str(stats.get("sample_seq", 0))),
+                                 ("joint_states published", str(self.bus.js_published)),
+                                 ("joint_states skipped samples", str(self.bus.js_skipped))]
         if self.bus.simulated:
             values.append(("simulated", "true"))
         return lv, msg, values

@@ -53,6 +53,7 @@ def bench_health() -> None:
     import rclpy
 
     from reachy_mini.core.health.aggregator import load_aggregator
+    from reachy_mini.core.levels import Level
     from reachy_mini.ops.paths import config_path
 
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one core
@@ -87,7 +88,7 @@ def bench_health() -> None:
         node.destroy_node()
         rclpy.shutdown()
     agg = load_aggregator(config_path("analyzers.yaml"))
-    flat = [(s.name, s.level[0], s.message, s.hardware_id, s.values) for a in arrays for s in a.status]
+    flat = [(s.name, Level.of(s.level), s.message, s.hardware_id, s.values) for a in arrays for s in a.status]
     n = 0
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < 2.0:

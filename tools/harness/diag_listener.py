@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+from reachy_mini.core.levels import Level
+
 
 class DiagnosticsListener:
     def __init__(self, domain: int, topic: str = "/diagnostics", name: str = "diag_listener") -> None:
@@ -35,7 +37,7 @@ class DiagnosticsListener:
         now = time.monotonic()
         with self.lock:
             for s in m.status:
-                lv = s.level[0] if isinstance(s.level, (bytes, bytearray)) else int(s.level)
+                lv = Level.of(s.level)
                 self.items[s.name] = (lv, s.message, {kv.key: kv.value for kv in s.values}, now)
             self.last_msg = now
 
