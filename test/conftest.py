@@ -12,6 +12,9 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 if REPO not in sys.path:   # tools/ (bench, soak, harness) is not installed with the package
     sys.path.insert(0, REPO)
+# unit/, integration/ and system/ share a few helpers (ros_probe, EVERY_KEY, Server)
+for _d in ("unit", "integration", "system"):
+    sys.path.insert(1, os.path.join(REPO, "test", _d))
 
 from reachy_mini.sim.bus import send_command  # noqa: E402
 

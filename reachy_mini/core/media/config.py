@@ -7,8 +7,18 @@ from reachy_mini.core.config import NodeConfig, setting
 from reachy_mini.core.media.camera import PIXEL_FORMATS
 
 
+class _Device:
+    """A capture device chosen by `device`, or the synthetic source."""
+    use_sim: bool
+    device: str
+
+    @property
+    def simulated(self) -> bool:
+        return self.use_sim or self.device == "sim"
+
+
 @dataclass
-class CameraConfig(NodeConfig):
+class CameraConfig(_Device, NodeConfig):
     use_sim: bool = setting(False, "synthetic test pattern instead of a device")
     device: str = setting("auto", "'auto' (UVC 38FB:1002), 'sim', a V4L2 device path or a video file")
     width: int = setting(640, "image width", 16, 4096)
@@ -23,16 +33,12 @@ class CameraConfig(NodeConfig):
     stall_timeout_s: float = setting(1.0, "no frame for this long: device lost, reopen", 0.1, 60.0)
 
     @property
-    def simulated(self) -> bool:
-        return self.use_sim or self.device == "sim"
-
-    @property
     def hardware_id(self) -> str:
         return "camera:synthetic" if self.simulated else "uvc:38fb:1002" if self.device == "auto" else self.device
 
 
 @dataclass
-class AudioConfig(NodeConfig):
+class AudioConfig(_Device, NodeConfig):
     use_sim: bool = setting(False, "synthetic tone instead of a capture device")
     device: str = setting("auto", "'auto' (XVF3800), 'sim' or a PortAudio/ALSA device name")
     sample_rate: int = setting(16000, "samples per second", 8000, 48000)
@@ -42,10 +48,6 @@ class AudioConfig(NodeConfig):
     clip_warn_fraction: float = setting(0.001, "WARN when this fraction of samples is at full scale", 0.0, 1.0,
                                         runtime=True)
     stall_timeout_s: float = setting(1.0, "no audio for this long: device lost, reopen", 0.1, 60.0)
-
-    @property
-    def simulated(self) -> bool:
-        return self.use_sim or self.device == "sim"
 
     @property
     def frames_per_chunk(self) -> int:

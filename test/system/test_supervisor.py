@@ -181,7 +181,7 @@ def test_log_level_reaches_our_logger_not_rcl(tmp_path, ros_env):
     from reachy_mini.ops.node_table import BY_NAME
     from reachy_mini.ops.supervisor import node_argv
 
-    argv = node_argv(BY_NAME["health_node"], os.path.join(os.path.dirname(__file__), "..", "config",
+    argv = node_argv(BY_NAME["health_node"], os.path.join(os.path.dirname(__file__), "..", "..", "config",
                                                           "reachy_mini.yaml"),
                      False, "ns_log", "debug", None, str(tmp_path), data_dir=str(tmp_path / "d"),
                      state_file=str(tmp_path / "s.json"))

@@ -8,7 +8,7 @@ import pytest
 
 from reachy_mini.ops.node_table import NODES
 
-LAUNCH = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "launch", "bringup.launch.py")
+LAUNCH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))), "launch", "bringup.launch.py")
 
 
 def test_launch_file_reads_node_table_and_declares_arguments():

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 import reachy_mini
 from reachy_mini.ops.node_table import NODES
 
-REPO = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 # top-level module -> rosdep key (or None: documented pip-only, the test skips without it)
 ROSDEP = {
@@ -29,7 +29,8 @@ ROSDEP = {
     "diagnostic_updater": "diagnostic_updater", "ament_index_python": "ament_index_python",
     "sounddevice": None, "dynamixel_sdk": None, "schemathesis": None,
 }
-LOCAL = {"reachy_mini", "tools", "conftest", "ros_probe"} | {os.path.basename(p)[:-3] for p in glob.glob(f"{REPO}/test/*.py")}
+TEST_FILES = sorted(glob.glob(f"{REPO}/test/**/*.py", recursive=True))
+LOCAL = {"reachy_mini", "tools", "conftest", "ros_probe"} | {os.path.basename(p)[:-3] for p in TEST_FILES}
 
 
 def _deps(kinds) -> set[str]:
@@ -54,7 +55,7 @@ def _imports(path: str) -> set[str]:
 def test_every_test_import_has_a_package_xml_dependency():
     deps = _deps(["test_depend", "exec_depend", "depend", "build_depend"])
     missing = []
-    for path in sorted(glob.glob(f"{REPO}/test/*.py")):
+    for path in TEST_FILES:
         for mod in sorted(_imports(path) - LOCAL - set(sys.stdlib_module_names)):
             assert mod in ROSDEP, f"{os.path.basename(path)} imports {mod}: add it to ROSDEP and package.xml"
             key = ROSDEP[mod]
@@ -63,7 +64,7 @@ def test_every_test_import_has_a_package_xml_dependency():
     assert not missing, "package.xml lacks: " + "; ".join(missing)
     xml = open(os.path.join(REPO, "package.xml")).read()
     for mod, key in ROSDEP.items():
-        if key is None and any(mod in _imports(p) for p in glob.glob(f"{REPO}/test/*.py")):
+        if key is None and any(mod in _imports(p) for p in TEST_FILES):
             assert mod in xml, f"{mod} has no rosdep key: package.xml must say how to get it"
 
 

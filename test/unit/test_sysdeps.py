@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "tools", "sysdeps.sh")
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))), "tools", "sysdeps.sh")
 
 
 def test_nothing_missing_is_silent():

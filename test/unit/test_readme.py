@@ -12,7 +12,7 @@ import pytest
 from reachy_mini.ops.node_table import NODES
 from reachy_mini.ops.paths import share_dir
 
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "README.md")
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))), "README.md")
 # declared by diagnostic_updater's Updater in every node (read once, at start)
 UPDATER = [("diagnostic_updater.period", 1.0, False), ("diagnostic_updater.use_fqn", False, False)]
 
