@@ -44,7 +44,7 @@ class Check(DiagnosticTask):
 # ------------------------------------------------------------------ motors
 class MotorCheck(Check):
     """One servo: motor_health() on its latest reading. `bus` is motor_node's
-    view (readings, stats, thresholds)."""
+    bus link (readings, stats, thresholds)."""
 
     def __init__(self, name: str, bus) -> None:
         super().__init__(name)
