@@ -15,7 +15,7 @@ from reachy_mini.core.motors.config import MotorConfig
 from reachy_mini.core.motors.health import bus_health, motor_health
 from reachy_mini.core.motors.map import MotorMap
 from reachy_mini.core.motors.ports import open_failure, resolve_port
-from reachy_mini.core.motors.recovery import AutoRecovery, Escalation
+from reachy_mini.core.motors.recovery import AutoRecovery, Escalation, torque_off_targets
 from reachy_mini.driver import Driver, DynamixelError, PortError
 
 
@@ -36,6 +36,7 @@ class BusLink:
         self.recovery, self.escalation = AutoRecovery(), Escalation()
         self.thresholds = cfg.thresholds()
         self.goal_rejects = 0
+        self.ignored_goals, self.ignored_at, self.ignored_names = 0, -1e9, []
         self.readings = {r.name: r for r in self.drv.snapshot()}
         self.stats = self.drv.stats()
         self.sample_seq = self.js_published = self.js_skipped = 0
@@ -107,20 +108,29 @@ class BusLink:
         return stamp, readings
 
     # ---- commands
-    def goal_error(self, names: list[str], positions: list[float]) -> str | None:
-        """Sends a goal; returns why it was rejected, or None."""
+    def goal(self, names: list[str], positions: list[float]) -> tuple[str | None, list[str]]:
+        """Sends a goal. Returns (why it was rejected or None, the motors that
+        will not move because their torque is off)."""
         if len(positions) != len(names):
-            return f"{len(names)} names but {len(positions)} positions"
+            return f"{len(names)} names but {len(positions)} positions", []
         unknown = [n for n in names if n not in self.map.by_name]
         if unknown:
-            return f"unknown joint names {unknown}; known: {self.map.names}"
+            return f"unknown joint names {unknown}; known: {self.map.names}", []
         if self.estopped:
-            return "emergency stop active (call ~/set_torque true to resume)"
+            return "emergency stop active (call ~/set_torque true to resume)", []
         try:
             self.drv.set_goals(dict(zip(names, positions)))
         except ValueError as e:
-            return str(e)
-        return None
+            return str(e), []
+        off = torque_off_targets(self.readings, names)
+        if off:
+            self.ignored_goals += 1
+            self.ignored_at, self.ignored_names = time.monotonic(), off
+        return None, off
+
+    def goals_ignored(self, within_s: float = 2.0) -> list[str]:
+        """Motors that received goals with torque off in the last `within_s`."""
+        return self.ignored_names if time.monotonic() - self.ignored_at < within_s else []
 
     def torque(self, enable: bool, names) -> dict:
         res = self.drv.set_torque(enable, names)
@@ -130,6 +140,7 @@ class BusLink:
         return res
 
     def set_torque_all(self, enable: bool) -> tuple[bool, str]:
+        self.recovery.person_acted()
         try:
             res = self.torque(enable, None)
         except DynamixelError as e:
@@ -144,6 +155,7 @@ class BusLink:
 
     def reboot_faulty(self) -> tuple[bool, str]:
         faulty = [r.name for r in self.drv.snapshot() if r.hardware_error]
+        self.recovery.person_acted(faulty)
         if not faulty:
             return True, "no latched hardware errors"
         errors = []
@@ -174,8 +186,14 @@ class BusLink:
         escalate = False
         for name, r in self.readings.items():
             escalate |= self.escalation.entered_error(name, motor_health(r, self.thresholds, stats["connected"], now)[0])
-            if self.recovery.due(r, self.thresholds, self.cfg.auto_recover, self.cfg.auto_recover_delay_s, now):
+            c = self.cfg
+            gave_up = name in self.recovery.gave_up
+            if self.recovery.due(r, self.thresholds, c.auto_recover, c.auto_recover_delay_s, now, c.auto_recover_max,
+                                 c.auto_recover_window_s):
                 self._reboot(r)
+            elif not gave_up and name in self.recovery.gave_up:
+                self.log.error(f"{name}: {self.recovery.gave_up[name]}")
+        escalate |= self.escalation.entered_error("recovery", self.recovery.status()[0])
         return self.escalation.entered_error("bus", bus_health(stats, self.cfg.loop_rate_hz)[0]) or escalate
 
     def _reboot(self, r) -> None:
@@ -184,11 +202,24 @@ class BusLink:
             self.recovery.done()
             self.log.warning(f"{r.name}: hardware error ({', '.join(r.hardware_error_names)}) cause gone; rebooted")
             if r.name in self.torque_wanted and not self.estopped:
-                self.drv.set_torque(True, [r.name])
+                if self.recovery.may_restore_torque(r):
+                    self.drv.set_torque(True, [r.name])
+                else:
+                    self.log.error(f"{r.name}: overload again; torque stays off until a person calls "
+                                   "~/set_torque true")
         except DynamixelError as e:
             self.log.error(f"{r.name}: automatic reboot failed: {e}")
 
     def close(self) -> None:
+        """on_exit: 'torque_off' turns every motor's torque off before the loop
+        stops (nothing stays powered without a controller); 'hold' keeps it."""
+        if self.cfg.on_exit == "torque_off" and self.drv.running:
+            try:
+                failed = {n: e for n, e in self.drv.set_torque(False).items() if e}
+                if failed:
+                    self.log.error(f"on_exit torque_off failed on {failed}")
+            except DynamixelError as e:
+                self.log.error(f"on_exit torque_off failed: {e}")
         self.drv.stop()
         if self.sim_proc is not None:
             from reachy_mini.sim.child import stop_sim

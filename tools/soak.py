@@ -2,7 +2,7 @@
 real camera (OpenCV decoding a video file) and audio (ALSA through a FIFO
 microphone) capture paths, under a fault storm that repeats for the whole run:
 
-    overheat      motor 12 overheats, then the cause is cleared
+    overheat      a head motor (in turn) overheats, then the cause is cleared
     motor_silent  motor 14 stops answering, then answers again
     garbage       random bytes on the bus
     serial_vanish the serial port disappears, then returns
@@ -16,8 +16,10 @@ and *recovered* (the item healthy again) within bounds. Meanwhile every
 node's RSS and open fds, the health node's view and /api/health are sampled.
 The report gives RSS slopes, fd changes, faults injected/detected, the
 fraction of time each node was healthy and the longest recovery per kind.
-Exit 1 if a fault was missed or never recovered, or RSS / fds grew past
-the bounds.
+Availability: the fraction of samples, outside fault windows, with the top
+level healthy, OK or WARN (goal 99.5 %). Exit 1 if a fault was missed or never recovered,
+availability is below the goal, or RSS / fds grew past the bounds.
+`--quiet` injects nothing (a long run for RSS and fd slopes).
 
     python -m tools.soak --duration 120 [--report soak.json]
 """
@@ -50,9 +52,11 @@ RSS_GROWTH_MB = 25.0      # per process, after a 20 s warm-up
 RSS_SLOPE_MB_H = 20.0     # per process living >= 10 min
 FD_GROWTH = 20            # per process, after warm-up
 LOG_MAX_BYTES, LOG_BACKUPS = 200_000, 2
-# kind -> (motor, id, simulator command that injects, command that clears)
-MOTOR_FAULTS = {"overheat": ("stewart_2", 12, "overheat", "clear"),
-                "motor_silent": ("stewart_4", 14, "mute", "unmute")}
+# kind -> ([(motor, id), ...], simulator command that injects, command that clears).
+# Overheats rotate over the six head motors: automatic recovery reboots one
+# motor at most auto_recover_max (3) times per 10 min, then rightly gives up.
+MOTOR_FAULTS = {"overheat": ([(f"stewart_{i}", 10 + i) for i in range(1, 7)], "overheat", "clear"),
+                "motor_silent": ([("stewart_4", 14)], "mute", "unmute")}
 
 
 @dataclass
@@ -63,6 +67,8 @@ class FaultRecord:
     detected_s: float | None = None
     recovered_s: float | None = None
     note: str = ""
+    start: float = 0.0           # monotonic: the fault window is [start, end]
+    end: float | None = None     # monotonic time the fault window closed (recovered or given up)
 
 
 @dataclass
@@ -71,6 +77,7 @@ class Sample:
     nodes: dict = field(default_factory=dict)    # node -> (pid, rss_mb, fds, level)
     top: int | None = None
     http: int | None = None
+    not_ok: list = field(default_factory=list)   # leaf items not OK, "name: message"
 
 
 def _video(path: str) -> None:
@@ -87,7 +94,9 @@ def _video(path: str) -> None:
 
 
 class Soak:
-    def __init__(self, duration: float, interval: float, domain: int, seed: int, workdir: str | None) -> None:
+    def __init__(self, duration: float, interval: float, domain: int, seed: int, workdir: str | None,
+                 quiet: bool = False, availability_goal: float = 0.995) -> None:
+        self.quiet, self.availability_goal = quiet, availability_goal
         self.duration, self.interval, self.domain = duration, interval, domain
         self.rng = random.Random(seed)
         self.tmp = workdir or tempfile.mkdtemp(prefix="reachy_soak_")
@@ -162,6 +171,11 @@ class Soak:
                         pid = None
                 s.nodes[name] = (pid, rss, fds, self.node_level(name))
             s.top = self.view.level("/Reachy Mini")
+            if s.top not in (None, OK):
+                with self.view.lock:
+                    items = dict(self.view.items)
+                leaves = [n for n in items if not any(o.startswith(n + "/") for o in items)]
+                s.not_ok = [f"{n}: {items[n][1]}" for n in leaves if items[n][0] != OK][:4]
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/health", timeout=2) as r:
                     s.http = r.status
@@ -188,11 +202,12 @@ class Soak:
     def run_fault(self, kind: str) -> FaultRecord:
         M = "/Reachy Mini/Motors/"
         t_inj = time.monotonic()
-        rec = FaultRecord(kind, "", time.time())
+        rec = FaultRecord(kind, "", time.time(), start=t_inj)
         restore = None
         recovered = None
         if kind in MOTOR_FAULTS:   # a servo fault set and cleared in the simulator
-            motor, sid, on, off = MOTOR_FAULTS[kind]
+            targets, on, off = MOTOR_FAULTS[kind]
+            motor, sid = targets[sum(1 for f in self.faults if f.kind == kind) % len(targets)]
             rec.target = motor
             self.sim(on, id=sid)
             detected = self.item(M + motor)
@@ -262,6 +277,7 @@ class Soak:
         if restore is not None:
             restore()
         r = self.wait(recovered, 45.0, 0.1)
+        rec.end = time.monotonic()
         # self-healing faults count from the injection, restored ones from the restore
         rec.recovered_s = None if r is None else (r + (t_fix - t_inj if restore is None else 0.0))
         return rec
@@ -286,6 +302,9 @@ class Soak:
                      "freeze"]
             order: list[str] = []
             while time.monotonic() - t_start < self.duration:
+                if self.quiet:               # no faults: RSS and fd slopes of a stack left alone
+                    self.stop.wait(min(5.0, self.duration - (time.monotonic() - t_start)))
+                    continue
                 if not order:
                     order = kinds[:]
                     self.rng.shuffle(order)
@@ -357,6 +376,21 @@ class Soak:
         out["api_health_200_fraction"] = round(sum(1 for h in http if h == 200) / max(1, len(http)), 4)
         out["top_level_okish_fraction"] = round(sum(1 for s in self.samples if s.top in OKISH) /
                                                 max(1, len(self.samples)), 4)
+        # Availability: the top level healthy (OK or WARN: /api/health answers
+        # 200), over the samples outside fault windows (injection to recovery,
+        # plus 3 s for the tree to settle). WARN counts as available because a
+        # restart stays WARN ("restarted 1x in the last 10 min") for 10 minutes.
+        windows = [(f.start, (f.end or f.start) + 3.0) for f in self.faults]
+        calm = [smp for smp in self.samples if not any(a <= smp.t <= b for a, b in windows)]
+        out["availability_samples"] = len(calm)
+        up = [smp for smp in calm if smp.top in OKISH]
+        out["availability"] = round(len(up) / len(calm), 4) if calm else None
+        out["availability_strict_ok"] = round(sum(1 for smp in calm if smp.top == OK) / len(calm), 4) if calm else None
+        if out["availability"] is not None and out["availability"] < self.availability_goal:
+            bad = [f"{smp.t - self.samples[0].t:.0f} s: top {smp.top} {smp.not_ok}" for smp in calm
+                   if smp.top not in OKISH][:10]
+            out["failures"].append(f"availability {out['availability']:.2%} < {self.availability_goal:.1%} "
+                                   f"outside fault windows ({', '.join(bad)})")
         out["faults_injected"] = len(self.faults)
         out["faults_detected"] = sum(1 for f in self.faults if f.detected_s is not None)
         out["faults_recovered"] = sum(1 for f in self.faults if f.recovered_s is not None)
@@ -384,6 +418,10 @@ def print_report(r: dict) -> None:
     print(f"\nfaults injected {r['faults_injected']}, detected {r['faults_detected']}, recovered "
           f"{r['faults_recovered']}; /api/health 200 {r['api_health_200_fraction']:.1%} of samples; "
           f"log dir {r['log_dir_bytes'] / 1e6:.2f} MB (bound {r['log_dir_bound_bytes'] / 1e6:.2f} MB)")
+    av = r.get("availability")
+    print(f"availability (top level OK or WARN outside fault windows): "
+          f"{'n/a' if av is None else f'{av:.2%}'} over {r.get('availability_samples', 0)} samples "
+          f"(strictly OK: {r.get('availability_strict_ok')})")
     if r["failures"]:
         print("FAILURES:\n  " + "\n  ".join(r["failures"]))
     else:
@@ -399,10 +437,13 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workdir", default=None)
     p.add_argument("--report", default=None, help="also write the report as JSON here")
+    p.add_argument("--quiet", action="store_true", help="no faults: watch RSS and fd slopes of a stack left alone")
+    p.add_argument("--availability-goal", type=float, default=0.995,
+                   help="fail below this fraction of samples with the top level OK outside fault windows")
     a = p.parse_args(argv)
     if a.duration < 10:
         p.error("--duration must be at least 10 s")
-    r = Soak(a.duration, a.interval, a.domain, a.seed, a.workdir).run()
+    r = Soak(a.duration, a.interval, a.domain, a.seed, a.workdir, a.quiet, a.availability_goal).run()
     print_report(r)
     if a.report:
         with open(a.report, "w") as f:

@@ -82,6 +82,9 @@ class AudioNode(Node):
                 ("overflows", getattr(src, "overflows", 0) + getattr(src, "queue_drops", 0) + s["dropped"]),
                 ("device opens", s["opens"]), ("device losses", s["losses"]), ("last error", s["last_error"] or "")]
 
+    def workers(self) -> dict:
+        return {"capture": self.loop.thread}
+
     def shutdown(self) -> None:
         self.loop.stop()
         if self.src is not None:

@@ -5,7 +5,6 @@ pattern under use_sim. Capture runs on its own thread (core/media/capture.Source
 which reopens a lost device with backoff; diagnostics say what happened."""
 from __future__ import annotations
 
-import os
 import time
 
 import cv2
@@ -36,9 +35,7 @@ class CameraNode(Node):
             raise ParameterError(f"parameter 'camera_info_url': {e}") from None
         self.info = CameraInfo(height=i["height"], width=i["width"], distortion_model=i["distortion_model"],
                                d=i["d"], k=i["k"], r=i["r"], p=i["p"])
-        self.sim = c.simulated
-        if not self.sim and c.device != "auto" and not c.device.startswith("/dev/") and not os.path.isfile(c.device):
-            raise ParameterError(f"parameter 'device' = {c.device!r}: not 'auto', 'sim', a /dev path or a file")
+        self.sim = c.simulated   # an absent device or file is waited for (SourceLoop reopens it)
         self.img_pub = self.create_publisher(Image, "camera/image_raw", qos.IMAGE)
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", qos.CAMERA_INFO)
         self.jpg_pub = self.create_publisher(CompressedImage, "camera/image_raw/compressed", qos.PREVIEW)
@@ -78,6 +75,9 @@ class CameraNode(Node):
                 ("last frame age (s)", f"{s['age']:.3f}"), ("device opens", s["opens"]),
                 ("device losses", s["losses"]), ("last error", s["last_error"] or ""),
                 ("resolution (requested)", f"{c.width}x{c.height}"), ("encoding", c.encoding)]
+
+    def workers(self) -> dict:
+        return {"capture": self.loop.thread}
 
     def shutdown(self) -> None:
         self.loop.stop()

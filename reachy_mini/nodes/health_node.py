@@ -156,6 +156,9 @@ class HealthNode(Node):
         except OSError as e:
             self.get_logger().error(f"could not kill {name} (pid {pid}): {e}")
 
+    def workers(self) -> dict:
+        return {"incident writer": self.db.thread}
+
     def shutdown(self) -> None:
         self.db.close()
 

@@ -23,7 +23,7 @@ from reachy_mini.ros import qos
 from reachy_mini.ros.diagnostics import Updater
 from reachy_mini.ros.params import ParameterError, declare
 from reachy_mini.ros.runner import run_node
-from reachy_mini.ros.tasks import BusCheck, MotorCheck
+from reachy_mini.ros.tasks import BusCheck, MotorCheck, RecoveryCheck
 
 CONFIG = MotorConfig
 
@@ -47,6 +47,7 @@ class MotorNode(Node):
         self.updater = Updater(self)   # period: parameter diagnostic_updater.period (1 s)
         self.updater.setHardwareID(f"dynamixel_bus:{bus.port}")
         self.updater.add(BusCheck(bus))
+        self.updater.add(RecoveryCheck(bus))
         for m in motor_map.motors:
             self.updater.add(MotorCheck(m.name, bus))
         # A robot that is not plugged in (or a port held by another program)
@@ -88,10 +89,13 @@ class MotorNode(Node):
                 self.bus.js_published += 1
 
     def _on_goal(self, msg: JointState) -> None:
-        why = self.bus.goal_error(list(msg.name), list(msg.position))
+        why, torque_off = self.bus.goal(list(msg.name), list(msg.position))
         if why is not None:
             self.bus.goal_rejects += 1
             self.get_logger().warning(f"goal rejected: {why}", throttle_duration_sec=1.0)
+        elif torque_off:
+            self.get_logger().warning(f"goals ignored: torque off ({', '.join(torque_off)}); call ~/set_torque true",
+                                      throttle_duration_sec=5.0)
 
     @staticmethod
     def _answer(resp, result: tuple[bool, str]):
@@ -119,6 +123,9 @@ class MotorNode(Node):
             self.get_logger().info(f"[{ev.kind}] {ev.message}")
         else:
             self.get_logger().error(f"[{ev.kind}] {ev.message}")
+
+    def workers(self) -> dict:
+        return {"joint_states": self.js_thread}
 
     def shutdown(self) -> None:
         self.running = False

@@ -104,6 +104,9 @@ class WebBridge(Node):
     def _reboot(self) -> tuple[bool, str]:
         return self._call(self.reboot_cli, Trigger.Request())
 
+    def workers(self) -> dict:
+        return {"uvicorn": self.thread}
+
     def shutdown(self) -> None:
         self.app.state.hub.close()
         time.sleep(0.1)

@@ -33,6 +33,9 @@ BY_NAME = {n.name: n for n in NODES}
 # Exit status of a node that refused its parameters: respawning cannot fix it,
 # so neither the launch file nor the supervisor restarts it.
 EXIT_INVALID_PARAMETER = 2
+# Exit status of a node that is alive but broken (a worker thread died):
+# restarting it is the cure, so both respawn it.
+EXIT_BROKEN = 3
 
 # The diagnostics topics keep their absolute ROS names (diagnostic_updater,
 # diagnostic_aggregator, rqt_robot_monitor). With a namespace they are

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from reachy_mini.core.health.nodes import is_hung
 from reachy_mini.ops.node_table import EXIT_INVALID_PARAMETER, NODES, NodeSpec, log_level_args, normalize_namespace, remappings
 from reachy_mini.ops.paths import config_path, robot_key
+from reachy_mini.ops.sdnotify import Notifier
 from reachy_mini.ops.paths import state_file as default_state_file
 
 
@@ -127,6 +128,8 @@ def _pump(stream, log: RotatingLog, prefix: bytes) -> None:
 
 
 class Supervisor:
+    BEAT_FRESH_S = 3.0   # a spin loop beats every second
+
     def __init__(self, children: list[Child], respawn: bool = True, state_file: str | None = None,
                  stop_timeout: float = 4.0, hang_timeout: float = 15.0, log_dir: str | None = None,
                  log_max_bytes: int = 10_000_000, log_backups: int = 3) -> None:
@@ -140,9 +143,13 @@ class Supervisor:
         self.state_file = state_file
         self.stop_timeout = stop_timeout
         self.stopping = threading.Event()
+        self.notifier = Notifier()
+        self.ready = False
+        self.pinged = 0.0
 
     def _start(self, c: Child) -> None:
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        env.setdefault("MALLOC_ARENA_MAX", "2")   # bounded glibc arenas: RSS stays flat over months
         if c.heartbeat:
             env["REACHY_MINI_HEARTBEAT"] = c.heartbeat
             try:
@@ -210,6 +217,32 @@ class Supervisor:
                     c.spec.name, f"no heartbeat for {now - beat:.1f} s (hung or stopped)"):
                 c.hang_restarts += 1
 
+    def _beat_age(self, c: Child, now: float) -> float | None:
+        if not (c.heartbeat and c.proc and c.proc.poll() is None):
+            return None
+        try:
+            return now - os.stat(c.heartbeat).st_mtime
+        except FileNotFoundError:
+            return None
+
+    def _notify(self) -> None:
+        """systemd Type=notify: READY=1 once every node's spin loop runs;
+        WATCHDOG=1 only while this loop and the health node's heartbeat live
+        (a hung health node stops the pings; systemd restarts the unit if the
+        supervisor's own hang handling does not bring it back in time)."""
+        if not self.notifier.enabled:
+            return
+        now = time.time()
+        ages = {c.spec.name: self._beat_age(c, now) for c in self.children}
+        fresh = {n for n, a in ages.items() if a is not None and a < self.BEAT_FRESH_S}
+        if not self.ready and len(fresh) == len(self.children):
+            self.ready = self.notifier.send("READY=1", f"STATUS=all {len(fresh)} nodes running")
+        health = [c for c in self.children if c.spec.name == "health_node"]
+        if self.notifier.watchdog_s and now - self.pinged >= self.notifier.watchdog_s:
+            if not health or health[0].spec.name in fresh:
+                self.notifier.send("WATCHDOG=1")
+                self.pinged = now
+
     def run(self) -> int:
         for c in self.children:
             self._start(c)
@@ -218,6 +251,7 @@ class Supervisor:
             now = time.monotonic()
             changed = False
             self._watchdog()
+            self._notify()
             for c in self.children:
                 if c.proc is not None and c.proc.poll() is not None:
                     c.last_exit = c.proc.returncode

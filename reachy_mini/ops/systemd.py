@@ -35,6 +35,7 @@ def render_unit(user: str, mode: str, exe_dir: str, ros_setup: str = "", ws_setu
         "Environment=PYTHONUNBUFFERED=1",
         "Environment=ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST",
         "Environment=REACHY_MINI_STATE_FILE=/run/reachy-mini/state.json",
+        "Environment=MALLOC_ARENA_MAX=2",
         "EnvironmentFile=-/etc/default/reachy-mini",   # REACHY_MINI_WEB_TOKEN=..., ROS_DOMAIN_ID=...
     ]
     sim = " --use-sim" if use_sim else ""
@@ -44,6 +45,9 @@ def render_unit(user: str, mode: str, exe_dir: str, ros_setup: str = "", ws_setu
                       f"--log-dir /var/log/reachy-mini --log-max-bytes {log_max_mb * 1_000_000} "
                       f"--log-backups {log_backups} --web-port {web_port}")
         pre = []
+        # The supervisor speaks sd_notify: READY=1 when every node runs,
+        # WATCHDOG=1 while it and the health node are alive.
+        service_type = ["Type=notify", "NotifyAccess=main", "WatchdogSec=30", "TimeoutStartSec=120"]
     else:
         if not ros_setup:
             raise ValueError("--mode ros2 needs --ros-setup (e.g. /opt/ros/kilted/setup.bash)")
@@ -55,17 +59,17 @@ def render_unit(user: str, mode: str, exe_dir: str, ros_setup: str = "", ws_setu
         # ros2 launch writes one directory per start: keep a week of them.
         pre = ["ExecStartPre=/usr/bin/find /var/log/reachy-mini/ros -mindepth 1 -maxdepth 1 -mtime +7 "
                "-exec rm -rf {} +"]
+        service_type = ["Type=simple"]
     return "\n".join([
         "# Written by reachy-mini-service; re-run it to change, `reachy-mini-service uninstall` to remove.",
         "[Unit]",
         "Description=Reachy Mini robot stack (reachy_mini)",
         "Wants=network-online.target",
         "After=network-online.target",
-        "StartLimitIntervalSec=300",
-        "StartLimitBurst=10",
+        "StartLimitIntervalSec=0",        # never give up for good
         "",
         "[Service]",
-        "Type=simple",
+        *service_type,
         f"User={user}",
         f"Group={user}",
         "SupplementaryGroups=dialout video audio",
@@ -75,8 +79,10 @@ def render_unit(user: str, mode: str, exe_dir: str, ros_setup: str = "", ws_setu
         "LogsDirectory=reachy-mini",
         *pre,
         f"ExecStart={exec_start}",
-        "Restart=on-failure",
+        "Restart=always",
         "RestartSec=5",
+        "MemoryHigh=1200M",
+        "MemoryMax=1500M",
         "KillSignal=SIGTERM",
         "TimeoutStopSec=20",
         "NoNewPrivileges=yes",

@@ -1,13 +1,16 @@
 """The standard main() of every node: init, build, spin, clean exit."""
 from __future__ import annotations
 
+from reachy_mini.ops.node_table import EXIT_BROKEN
 from reachy_mini.ops.paths import heartbeat_file
 from reachy_mini.ros.params import ParameterError
 
 
 def run_node(factory, name: str, args=None) -> int:
     """Standard main(): init, build the node, spin, exit cleanly on SIGINT/
-    SIGTERM; an invalid parameter exits with status 2 and a clear message."""
+    SIGTERM; an invalid parameter exits with status 2 and a clear message;
+    a node whose worker thread died (node.workers(): {name: Thread}) exits
+    with status 3, to be restarted."""
     import os
     import signal
     import sys
@@ -41,15 +44,25 @@ def run_node(factory, name: str, args=None) -> int:
     except OSError:
         heartbeat = None
     beat_at = 0.0
+    code = 0
     try:
         while not stop and rclpy.ok():
-            if heartbeat and time.monotonic() - beat_at >= 1.0:
+            if time.monotonic() - beat_at >= 1.0:
                 beat_at = time.monotonic()
-                try:
-                    with open(heartbeat, "w") as f:
-                        f.write(f"{os.getpid()} {time.time():.3f}\n")
-                except OSError:
-                    pass
+                if heartbeat:
+                    try:
+                        with open(heartbeat, "w") as f:
+                            f.write(f"{os.getpid()} {time.time():.3f}\n")
+                    except OSError:
+                        pass
+                # Alive but broken (a worker thread died): exit non-zero so that
+                # the process manager restarts the node, instead of an ERROR forever.
+                dead = [n for n, t in getattr(node, "workers", dict)().items() if not t.is_alive()]
+                if dead:
+                    print(f"[{name}] FATAL: worker thread {', '.join(dead)} died; exiting with status "
+                          f"{EXIT_BROKEN} so that the node is restarted", file=sys.stderr, flush=True)
+                    code = EXIT_BROKEN
+                    break
             try:
                 executor.spin_once(timeout_sec=0.1)
             except (KeyboardInterrupt, ExternalShutdownException):
@@ -67,4 +80,4 @@ def run_node(factory, name: str, args=None) -> int:
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return code

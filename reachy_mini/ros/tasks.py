@@ -57,7 +57,12 @@ class MotorCheck(Check):
         prev = r.comm_errors if self.comm_seen is None else self.comm_seen
         self.comm_seen = r.comm_errors
         self.motor_id = str(r.id)
-        return motor_health(r, self.bus.thresholds, self.bus.stats["connected"], time.time(), r.comm_errors - prev)
+        lv, msg, values = motor_health(r, self.bus.thresholds, self.bus.stats["connected"], time.time(),
+                                       r.comm_errors - prev)
+        gave_up = self.bus.recovery.gave_up.get(self.motor)
+        if gave_up:
+            lv, msg = ERROR, f"{msg}; {gave_up}"
+        return lv, msg, values
 
     def hardware_id(self) -> str:
         return f"dynamixel:{self.motor_id}"
@@ -78,14 +83,34 @@ class BusCheck(Check):
             lv, msg = ERROR, self.bus.waiting
         if self.bus.estopped:
             lv, msg = max(lv, WARN), "emergency stop active; " + msg
+        ignored = self.bus.goals_ignored()
+        if ignored and not self.bus.estopped:
+            lv, msg = max(lv, WARN), f"goals ignored: torque off ({', '.join(ignored)}); " + msg
         values = list(values) + [("automatic recoveries", str(self.bus.recovery.count)),
                                  ("rejected goals", str(self.bus.goal_rejects)),
+                                 ("goals with torque off", str(self.bus.ignored_goals)),
                                  ("driver samples", str(stats.get("sample_seq", 0))),
                                  ("joint_states published", str(self.bus.js_published)),
                                  ("joint_states skipped samples", str(self.bus.js_skipped))]
         if self.bus.simulated:
             values.append(("simulated", "true"))
         return lv, msg, values
+
+
+class RecoveryCheck(Check):
+    """Automatic recovery: ERROR while it has given up on a motor (a fault
+    that re-latches after every reboot), so that the give-up is an incident."""
+
+    def __init__(self, bus) -> None:
+        super().__init__("recovery")
+        self.bus = bus
+
+    def evaluate(self):
+        lv, msg = self.bus.recovery.status()
+        c = self.bus.cfg
+        return lv, msg, [("automatic reboots", str(self.bus.recovery.count)),
+                         ("limit", f"{c.auto_recover_max} per {c.auto_recover_window_s:.0f} s"),
+                         ("enabled", str(c.auto_recover).lower())]
 
 
 # ------------------------------------------------------------------ media

@@ -178,7 +178,7 @@ class StateStore:
         s = self.snapshot()
         out = []
         for st in s["tree"]:
-            if "/Motors/" in st["name"] and not st["name"].endswith("/bus"):
+            if "/Motors/" in st["name"] and st["hardware_id"].startswith("dynamixel:"):   # servos only
                 name = st["name"].rsplit("/", 1)[-1]
                 m = {"name": name, "level": st["level"], "level_name": st["level_name"], "message": st["message"],
                      "hardware_id": st.get("hardware_id", ""), "position_rad": s["joints"].get(name)}

@@ -176,6 +176,23 @@ def test_camera_rate_diagnostics_honest_under_load(ros_env, tmp_path, probe):
         stop_node(node)
 
 
+def test_camera_absent_at_start_is_waited_for(ros_env, tmp_path, probe):
+    """A camera path that does not exist yet: the node stays up, ERROR with
+    the reason, and streams once the device (here a file) appears."""
+    video = tmp_path / "later.avi"
+    node = start_node(ros_env, "camera_node", device=str(video), fps=30.0)
+    try:
+        s = wait_for(lambda: (s := diag(probe, "camera_node: camera")) and s.level[0] == 2 and s, timeout=15)
+        assert "no such file" in s.message and vals(s)["device present"] == "false"
+        write_video(tmp_path / "tmp.avi", n=45)
+        os.rename(tmp_path / "tmp.avi", video)       # plugged in
+        t1 = time.monotonic()
+        wait_for(lambda: (s := diag(probe, "camera_node: camera", t1)) and s.level[0] == 0, timeout=15)
+        assert node.poll() is None, "no exit, no respawn"
+    finally:
+        stop_node(node)
+
+
 def test_camera_invalid_device_fails_fast(ros_env):
     p = start_node(ros_env, "camera_node", device="not-a-device")
     out = p.communicate(timeout=30)[0]

@@ -302,3 +302,71 @@ def test_busy_port_names_the_holder():
         None, "waiting for the servo adapter (no 1a86:55d3, no /dev/ttyAMA3)")
     assert resolve_port("/dev/reachy_nope") == (None, "waiting for the servo adapter: /dev/reachy_nope does not exist")
     assert resolve_port("auto", find=lambda: "/dev/ttyACM0") == ("/dev/ttyACM0", "")
+
+
+def _item(probe, name, since=0.0):
+    s = motor_status(probe, name, since)
+    return s and s[1]
+
+
+def test_a_fault_that_relatches_is_rebooted_a_bounded_number_of_times(motor):
+    """An overload whose cause persists (a jammed servo: the simulator
+    re-latches it after every reboot) gets auto_recover_max reboots, torque
+    back only once, then 'gave up' (ERROR on the motor and on the recovery
+    item, so the give-up is an incident) until a person reboots it."""
+    probe, run = motor
+    _, ctl = run("auto_recover_delay_s:=0.3", "auto_recover_max:=3", "status_rate_hz:=10.0")
+    send_command(ctl, {"cmd": "overload", "id": 16})          # no 'clear': the cause stays
+    gave = wait_for(lambda: (st := _item(probe, "recovery")) and st.level == b"\x02" and st, timeout=20)
+    assert "stewart_6: automatic recovery gave up after 3 tries in 10 min; call ~/reboot" in gave.message
+    t0 = time.monotonic()
+    time.sleep(3.0)
+    s = send_command(ctl, {"cmd": "state"})["motors"]["16"]
+    assert s["reboots"] == 3, s
+    assert not s["torque"], "torque is not restored again and again on an overload"
+    m = wait_for(lambda: (st := _item(probe, "stewart_6", t0)) and st, timeout=5)
+    assert m.level == b"\x02" and "gave up" in m.message
+    # a person: the cause is gone, ~/reboot clears the give-up
+    send_command(ctl, {"cmd": "clear", "id": 16})
+    r = probe.call(Trigger, "/motor_node/reboot", Trigger.Request())
+    assert r.success and "stewart_6" in r.message
+    t1 = time.monotonic()
+    wait_for(lambda: (st := _item(probe, "recovery", t1)) and st.level == b"\x00", timeout=10)
+
+
+def test_goals_with_torque_off_are_a_warning(motor):
+    probe, run = motor
+    run()
+    assert probe.call(SetBool, "/motor_node/set_torque", SetBool.Request(data=False)).success
+    pub = probe.node.create_publisher(JointState, "/motors/goal", 10)
+    wait_for(lambda: pub.get_subscription_count() > 0, timeout=5)
+    t0 = time.monotonic()
+    time.sleep(0.5)   # the node has read torque off
+
+    def warned():
+        pub.publish(JointState(name=["stewart_1"], position=[0.1]))
+        st = _item(probe, "bus", t0)
+        return st and st.level == b"\x01" and st
+    st = wait_for(warned, timeout=8, period=0.1)
+    assert st.message.startswith("goals ignored: torque off (stewart_1)")
+    assert probe.call(SetBool, "/motor_node/set_torque", SetBool.Request(data=True)).success
+    t1 = time.monotonic() + 2.5
+    wait_for(lambda: (st := _item(probe, "bus", t1)) and st.level == b"\x00", timeout=8)
+
+
+@pytest.mark.parametrize("on_exit,torque_after", [("torque_off", False), ("hold", True)])
+def test_on_exit(tmp_path, ros_env, on_exit, torque_after):
+    """When motor_node stops: torque_off (the default) leaves no motor
+    powered; hold keeps them holding."""
+    from conftest import SimProcess
+
+    sim = SimProcess(tmp_path)
+    try:
+        args = ["use_sim:=false", f"serial_port:={sim.link}"] + ([] if on_exit == "torque_off" else ["on_exit:=hold"])
+        proc, _ = start_node(tmp_path, ros_env, *args)
+        wait_for(lambda: all(m["torque"] for m in sim.state()["motors"].values()), timeout=15)
+        out = stop(proc)
+        assert proc.returncode == 0, out
+        assert all(bool(m["torque"]) == torque_after for m in sim.state()["motors"].values()), sim.state()
+    finally:
+        sim.close()

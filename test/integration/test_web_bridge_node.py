@@ -59,3 +59,22 @@ def _ok(url):
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_dead_worker_thread_makes_the_node_exit_to_be_restarted(ros_env, tmp_path):
+    """Alive but broken: the HTTP server thread dies (its port is taken), so
+    web_bridge exits with status 3 (restart me) instead of reporting ERROR
+    forever; the process manager's respawn then retries."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen(1)
+    port = held.getsockname()[1]
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "reachy_mini.nodes.web_bridge", "--ros-args", "-p",
+                                 f"port:={port}", "-p", f"data_dir:={tmp_path}"], env=ros_env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = proc.communicate(timeout=30)[0]
+    finally:
+        held.close()
+    assert proc.returncode == 3, out
+    assert "worker thread uvicorn died" in out and "Traceback" not in out.split("worker thread")[-1]

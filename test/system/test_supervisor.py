@@ -74,11 +74,11 @@ def test_invalid_parameter_not_respawned(tmp_path, ros_env):
     assert "not respawning" in out.stdout
 
 
-def _start(tmp_path, ros_env, *extra):
+def _start(tmp_path, ros_env, *extra, env_extra=None):
     state = str(tmp_path / "state.json")
     argv = [sys.executable, "-m", "reachy_mini.ops.supervisor", "--use-sim", "--state-file", state,
             "--data-dir", str(tmp_path / "data"), *extra]
-    env = dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path))
+    env = dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path), **(env_extra or {}))
     sup = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     s = wait_for(lambda: (st := read_state(state)) and all(n["pid"] for n in st["nodes"].values()) and st,
                  timeout=15)
@@ -191,3 +191,51 @@ def test_log_level_reaches_our_logger_not_rcl(tmp_path, ros_env):
     out = p.communicate(timeout=15)[0]
     assert "[DEBUG]" in out and "[ns_log.health_node]" in out, out[-1500:]
     assert "[rcl]" not in out and "[rcl." not in out
+
+
+def test_systemd_notify_ready_and_watchdog(tmp_path, ros_env):
+    """sd_notify for real, over a datagram socket given as NOTIFY_SOCKET:
+    READY=1 arrives once the nodes run; WATCHDOG=1 pings stop while the
+    health node is stopped and resume when it runs again."""
+    import socket
+
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    got: list[tuple[float, str]] = []
+
+    def drain(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                got.append((time.monotonic(), sock.recv(4096).decode()))
+            except socket.timeout:
+                pass
+
+    sup, state, s = _start(tmp_path, ros_env, "--only", "camera_node", "health_node", "--hang-timeout", "30",
+                           env_extra={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"})
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end and not any("READY=1" in m for _, m in got):
+            drain(0.5)
+        assert any("READY=1" in m for _, m in got), got
+        drain(3.0)
+        assert sum("WATCHDOG=1" in m for t, m in got if t > time.monotonic() - 3.0) >= 2, got
+        hpid = read_state(state)["nodes"]["health_node"]["pid"]
+        os.kill(hpid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        drain(9.0)
+        late = [t - t0 for t, m in got if "WATCHDOG=1" in m and t > t0 + 5.0]
+        assert not late, f"pings while the health node is stopped: {late}"
+        os.kill(hpid, signal.SIGCONT)
+        t1 = time.monotonic()
+        drain(5.0)
+        assert any("WATCHDOG=1" in m for t, m in got if t > t1), "pings resume"
+    finally:
+        try:
+            os.kill(hpid, signal.SIGCONT)
+        except (ProcessLookupError, NameError, UnboundLocalError):
+            pass
+        _stop(sup)
+        sock.close()

@@ -88,6 +88,11 @@ class IncidentWriter:
         self._thread = threading.Thread(target=self._run, name="incident-writer", daemon=True)
         self._thread.start()
 
+    @property
+    def thread(self):
+        """The writer thread (alive until close())."""
+        return self._thread
+
     def last_levels(self) -> dict[str, int]:
         """Level of each name as last recorded, so that the history carries on
         across restarts of the health node instead of restarting from 'new'."""

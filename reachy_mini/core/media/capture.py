@@ -95,6 +95,11 @@ class SourceLoop:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
+    @property
+    def thread(self):
+        """The capture thread (alive until stop())."""
+        return self._thread
+
     def start(self) -> "SourceLoop":
         self._thread.start()
         return self

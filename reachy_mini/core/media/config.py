@@ -7,6 +7,10 @@ from reachy_mini.core.config import NodeConfig, setting
 from reachy_mini.core.media.camera import PIXEL_FORMATS
 
 
+def _camera_device(v: str) -> str | None:
+    return None if v in ("auto", "sim") or v.startswith("/") else "must be 'auto', 'sim' or an absolute path"
+
+
 class _Device:
     """A capture device chosen by `device`, or the synthetic source."""
     use_sim: bool
@@ -20,7 +24,8 @@ class _Device:
 @dataclass
 class CameraConfig(_Device, NodeConfig):
     use_sim: bool = setting(False, "synthetic test pattern instead of a device")
-    device: str = setting("auto", "'auto' (UVC 38FB:1002), 'sim', a V4L2 device path or a video file")
+    device: str = setting("auto", "'auto' (UVC 38FB:1002), 'sim', a V4L2 device path or a video file; a path "
+                          "that does not exist yet is waited for", check=_camera_device)
     width: int = setting(640, "image width", 16, 4096)
     height: int = setting(480, "image height", 16, 4096)
     fps: float = setting(30.0, "target frame rate", 0.5, 120.0)

@@ -35,6 +35,12 @@ class MotorConfig(NodeConfig):
     auto_recover: bool = setting(True, "reboot a motor whose hardware error cause has cleared", runtime=True)
     auto_recover_delay_s: float = setting(3.0, "wait this long after a fault before an automatic reboot", 0.0, 600.0,
                                           runtime=True)
+    auto_recover_max: int = setting(3, "automatic reboots of one motor per auto_recover_window_s; then it gives up "
+                                    "until a person calls ~/reboot or ~/set_torque", 1, 100, runtime=True)
+    auto_recover_window_s: float = setting(600.0, "window of auto_recover_max (s)", 1.0, 86400.0, runtime=True)
+    on_exit: str = setting("torque_off", "when motor_node stops: 'torque_off' (motors go limp, nothing stays "
+                           "powered without a controller) or 'hold' (keep torque and the last goal)",
+                           choices=("torque_off", "hold"))
     temperature_warn_c: float = setting(55.0, "WARN at or above (C)", 0.0, 100.0, runtime=True)
     temperature_error_c: float = setting(65.0, "ERROR at or above (C)", 0.0, 100.0, runtime=True)
     voltage_warn_low_v: float = setting(4.5, "WARN below (V)", 0.0, 20.0, runtime=True)

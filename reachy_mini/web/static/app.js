@@ -39,7 +39,7 @@ function renderMotors(tree, joints) {
   const body = $("motors").tBodies[0];
   body.replaceChildren();
   for (const s of tree) {
-    if (!s.name.includes("/Motors/") || s.name.endsWith("/bus")) continue;
+    if (!s.name.includes("/Motors/") || !(s.hardware_id || "").startsWith("dynamixel:")) continue;   // servos only
     const name = s.name.split("/").pop(), v = s.values || {};
     const tr = el("tr", {class: "s" + s.level, "data-motor": name});
     const cells = [null, name, NAMES[s.level], fmt(joints[name], 3), v["temperature (C)"], v["voltage (V)"],
