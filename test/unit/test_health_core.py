@@ -211,7 +211,7 @@ def test_config_errors_name_the_analyzer(text, needle):
 
 def test_shipped_config_groups_the_stack():
     a = load_aggregator(config_path("analyzers.yaml"))
-    for n in ["motor_node: bus"] + [f"motor_node: m{i}" for i in range(9)]:
+    for n in ["motor_node: bus", "motor_node: recovery"] + [f"motor_node: m{i}" for i in range(9)]:
         a.update(n, OK, "ok", "", [], 0.0)
     for n in ["camera_node: camera", "audio_node: microphone", "web_bridge: http", "health_node: system",
               "health_node: incidents"] + [f"health_node: node {x}" for x in

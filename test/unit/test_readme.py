@@ -64,6 +64,24 @@ def render(node: str) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":   # prints the tables, to paste into the README
+def rewrite(text: str) -> str:
+    """The README with every node's table replaced by render()."""
     for n in NODES:
-        print(render(n.name) + "\n")
+        head = f"#### `{n.name}` parameters"
+        start = text.index(head)
+        end = text.find("\n\n", text.index("|---|", start))
+        text = text[:start] + render(n.name) + text[end if end >= 0 else len(text):]
+    return text
+
+
+if __name__ == "__main__":   # `python test/unit/test_readme.py --write` updates the README's tables
+    import sys
+
+    if "--write" in sys.argv:
+        with open(README) as f:
+            new = rewrite(f.read())
+        with open(README, "w") as f:
+            f.write(new)
+    else:
+        for n in NODES:
+            print(render(n.name) + "\n")
