@@ -245,3 +245,28 @@ def test_under_launch_only_a_hung_sibling_is_killed(tmp_path, ros_env):
             sibling.kill()
         out = health.stop()
     assert "killing pid" in out and str(outsider) not in out
+
+
+def test_under_launch_a_new_pid_is_a_restart(tmp_path, ros_env):
+    """ros2 launch keeps no restart counts: the health node counts a node's
+    new process (a sibling in its namespace) as a restart and records it."""
+    env = dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    cam = [sys.executable, "-m", "reachy_mini.nodes.camera_node", "--ros-args", "-p", "use_sim:=true",
+           "-p", "fps:=5.0", "-p", "compressed_fps:=0.0"]
+    health = HealthProc(env, tmp_path, expected_nodes="[camera_node]")
+    first = subprocess.Popen(cam, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = None
+    try:
+        time.sleep(7.0)   # the health node has seen the first process (it scans every 5 s)
+        first.kill()
+        first.wait(5)
+        second = subprocess.Popen(cam, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        db = db_path(str(tmp_path / "data"))
+        rec = wait_for(lambda: query(db, kind="restart"), timeout=20, period=0.5)
+        assert rec[0]["name"].endswith("camera_node") and "restart #1" in rec[0]["message"], rec
+    finally:
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+        health.stop()

@@ -178,7 +178,7 @@ def test_bus_rule():
     stats = {"connected": True, "achieved_rate_hz": 60.0, "port": "p", "baudrate": 1, "cycle_p50_us": 1,
              "cycle_p99_us": 1, "cycle_max_us": 1, "jitter_p99_us": 1, "timeouts": 0, "crc_errors": 0,
              "garbage_bytes": 0, "write_errors": 0, "disconnects": 0, "reconnects": 0}
-    assert bus_health(stats, 100.0)[0] == WARN
+    assert bus_health(stats, 100.0)[:2] == (WARN, "requested 100 Hz, achieving 60 Hz")
     assert bus_health(stats, 60.0)[0] == OK
     assert bus_health(stats | {"connected": False, "last_error": "gone"}, 60.0)[:2] == \
         (ERROR, "disconnected (gone); reopening")

@@ -93,7 +93,7 @@ def bus_health(stats: dict, target_rate_hz: float, min_rate_ratio: float = 0.9) 
     if not stats["connected"]:
         issues.append((ERROR, f"disconnected ({stats.get('last_error') or 'port closed'}); reopening"))
     elif stats["achieved_rate_hz"] < target_rate_hz * min_rate_ratio:
-        issues.append((WARN, f"loop rate {stats['achieved_rate_hz']:.1f} Hz < {min_rate_ratio:.0%} of {target_rate_hz:.0f} Hz"))
+        issues.append((WARN, f"requested {target_rate_hz:.0f} Hz, achieving {stats['achieved_rate_hz']:.0f} Hz"))
     level = max((lv for lv, _ in issues), default=OK)
     msg = "; ".join(m for _, m in issues) if issues else f"{stats['achieved_rate_hz']:.1f} Hz"
     values = [

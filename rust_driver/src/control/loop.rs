@@ -467,7 +467,12 @@ fn torque(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, ids: &[u8], enable: bool) 
     let reg = xl330::TORQUE_ENABLE;
     let mut out = vec![];
     for &id in ids {
-        let r = bus.write(id, reg.address, &reg.encode(enable));
+        // Writing torque is idempotent: a reply lost once (a late status on a
+        // saturated bus) gets one more try before the command fails.
+        let r = match bus.write(id, reg.address, &reg.encode(enable)) {
+            Err(DxlError::Timeout { .. }) => bus.write(id, reg.address, &reg.encode(enable)),
+            r => r,
+        };
         let mut s = lock(shared);
         match r {
             Ok(_) => {
