@@ -95,10 +95,11 @@ class BusLink:
         self.stats = self.drv.stats()
         return self.stats
 
-    def next_sample(self, timeout_s: float):
-        """The next driver sample as (stamp, readings), each sample once, or
-        None after timeout_s; counts samples it had to skip (it fell behind)."""
-        got = self.drv.wait_sample(self.sample_seq, timeout_s)
+    def next_sample(self, timeout_s: float, readings: bool = True):
+        """The next driver sample as (stamp, readings or None), each sample
+        once, or None after timeout_s; counts samples it had to skip (it fell
+        behind)."""
+        got = self.drv.wait_sample(self.sample_seq, timeout_s, readings)
         if got is None:
             return None
         seq, stamp, readings = got

@@ -96,15 +96,16 @@ class Driver:
                 crc_errors=d["crc_errors"], last_error=d["last_error"]))
         return out
 
-    def wait_sample(self, after_seq: int, timeout_s: float) -> tuple[int, float, list[MotorReading]] | None:
+    def wait_sample(self, after_seq: int, timeout_s: float,
+                    readings: bool = True) -> tuple[int, float, list[MotorReading] | None] | None:
         """Blocks (GIL released) until the loop has completed a position read
-        newer than `after_seq`; returns (seq, stamp, readings), or None after
-        `timeout_s`. Sequence numbers count samples from 1, without gaps."""
+        newer than `after_seq`; returns (seq, stamp, readings or None), or None
+        after `timeout_s`. Sequence numbers count samples from 1, without gaps."""
         got = self._c.wait_sample(after_seq, timeout_s)
         if got is None:
             return None
         seq, stamp = got
-        return seq, stamp, self.snapshot()
+        return seq, stamp, self.snapshot() if readings else None
 
     def stats(self) -> dict:
         """Loop statistics: achieved_rate_hz, cycle_p50/p99/max_us,

@@ -55,6 +55,9 @@ class AudioNode(Node):
         self.create_timer(0.2, lambda: self.level_pub.publish(Float32(data=float(max(self.meter.level, -120.0)))))
 
     def _publish(self, pcm, now: float) -> None:  # capture thread
+        self.meter.update(pcm, now)
+        if self.pub.get_subscription_count() == 0:
+            return   # nothing copied for nobody
         msg = Int16MultiArray()
         msg.layout.dim = [MultiArrayDimension(label="samples", size=pcm.shape[0], stride=pcm.size),
                           MultiArrayDimension(label="channels", size=pcm.shape[1], stride=pcm.shape[1])]
@@ -62,7 +65,6 @@ class AudioNode(Node):
         data.frombytes(pcm.astype("<i2", copy=False).tobytes())   # no per-sample Python objects
         msg.data = data
         self.pub.publish(msg)
-        self.meter.update(pcm, now)
 
     def _signal(self, s: dict) -> list:
         """Silence and clipping, when the device delivers."""

@@ -49,22 +49,27 @@ class CameraNode(Node):
                                       self._values))
 
     def _publish(self, frame, _t: float) -> None:  # capture thread
-        stamp = self.get_clock().now().to_msg()
+        """Converts, copies and encodes only for topics someone subscribes to."""
+        cf, enc = self.cfg.compressed_fps, self.cfg.encoding
+        raw, info = self.img_pub.get_subscription_count() > 0, self.info_pub.get_subscription_count() > 0
+        jpg_due = cf > 0 and time.monotonic() - self.last_jpg >= 1.0 / cf and self.jpg_pub.get_subscription_count() > 0
+        if not (raw or info or jpg_due):
+            return
         h, w = frame.shape[:2]
-        enc = self.cfg.encoding
-        data = frame if enc == "bgr8" else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        msg = Image(height=h, width=w, encoding=enc, is_bigendian=0, step=w * 3, data=data.tobytes())
-        msg.header.stamp, msg.header.frame_id = stamp, self.cfg.frame_id
-        self.img_pub.publish(msg)
-        self.info.header = msg.header
-        self.info_pub.publish(self.info)
-        cf = self.cfg.compressed_fps
-        if cf > 0 and time.monotonic() - self.last_jpg >= 1.0 / cf:
+        self.info.header.stamp, self.info.header.frame_id = self.get_clock().now().to_msg(), self.cfg.frame_id
+        if raw:
+            data = frame if enc == "bgr8" else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            msg = Image(height=h, width=w, encoding=enc, is_bigendian=0, step=w * 3, data=data.tobytes())
+            msg.header = self.info.header
+            self.img_pub.publish(msg)
+        if info:
+            self.info_pub.publish(self.info)
+        if jpg_due:
             self.last_jpg = time.monotonic()
             ok, jpg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
             if ok:
                 c = CompressedImage(format=f"{enc}; jpeg compressed bgr8", data=jpg.tobytes())
-                c.header = msg.header
+                c.header = self.info.header
                 self.jpg_pub.publish(c)
 
     def _values(self, s: dict):

@@ -72,8 +72,9 @@ class MotorNode(Node):
     def _joint_states(self) -> None:
         """One message per driver sample, stamped with the sample's time."""
         while self.running:
-            got = self.bus.next_sample(0.5)
-            if got is None:
+            wanted = self.js_pub.get_subscription_count() > 0   # nothing converted for nobody
+            got = self.bus.next_sample(0.5, wanted)
+            if got is None or got[1] is None:
                 continue
             stamp, readings = got
             msg = JointState()

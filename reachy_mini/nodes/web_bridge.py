@@ -55,9 +55,13 @@ class WebBridge(Node):
                                  lambda m: s.set_diagnostics(_d(m), None), qos.DIAGNOSTICS_AGG)
         self.create_subscription(DiagnosticArray, "/diagnostics_agg",
                                  lambda m: s.set_diagnostics(None, [_d(x) for x in m.status]), qos.DIAGNOSTICS_AGG)
-        self.create_subscription(JointState, "joint_states", lambda m: s.set_joints(m.name, m.position), qos.LATEST)
-        self.create_subscription(CompressedImage, "camera/image_raw/compressed", lambda m: s.set_camera(m.data),
-                                 qos.LATEST)
+        # Joint states (100 Hz) and camera frames are followed only while a page
+        # is open or an API client asked for them in the last 10 s: an idle
+        # bridge costs nothing, and the camera encodes no JPEG for nobody.
+        self.on_demand = {"joints": (JointState, "joint_states", lambda m: s.set_joints(m.name, m.position)),
+                          "camera": (CompressedImage, "camera/image_raw/compressed", lambda m: s.set_camera(m.data))}
+        self.demand_subs: dict = {}
+        self.create_timer(0.25, self._follow_demand)
         self.create_subscription(Float32, "audio/level_dbfs", lambda m: s.set_audio_level(m.data), qos.LATEST)
         self.create_timer(1.0, lambda: s.set_incidents(query(self.db, limit=20)))
         self.create_timer(0.5, s.check_stale)   # a silent health node turns the page and /api/health STALE
@@ -78,6 +82,17 @@ class WebBridge(Node):
         self.updater.add(WebServerCheck(self))
         self.get_logger().info(f"web status page on http://{c.host}:{c.port} "
                                f"(writes {'enabled' if token else 'disabled: no token'})")
+
+    def _follow_demand(self) -> None:
+        clients = bool(self.app and self.app.state.hub.clients)
+        for what, (msg_type, topic, cb) in self.on_demand.items():
+            want = clients or self.store.asked_within(what, 10.0)
+            sub = self.demand_subs.get(what)
+            if want and sub is None:
+                self.demand_subs[what] = self.create_subscription(msg_type, topic, cb, qos.LATEST)
+            elif not want and sub is not None:
+                self.destroy_subscription(sub)
+                self.demand_subs[what] = None
 
     def _on_params(self, changed: dict) -> None:
         if "health_stale_s" in changed:

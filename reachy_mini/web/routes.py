@@ -88,6 +88,8 @@ def read_routes(ctx) -> APIRouter:
 
     @r.get("/api/motors", response_model=list[Motor])
     def motors():
+        """Per-servo health and figures; positions while someone asks (see the README)."""
+        store.ask("joints")
         return store.motors()
 
     @r.get("/api/incidents", response_model=list[Incident])
@@ -105,7 +107,12 @@ def read_routes(ctx) -> APIRouter:
            responses={200: {"content": {"image/jpeg": {}}, "description": "latest frame"},
                       404: {"model": Problem, "description": "no frame received yet"}})
     def camera():
+        store.ask("camera")
         jpg, stamp = store.camera()
+        end = time.monotonic() + 2.0   # the bridge follows the camera on demand: the first frame comes soon
+        while (jpg is None or time.time() - stamp > 2.0) and time.monotonic() < end:
+            time.sleep(0.05)
+            jpg, stamp = store.camera()
         if jpg is None:
             return problem(404, "no camera frame received (is camera_node running with compressed_fps > 0?)")
         return Response(jpg, media_type="image/jpeg", headers={"X-Frame-Age-S": f"{time.time() - stamp:.3f}"})

@@ -56,6 +56,14 @@ class StateStore:
         self._last_sample = 0.0
         self._last_joint_push = 0.0
         self.listeners: list = []
+        self.asked: dict[str, float] = {}   # what an API client asked for last (monotonic)
+
+    # ---- demand: the node follows a topic only while someone looks at it
+    def ask(self, what: str) -> None:
+        self.asked[what] = time.monotonic()
+
+    def asked_within(self, what: str, seconds: float) -> bool:
+        return time.monotonic() - self.asked.get(what, -1e9) < seconds
 
     # ---- writers (ROS side)
     def _changed(self) -> None:

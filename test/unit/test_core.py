@@ -168,6 +168,22 @@ def test_auto_recovery_decision():
     assert not rec.due(reading(), th, True, 3.0, 30.0) and "stewart_1" not in rec.fault_since
 
 
+def test_auto_recovery_gives_up_after_its_budget():
+    rec, th = AutoRecovery(), Thresholds()
+    jam = reading(hardware_error=0x20, hardware_error_names=["overload"])
+    tries = [t for t in (1.0, 2.0, 3.0, 4.0, 5.0) if rec.due(jam, th, True, 0.5, t, max_tries=3, window_s=600.0)]
+    assert tries == [2.0, 3.0, 4.0], "the first after the delay, then one per delay, three in all"
+    assert rec.gave_up["stewart_1"].startswith("automatic recovery gave up after 3")
+    hot = reading(hardware_error=0x24, hardware_error_names=["overheating", "overload"], temperature_c=80.0)
+    assert not rec.due(hot, th, True, 0.5, 9.0, max_tries=3) and "stewart_1" in rec.gave_up, "still given up"
+    assert rec.status()[0] == ERROR
+    assert rec.may_restore_torque(jam) and not rec.may_restore_torque(jam), "overload: torque back once"
+    rec.person_acted()
+    assert rec.status()[0] == OK and rec.due(jam, th, True, 0.5, 20.0, max_tries=3), "a person resets it"
+    fresh = AutoRecovery()
+    assert not any(fresh.due(jam, th, True, 0.5, t, 3, 600.0) for t in (0.0, 0.2)), "the delay first"
+
+
 def test_escalation_only_on_entering_error():
     e = Escalation()
     assert not e.entered_error("m", OK) and e.entered_error("m", ERROR) and not e.entered_error("m", ERROR)

@@ -31,12 +31,14 @@ class AutoRecovery:
         if r.name in self.gave_up:
             return False
         since = self.fault_since.setdefault(r.name, now)
-        if not enabled or now - since < delay_s or not recoverable(r, th):
+        if not enabled:
             return False
         recent = self.attempts[r.name] = [t for t in self.attempts.get(r.name, []) if now - t < window_s]
-        if len(recent) >= max_tries:
+        if len(recent) >= max_tries:   # the budget is spent and the fault is back: a person must look
             self.gave_up[r.name] = (f"automatic recovery gave up after {len(recent)} tries in "
                                     f"{window_s / 60:.0f} min; call ~/reboot")
+            return False
+        if now - since < delay_s or not recoverable(r, th):
             return False
         self.fault_since[r.name] = now   # next attempt after another delay
         recent.append(now)
