@@ -63,7 +63,7 @@ class Bus:
 
 class Controller:
     """The background control loop."""
-    def __init__(self, port: str, ids: Sequence[int], baudrate: int = 1000000, loop_rate_hz: float = 100.0, status_rate_hz: float = 2.0, io_timeout_ms: float = 5.0, absent_after: int = 3, reconnect_min_s: float = 0.1, reconnect_max_s: float = 2.0, command_timeout_s: float = 0.0, timeout_action: Literal["hold", "torque_off"] = 'hold') -> None: ...
+    def __init__(self, port: str, ids: Sequence[int], baudrate: int = 1000000, loop_rate_hz: float = 100.0, status_rate_hz: float = 2.0, io_timeout_ms: float = 5.0, absent_after: int = 3, reconnect_min_s: float = 0.1, reconnect_max_s: float = 2.0, command_timeout_s: float = 0.0, timeout_action: Literal["hold", "torque_off"] = 'hold', realtime_priority: int = 0, lock_memory: bool = False) -> None: ...
     def configure(self, loop_rate_hz: float | None = None, status_rate_hz: float | None = None, command_timeout_s: float | None = None, timeout_action: Literal["hold", "torque_off"] | None = None) -> dict[str, Any]:
         """Changes loop rate, status rate and the goal watchdog while running.
         Omitted arguments keep their value. Returns the configuration in force

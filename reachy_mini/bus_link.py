@@ -49,7 +49,8 @@ class BusLink:
         c = self.cfg
         return Driver(port, self.map, baudrate=c.baudrate, loop_rate_hz=c.loop_rate_hz,
                       status_rate_hz=c.status_rate_hz, io_timeout_ms=c.io_timeout_ms,
-                      command_timeout_s=c.command_timeout_s, timeout_action=c.command_timeout_action)
+                      command_timeout_s=c.command_timeout_s, timeout_action=c.command_timeout_action,
+                      realtime_priority=c.realtime_priority, lock_memory=c.lock_memory)
 
     # ---- connection
     def connect(self) -> bool:

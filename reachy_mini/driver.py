@@ -38,14 +38,16 @@ class Driver:
     def __init__(self, port: str, motor_map: MotorMap, *, baudrate: int = 1_000_000,
                  loop_rate_hz: float = 100.0, status_rate_hz: float = 2.0, io_timeout_ms: float = 5.0,
                  absent_after: int = 3, command_timeout_s: float = 0.0, timeout_action: str = "hold",
-                 reconnect_min_s: float = 0.1, reconnect_max_s: float = 2.0) -> None:
+                 reconnect_min_s: float = 0.1, reconnect_max_s: float = 2.0, realtime_priority: int = 0,
+                 lock_memory: bool = False) -> None:
         self.port = port
         self.map = motor_map
         self._c = _driver.Controller(
             port, motor_map.ids, baudrate=baudrate, loop_rate_hz=loop_rate_hz,
             status_rate_hz=status_rate_hz, io_timeout_ms=io_timeout_ms, absent_after=absent_after,
             reconnect_min_s=reconnect_min_s, reconnect_max_s=reconnect_max_s,
-            command_timeout_s=command_timeout_s, timeout_action=timeout_action)
+            command_timeout_s=command_timeout_s, timeout_action=timeout_action,
+            realtime_priority=realtime_priority, lock_memory=lock_memory)
 
     # -- lifecycle
     def start(self) -> list[int]:

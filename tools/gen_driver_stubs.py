@@ -54,6 +54,8 @@ SIGNATURES: dict[str, dict[str, str]] = {
         "reconnect_max_s": "float",
         "command_timeout_s": "float",
         "timeout_action": ACTION,
+        "realtime_priority": "int",
+        "lock_memory": "bool",
         "return": "None",
     },
     "Controller.start": {"return": "list[int]"},

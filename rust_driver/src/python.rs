@@ -95,7 +95,7 @@ impl Controller {
     #[new]
     #[pyo3(signature = (port, ids, baudrate=1_000_000, loop_rate_hz=100.0, status_rate_hz=2.0,
                         io_timeout_ms=5.0, absent_after=3, reconnect_min_s=0.1, reconnect_max_s=2.0,
-                        command_timeout_s=0.0, timeout_action="hold"))]
+                        command_timeout_s=0.0, timeout_action="hold", realtime_priority=0, lock_memory=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         port: String,
@@ -109,6 +109,8 @@ impl Controller {
         reconnect_max_s: f64,
         command_timeout_s: f64,
         timeout_action: &str,
+        realtime_priority: i32,
+        lock_memory: bool,
     ) -> PyResult<Self> {
         let action = parse_action(timeout_action)?;
         let secs = |name: &str, v: f64| -> PyResult<Duration> {
@@ -127,6 +129,8 @@ impl Controller {
             reconnect_max: secs("reconnect_max_s", reconnect_max_s)?,
             command_timeout: secs("command_timeout_s", command_timeout_s)?,
             timeout_action: action,
+            realtime_priority,
+            lock_memory,
         };
         Ok(Self { inner: RsController::new(cfg).map_err(to_py)? })
     }
@@ -219,6 +223,7 @@ impl Controller {
         d.set_item("disconnects", s.disconnects)?;
         d.set_item("events_dropped", s.events_dropped)?;
         d.set_item("sample_seq", s.sample_seq)?;
+        d.set_item("realtime", s.realtime)?;
         d.set_item("last_error", s.last_error)?;
         d.set_item("last_error_stamp", s.last_error_stamp)?;
         Ok(d)

@@ -2,6 +2,7 @@
 rclpy: joint state rate, goal convergence, diagnostics, services, params."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -392,3 +393,18 @@ def test_a_rate_above_what_the_bus_can_do_does_not_starve_commands(motor):
         # timeout in the answer, not starvation.)
         assert "no answer from the control thread" not in r.message and took < 3.0, (took, r.message)
         assert r.message.startswith(f"torque {'on' if on else 'off'} on "), r.message
+
+
+@pytest.mark.parametrize("prio", [0, 20])
+def test_realtime_priority_is_reported(motor, prio):
+    """SCHED_FIFO for the control thread when the process may; the bus item
+    says what the system granted (a refusal is reported, not fatal)."""
+    probe, run = motor
+    run(f"realtime_priority:={prio}")
+    b = wait_for(lambda: _bus(probe, 0) and _bus(probe, 0), timeout=10)
+    if prio == 0:
+        assert b["realtime"] == "off (normal scheduler)"
+    else:
+        assert b["realtime"] in ("SCHED_FIFO 20 granted",) or b["realtime"].startswith("SCHED_FIFO 20 refused"), b
+        if os.geteuid() == 0:
+            assert b["realtime"] == "SCHED_FIFO 20 granted", b

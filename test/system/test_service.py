@@ -20,7 +20,7 @@ def test_install_writes_unit_and_udev_rules(tmp_path, capsys):
     unit = (tmp_path / "etc/systemd/system/reachy-mini.service").read_text()
     for line in ["User=reachy", "SupplementaryGroups=dialout video audio", "Restart=always",
                  "Type=notify", "NotifyAccess=main", "WatchdogSec=30", "StartLimitIntervalSec=0", "MemoryMax=1500M",
-                 "Environment=MALLOC_ARENA_MAX=2",
+                 "Environment=MALLOC_ARENA_MAX=2", "LimitRTPRIO=50", "LimitMEMLOCK=infinity",
                  "WantedBy=multi-user.target", "StateDirectory=reachy-mini", "LogsDirectory=reachy-mini",
                  "--log-dir /var/log/reachy-mini", "--data-dir /var/lib/reachy-mini", "NoNewPrivileges=yes"]:
         assert line in unit, line

@@ -26,6 +26,9 @@ class MotorConfig(NodeConfig):
     loop_rate_hz: float = setting(100.0, "control loop and /joint_states rate", 1.0, 1000.0, runtime=True)
     status_rate_hz: float = setting(2.0, "temperature/voltage/current/error read rate", 0.1, 50.0, runtime=True)
     io_timeout_ms: float = setting(5.0, "slack added to every read deadline", 0.5, 500.0)
+    realtime_priority: int = setting(0, "SCHED_FIFO priority of the control thread, when the process may "
+                                     "(root, CAP_SYS_NICE or LimitRTPRIO); 0 = normal scheduler", 0, 99)
+    lock_memory: bool = setting(False, "lock the process's memory (mlockall) so the loop never page-faults")
     motors_file: str = setting("", "motor map YAML (default: the package's config/motors.yaml)")
     command_timeout_s: float = setting(0.5, "after this long without a goal, apply command_timeout_action (0 = off)",
                                        0.0, 3600.0, runtime=True)

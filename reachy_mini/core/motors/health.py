@@ -103,7 +103,7 @@ def bus_health(stats: dict, target_rate_hz: float, min_rate_ratio: float = 0.9) 
         ("cycle max (us)", f"{stats['cycle_max_us']:.0f}"), ("jitter p99 (us)", f"{stats['jitter_p99_us']:.0f}"),
         ("timeouts", str(stats["timeouts"])), ("crc errors", str(stats["crc_errors"])),
         ("garbage bytes", str(stats["garbage_bytes"])), ("stray replies", str(stats.get("stray_replies", 0))),
-        ("write errors", str(stats["write_errors"])),
+        ("write errors", str(stats["write_errors"])), ("realtime", stats.get("realtime") or "not started"),
         ("disconnects", str(stats["disconnects"])), ("reconnects", str(stats["reconnects"])),
         ("last error", stats.get("last_error") or ""),
     ]

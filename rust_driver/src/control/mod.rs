@@ -10,6 +10,7 @@
 
 pub mod events;
 mod r#loop;
+pub mod realtime;
 pub mod stats;
 pub mod watchdog;
 
@@ -48,6 +49,12 @@ pub struct LoopConfig {
     /// Zero disables the goal watchdog.
     pub command_timeout: Duration,
     pub timeout_action: TimeoutAction,
+    /// SCHED_FIFO priority of the control thread (1..=99); 0 keeps the
+    /// normal scheduler. Refusal (no CAP_SYS_NICE / RLIMIT_RTPRIO) is
+    /// reported in [`LoopStats::realtime`], never fatal.
+    pub realtime_priority: i32,
+    /// mlockall(MCL_CURRENT | MCL_FUTURE): no page fault in the loop.
+    pub lock_memory: bool,
 }
 
 /// The part of the configuration that can change while the loop runs.
@@ -78,6 +85,9 @@ impl LoopConfig {
 
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(DxlError::InvalidArgument(m));
+        if !(0..=99).contains(&self.realtime_priority) {
+            return bad(format!("realtime_priority must be 0 (off) or 1..99, got {}", self.realtime_priority));
+        }
         if self.ids.is_empty() {
             return bad("ids must not be empty".into());
         }
@@ -288,6 +298,7 @@ impl<C: Connector> Controller<C> {
         if let Some(live) = lock(&self.shared).live.clone() {
             cfg.apply(&live);
         }
+        let cfg_rt = (cfg.realtime_priority, cfg.lock_memory);
         let lt = LoopThread::new(
             cfg,
             self.connector.clone(),
@@ -297,9 +308,14 @@ impl<C: Connector> Controller<C> {
             self.stop.clone(),
             bus,
         );
+        let (prio, lock_mem, shared) = (cfg_rt.0, cfg_rt.1, self.shared.clone());
         let handle = std::thread::Builder::new()
             .name("dxl-control".into())
-            .spawn(move || lt.run())
+            .spawn(move || {
+                let granted = realtime::apply(prio, lock_mem);
+                lock(&shared).stats.realtime = granted;
+                lt.run()
+            })
             .map_err(|e| DxlError::NotRunning(format!("cannot spawn thread: {e}")))?;
         *th = Some(handle);
         Ok(missing)

@@ -72,6 +72,8 @@ pub struct LoopStats {
     pub events_dropped: u64,
     /// Completed position reads so far (see [`SampleClock`]).
     pub sample_seq: u64,
+    /// What the scheduler granted the control thread (see realtime.rs).
+    pub realtime: String,
     pub last_error: Option<String>,
     pub last_error_stamp: f64,
 }

@@ -22,6 +22,8 @@ fn cfg(ids: &[u8]) -> LoopConfig {
         reconnect_max: Duration::from_millis(80),
         command_timeout: Duration::ZERO,
         timeout_action: TimeoutAction::Hold,
+        realtime_priority: 0,
+        lock_memory: false,
     }
 }
 
