@@ -71,8 +71,8 @@ def sdk_full_cycle(port: str) -> tuple[float, object]:
     return CYCLES / dt, (ph, cycle)
 
 
-def ours_jitter(port: str) -> dict:
-    drv = Driver(port, MotorMap.load(), loop_rate_hz=100.0, status_rate_hz=2.0)
+def ours_jitter(port: str, realtime_priority: int = 0) -> dict:
+    drv = Driver(port, MotorMap.load(), loop_rate_hz=100.0, status_rate_hz=2.0, realtime_priority=realtime_priority)
     drv.start()
     try:
         drv.set_torque(True)
@@ -133,8 +133,33 @@ def bench_motors() -> None:
         if cycle is not None:
             out("dynamixel_sdk_jitter_p99_at_100hz", sdk_j / 1000, "ms")
             out("jitter_p99_ratio_sdk_over_ours", sdk_j / max(st["jitter_p99_us"], 1e-3), "x")
+        bench_realtime(port)
     finally:
         stop_sim(proc)
+
+
+def bench_realtime(port: str) -> None:
+    """Jitter at 100 Hz with two CPU hogs (stress-ng --cpu 2), without and
+    with SCHED_FIFO for the control thread, in one run."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("stress-ng"):
+        print("# stress-ng not installed: realtime comparison skipped")
+        return
+    hogs = subprocess.Popen(["stress-ng", "--cpu", "2", "--timeout", str(int(4 * JITTER_S + 30)), "--quiet"])
+    try:
+        time.sleep(1.0)
+        normal = ours_jitter(port)
+        rt = ours_jitter(port, realtime_priority=20)
+    finally:
+        hogs.terminate()
+        hogs.wait()
+    print(f"# two CPU hogs; realtime: {rt.get('realtime')}; goal: jitter p99 <= 0.5 ms with SCHED_FIFO")
+    out("hogs_jitter_p99_normal_scheduler", normal["jitter_p99_us"] / 1000, "ms")
+    out("hogs_jitter_p99_sched_fifo", rt["jitter_p99_us"] / 1000, "ms")
+    out("hogs_jitter_max_sched_fifo", rt["jitter_max_us"] / 1000, "ms")
+    out("hogs_jitter_p99_ratio_normal_over_fifo", normal["jitter_p99_us"] / max(rt["jitter_p99_us"], 1e-3), "x")
 
 
 def main(argv=None) -> int:
