@@ -3,6 +3,7 @@ the nine Reachy Mini servos, with optional 1-Mbaud wire timing and a control
 socket for fault injection (see `reachy-mini-sim-bus --help`)."""
 from __future__ import annotations
 
+import collections
 import json
 import os
 import random
@@ -15,7 +16,8 @@ import tty
 from typing import Any
 
 from reachy_mini.sim import protocol as P
-from reachy_mini.sim.servo import Servo
+from reachy_mini.sim.servo import GOAL_POSITION, Servo
+
 
 DEFAULT_MOTORS = [(10, "XC330-M288")] + [(i, "XL330-M288") for i in range(11, 17)] + [
     (17, "XL330-M077"), (18, "XL330-M077")]
@@ -47,6 +49,8 @@ class SimBus:
         self.pending_garbage = b""
         self.line_free_at = 0.0
         self.last_step = time.monotonic()
+        self.goal_log: collections.deque = collections.deque(maxlen=100_000)
+        self._arrived = 0.0
         self.counters = {"instructions": 0, "responses": 0, "crc_errors_rx": 0, "corrupted_tx": 0, "late_tx": 0,
                          "garbage_tx": 0, "vanishes": 0}
         self.stop_event = threading.Event()
@@ -186,6 +190,9 @@ class SimBus:
                         "motors": {i: self._motor_state(s) for i, s in self.servos.items()}}
             elif cmd == "ping":
                 return {"ok": True}
+            elif cmd == "goals":   # goal writes since the last call: [monotonic arrival, id, raw goal]
+                log, self.goal_log = list(self.goal_log), collections.deque(maxlen=100_000)
+                return {"ok": True, "goals": log}
             else:
                 raise ValueError(f"unknown command {cmd!r}")
         return {"ok": True, "cmd": cmd}
@@ -209,6 +216,9 @@ class SimBus:
                     s = sv.get(body[k])
                     if s is not None and not s.muted:
                         s.write(addr, bytes(body[k + 1:k + 1 + n]))
+                        if addr == GOAL_POSITION:   # timestamped: bench measures goal -> wire
+                            self.goal_log.append((self._arrived, body[k],
+                                                  int.from_bytes(body[k + 1:k + 5], "little", signed=True)))
                 return []
             if ins.instruction == P.SYNC_READ and len(ins.params) >= 4:
                 addr = int.from_bytes(ins.params[0:2], "little")
@@ -280,6 +290,7 @@ class SimBus:
             return  # EIO: nobody has the slave open any more; we keep our own
         arrived = time.monotonic()
         with self.lock:
+            self._arrived = arrived
             self._advance(arrived)
             before = self.parser.crc_errors
             instrs = self.parser.feed(data)

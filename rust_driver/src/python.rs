@@ -219,6 +219,8 @@ impl Controller {
         d.set_item("garbage_bytes", s.garbage_bytes)?;
         d.set_item("stray_replies", s.stray_replies)?;
         d.set_item("write_errors", s.write_errors)?;
+        d.set_item("goals_merged", s.goals_merged)?;
+        d.set_item("goals_immediate", s.goals_immediate)?;
         d.set_item("reconnects", s.reconnects)?;
         d.set_item("disconnects", s.disconnects)?;
         d.set_item("events_dropped", s.events_dropped)?;

@@ -107,7 +107,7 @@ def sdk_jitter(cycle) -> float:
 
 def bench_motors() -> None:
     tmp = tempfile.mkdtemp(prefix="reachy_bench_")
-    proc, port, _ = start_sim(os.path.join(tmp, "tty"), wire_timing=True)
+    proc, port, control = start_sim(os.path.join(tmp, "tty"), wire_timing=True)
     try:
         print(f"# simulator: 9 servos, 1 Mbaud wire timing, {CYCLES} cycles; jitter over {JITTER_S:.0f} s at 100 Hz")
         # sync write 9x4 B (59 B) + sync read instruction (23 B) + 9 status packets (15 B each)
@@ -133,9 +133,80 @@ def bench_motors() -> None:
         if cycle is not None:
             out("dynamixel_sdk_jitter_p99_at_100hz", sdk_j / 1000, "ms")
             out("jitter_p99_ratio_sdk_over_ours", sdk_j / max(st["jitter_p99_us"], 1e-3), "x")
+        bench_goal_latency(port, control, sdk_ok=cycle is not None)
         bench_realtime(port)
     finally:
         stop_sim(proc)
+
+
+def _latencies(control: str, sent: list[tuple[float, int]], motor_id: int) -> list[float]:
+    """Goal call -> its sync write arriving at the simulator (same monotonic clock), ms."""
+    from reachy_mini.sim.bus import send_command
+
+    log = [(t, v) for t, i, v in send_command(control, {"cmd": "goals"})["goals"] if i == motor_id]
+    out = []
+    for t_call, raw in sent:
+        hit = next((t for t, v in log if v == raw and t >= t_call), None)
+        if hit is not None:
+            out.append((hit - t_call) * 1000)
+    return sorted(out)
+
+
+def bench_goal_latency(port: str, control: str, sdk_ok: bool, n: int = 300) -> None:
+    """A goal call to its bytes on the wire, at 100 Hz: ours (the loop wakes
+    and writes in the next free bus slot) and dynamixel-sdk (a direct sync
+    write, no loop) as the baseline."""
+    import random
+
+    from reachy_mini.sim.bus import send_command
+
+    rng = random.Random(3)
+    mm = MotorMap.load()
+    m = mm.by_name["stewart_1"]
+    drv = Driver(port, mm, loop_rate_hz=100.0, status_rate_hz=2.0)
+    drv.start()
+    try:
+        drv.set_torque(True)
+        time.sleep(0.3)
+        send_command(control, {"cmd": "goals"})   # clears the log
+        sent = []
+        for k in range(n):
+            time.sleep(rng.uniform(0.003, 0.013))   # any phase of the 10 ms cycle
+            raw = 1000 + k
+            t = time.monotonic()
+            drv.set_goals_raw({m.id: raw})
+            sent.append((t, raw))
+        time.sleep(0.1)
+        merged = drv.stats().get("goals_merged", 0)
+    finally:
+        drv.stop()
+    ours = _latencies(control, sent, m.id)
+    print(f"# goal call -> sync write on the wire, 100 Hz loop, {len(ours)}/{n} goals; wire limit: one sync "
+          "write (59 B = 0.59 ms) after the transaction in progress (<= 1.6 ms)")
+    out("goal_to_wire_p50", ours[len(ours) // 2], "ms")
+    out("goal_to_wire_p99", ours[int(0.99 * (len(ours) - 1))], "ms")
+    out("goals_merged", merged, "goals")
+    if not sdk_ok:
+        return
+    from dynamixel_sdk import GroupSyncWrite, PacketHandler, PortHandler
+
+    ph = PortHandler(port)
+    ph.openPort()
+    ph.setBaudRate(1_000_000)
+    sw = GroupSyncWrite(ph, PacketHandler(2.0), 116, 4)
+    sent = []
+    for k in range(n):
+        time.sleep(rng.uniform(0.003, 0.013))
+        raw = 5000 + k
+        t = time.monotonic()
+        sw.clearParam()
+        sw.addParam(m.id, list(raw.to_bytes(4, "little", signed=True)))
+        sw.txPacket()
+        sent.append((t, raw))
+    ph.closePort()
+    sdk = _latencies(control, sent, m.id)
+    out("dynamixel_sdk_goal_to_wire_p50", sdk[len(sdk) // 2], "ms")
+    out("dynamixel_sdk_goal_to_wire_p99", sdk[int(0.99 * (len(sdk) - 1))], "ms")
 
 
 def bench_realtime(port: str) -> None:

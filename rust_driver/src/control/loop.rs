@@ -248,12 +248,19 @@ impl<C: Connector> LoopThread<C> {
     }
 
     fn handle(&mut self, cmd: Command) {
+        if let Command::Goals = cmd {
+            self.write_goals_now();
+            return;
+        }
         let Some(bus) = self.bus.as_mut() else {
             let err = DxlError::Disconnected { port: self.cfg.port.clone(), cause: "port is not open".into() };
-            let _ = cmd.into_reply().send(Err(err));
+            if let Some(reply) = cmd.into_reply() {
+                let _ = reply.send(Err(err));
+            }
             return;
         };
         let (res, reply) = match cmd {
+            Command::Goals => return,
             Command::Torque { ids, enable, reply } => (torque(bus, &self.shared, &ids, enable), reply),
             Command::Reboot { id, reply } => {
                 let r = bus.reboot(id).map(|_| Reply::Done);
@@ -287,6 +294,31 @@ impl<C: Connector> LoopThread<C> {
         let _ = reply.send(res);
     }
 
+    /// New goals, between cycles: written at once (the bus is free here), so
+    /// a goal reaches the wire within one transaction, not at the next cycle.
+    fn write_goals_now(&mut self) {
+        let goals: Vec<(u8, i32)> = {
+            let mut s = lock(&self.shared);
+            s.goals_wake_sent = false;
+            s.pending_goals.drain().collect()
+        };
+        let Some(bus) = self.bus.as_mut() else {
+            let mut s = lock(&self.shared);
+            for (id, v) in goals {
+                s.pending_goals.entry(id).or_insert(v); // written after the reconnect
+            }
+            return;
+        };
+        if goals.is_empty() {
+            return;
+        }
+        match write_goals(bus, &self.shared, &goals) {
+            Ok(()) => lock(&self.shared).stats.goals_immediate += goals.len() as u64,
+            Err(e) if e.is_disconnect() => self.on_disconnect(e),
+            Err(_) => {} // re-queued and reported by write_goals
+        }
+    }
+
     fn cycle(&mut self, status_due: bool) -> Result<()> {
         let bus = self.bus.as_mut().ok_or_else(|| DxlError::NotRunning("no bus".into()))?;
         // 1. Watchdog and goals.
@@ -300,6 +332,7 @@ impl<C: Connector> LoopThread<C> {
                 s.event(EventKind::CommandTimeout, None, msg);
             }
             let goals: Vec<(u8, i32)> = s.pending_goals.drain().collect();
+            s.goals_wake_sent = false; // a queued wake finds nothing: harmless
             let active: Vec<u8> = s.motors.iter().filter(|m| m.responding).map(|m| m.id).collect();
             (tripped, goals, active)
         };

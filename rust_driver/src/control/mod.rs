@@ -145,6 +145,8 @@ pub struct MotorState {
 struct Shared {
     motors: Vec<MotorState>,
     pending_goals: HashMap<u8, i32>,
+    /// A Command::Goals is on its way to the loop (one per batch).
+    goals_wake_sent: bool,
     watchdog: Watchdog,
     events: EventQueue,
     stats: LoopStats,
@@ -192,6 +194,9 @@ type ReplyTx = Sender<Result<Reply>>;
 
 /// Requests served by the loop thread between cycles.
 enum Command {
+    /// New goals are pending: write them in the next free bus slot instead
+    /// of at the next cycle (sent once per batch; no reply).
+    Goals,
     Torque { ids: Vec<u8>, enable: bool, reply: ReplyTx },
     Reboot { id: u8, reply: ReplyTx },
     Ping { id: u8, reply: ReplyTx },
@@ -200,13 +205,14 @@ enum Command {
 }
 
 impl Command {
-    fn into_reply(self) -> ReplyTx {
+    fn into_reply(self) -> Option<ReplyTx> {
         match self {
+            Command::Goals => None,
             Command::Torque { reply, .. }
             | Command::Reboot { reply, .. }
             | Command::Ping { reply, .. }
             | Command::Read { reply, .. }
-            | Command::Write { reply, .. } => reply,
+            | Command::Write { reply, .. } => Some(reply),
         }
     }
 }
@@ -292,6 +298,7 @@ impl<C: Connector> Controller<C> {
             }
         }
         let (tx, rx) = mpsc::channel();
+        lock(&self.shared).goals_wake_sent = false;
         *self.tx.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
         self.stop.store(false, Ordering::SeqCst);
         let mut cfg = self.cfg.clone();
@@ -376,9 +383,16 @@ impl<C: Connector> Controller<C> {
             }
         }
         for &(id, v) in goals {
-            s.pending_goals.insert(id, v);
+            if s.pending_goals.insert(id, v).is_some() {
+                s.stats.goals_merged += 1; // faster than the bus: the latest wins
+            }
         }
         s.watchdog.feed(Instant::now());
+        if !s.goals_wake_sent {
+            // Wake the loop: the goal goes out in the next free bus slot.
+            let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+            s.goals_wake_sent = tx.as_ref().is_some_and(|tx| tx.send(Command::Goals).is_ok());
+        }
         Ok(())
     }
 

@@ -67,6 +67,10 @@ pub struct LoopStats {
     /// Late or unmatched replies, discarded (see Bus::stray_replies).
     pub stray_replies: u64,
     pub write_errors: u64,
+    /// Goals replaced by a newer one before they were written.
+    pub goals_merged: u64,
+    /// Goals written at once on arrival (between cycles).
+    pub goals_immediate: u64,
     pub reconnects: u64,
     pub disconnects: u64,
     pub events_dropped: u64,

@@ -310,3 +310,40 @@ fn consecutive_sample_waits_at_100_hz_advance_by_one() {
     let (last, _) = c.latest_sample();
     assert_eq!(c.wait_sample(last, Duration::from_millis(30)), None, "stopped: no new samples");
 }
+
+#[test]
+fn a_goal_is_written_at_once_not_at_the_next_cycle() {
+    // 2 Hz: the next cycle is up to 500 ms away; the goal must not wait for it.
+    let sim = SimBus::new(&[11, 12]);
+    let c = start(&sim, LoopConfig { loop_rate_hz: 2.0, ..cfg(&[11, 12]) });
+    samples(&c, 1);
+    let mut immediate = 0;
+    for k in 0..5 {
+        std::thread::sleep(Duration::from_millis(37)); // somewhere between cycles
+        let t = Instant::now();
+        c.set_goals(&[(11, 100 + k)]).unwrap();
+        assert!(wait_until(|| sim.get(11, xl330::GOAL_POSITION) == 100 + k), "goal {k} never written");
+        if t.elapsed() < Duration::from_millis(200) {
+            immediate += 1;
+        }
+    }
+    // Lower bound only (a loaded machine may delay a wake-up), yet a 2 Hz
+    // cycle could not have written more than one or two of them this fast.
+    assert!(immediate >= 4, "only {immediate} of 5 goals went out before the next cycle");
+    assert!(c.stats().goals_immediate >= 4);
+    c.stop();
+}
+
+#[test]
+fn goals_faster_than_the_bus_are_merged_latest_wins() {
+    let sim = SimBus::new(&[11]);
+    let c = start(&sim, LoopConfig { loop_rate_hz: 1.0, ..cfg(&[11]) });
+    samples(&c, 1);
+    sim.set_write_delay(Duration::from_millis(60)); // the first write holds the bus
+    for k in 0..20 {
+        c.set_goals(&[(11, 1000 + k)]).unwrap();
+    }
+    assert!(wait_until(|| sim.get(11, xl330::GOAL_POSITION) == 1019), "the latest goal wins");
+    assert!(c.stats().goals_merged >= 1, "merged goals are counted");
+    c.stop();
+}
