@@ -50,7 +50,7 @@ setup(
         (f"share/{PACKAGE}/config/udev", sorted(glob("config/udev/*"))),
     ],
     install_requires=["setuptools", "pyyaml", "numpy", "pyserial", "psutil", "fastapi", "fastapi-offline", "uvicorn",
-                      "opencv-python-headless", "sounddevice"],
+                      "opencv-python-headless", "sounddevice", "reachy-mini-rust-kinematics>=1.0.3,<1.1"],
     zip_safe=False,
     maintainer="reachy_mini developers",
     maintainer_email="dev@reachy-mini.invalid",

@@ -1,24 +1,29 @@
 """motor_node: the ROS shell around the servo bus (bus_link.py, over the Rust
 driver).
 
-Publishes joint_states once per driver sample, takes goals on motors/goal,
-serves ~/set_torque, ~/reboot and ~/emergency_stop, and reports per-motor and
-bus diagnostics (ros/tasks.py). Rules: core/motors. Safety (command timeout,
+Publishes joint_states (and head/pose, from forward kinematics) once per
+driver sample, takes goals on motors/goal and head targets on
+head/target_pose (core/head.py: limits, inverse kinematics), serves
+~/set_torque, ~/reboot and ~/emergency_stop, and reports per-motor and bus
+diagnostics (ros/tasks.py). Rules: core/motors. Safety (command timeout,
 torque off) lives in the driver thread, not here.
 """
 from __future__ import annotations
 
 import threading
 
+from geometry_msgs.msg import PoseStamped
 from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
 
 from reachy_mini.bus_link import BusLink
+from reachy_mini.core.head import HEAD_JOINTS, HeadKinematics, Limits, Target, limit, load_geometry, \
+    quaternion_to_rpy, rpy_to_quaternion
 from reachy_mini.core.motors.config import MotorConfig
 from reachy_mini.core.motors.map import MotorMap
-from reachy_mini.ops.paths import sim_link
+from reachy_mini.ops.paths import config_path, sim_link
 from reachy_mini.ros import qos
 from reachy_mini.ros.diagnostics import Updater
 from reachy_mini.ros.params import ParameterError, declare
@@ -37,9 +42,15 @@ class MotorNode(Node):
             motor_map = MotorMap.load(cfg.motors_file or None)
         except ValueError as e:
             raise ParameterError(f"parameter 'motors_file': {e}") from None
+        try:
+            self.head = HeadKinematics(load_geometry(cfg.head_kinematics_file or config_path("head_kinematics.yaml")))
+        except ValueError as e:
+            raise ParameterError(f"parameter 'head_kinematics_file': {e}") from None
         self.bus = bus = BusLink(cfg, motor_map, sim_link(self.get_namespace()), self.get_logger())
         self.js_pub = self.create_publisher(JointState, "joint_states", qos.JOINT_STATES)
+        self.pose_pub = self.create_publisher(PoseStamped, "head/pose", qos.JOINT_STATES)
         self.create_subscription(JointState, "motors/goal", self._on_goal, qos.GOALS)
+        self.create_subscription(PoseStamped, "head/target_pose", self._on_head_target, qos.GOALS)
         self.create_service(SetBool, "~/set_torque", lambda req, resp: self._answer(resp, bus.set_torque_all(req.data)))
         self.create_service(Trigger, "~/reboot", lambda req, resp: self._answer(resp, bus.reboot_faulty()))
         self.create_service(Trigger, "~/emergency_stop", self._srv_estop)
@@ -70,10 +81,11 @@ class MotorNode(Node):
         return True
 
     def _joint_states(self) -> None:
-        """One message per driver sample, stamped with the sample's time."""
+        """One joint_states (and head/pose) message per driver sample, stamped
+        with the sample's time; nothing converted for topics nobody reads."""
         while self.running:
-            wanted = self.js_pub.get_subscription_count() > 0   # nothing converted for nobody
-            got = self.bus.next_sample(0.5, wanted)
+            js, pose = self.js_pub.get_subscription_count() > 0, self.pose_pub.get_subscription_count() > 0
+            got = self.bus.next_sample(0.5, js or pose)
             if got is None or got[1] is None:
                 continue
             stamp, readings = got
@@ -85,15 +97,49 @@ class MotorNode(Node):
                     msg.name.append(r.name)
                     msg.position.append(r.position_rad)
                     msg.effort.append((r.current_ma or 0.0) / 1000.0)
-            if msg.name:
+            if js and msg.name:
                 self.js_pub.publish(msg)
                 self.bus.js_published += 1
+            if pose:
+                self._publish_pose(msg)
+
+    def _publish_pose(self, js: JointState) -> None:
+        joints = dict(zip(js.name, js.position))
+        if not all(n in joints for n in HEAD_JOINTS):
+            return
+        p = self.head.fk(joints)
+        out = PoseStamped()
+        out.header.stamp, out.header.frame_id = js.header.stamp, "base_link"
+        out.pose.position.x, out.pose.position.y, out.pose.position.z = p.x, p.y, p.z
+        q = out.pose.orientation
+        q.x, q.y, q.z, q.w = rpy_to_quaternion(p.roll, p.pitch, p.yaw)
+        self.pose_pub.publish(out)
+
+    def _on_head_target(self, msg: PoseStamped) -> None:
+        """A head pose in base_link -> limits -> inverse kinematics -> goals."""
+        if msg.header.frame_id not in ("", "base_link"):
+            return self._reject(f"head target in frame {msg.header.frame_id!r}; expected 'base_link'")
+        o, p = msg.pose.orientation, msg.pose.position
+        try:
+            roll, pitch, yaw = quaternion_to_rpy(o.x, o.y, o.z, o.w)
+            body = self.bus.readings.get("body_rotation")
+            t = limit(Target(p.x, p.y, p.z, roll, pitch, yaw, (body and body.position_rad) or 0.0), Limits(),
+                      self.cfg.head_auto_body_yaw)
+            goals = self.head.ik(t)
+        except ValueError as e:
+            return self._reject(f"head target: {e}")
+        if t.notes:
+            self.get_logger().warning("head target clamped: " + "; ".join(t.notes), throttle_duration_sec=2.0)
+        self._on_goal(JointState(name=list(goals), position=list(goals.values())))
+
+    def _reject(self, why: str) -> None:
+        self.bus.goal_rejects += 1
+        self.get_logger().warning(f"goal rejected: {why}", throttle_duration_sec=1.0)
 
     def _on_goal(self, msg: JointState) -> None:
         why, torque_off = self.bus.goal(list(msg.name), list(msg.position))
         if why is not None:
-            self.bus.goal_rejects += 1
-            self.get_logger().warning(f"goal rejected: {why}", throttle_duration_sec=1.0)
+            self._reject(why)
         elif torque_off:
             self.get_logger().warning(f"goals ignored: torque off ({', '.join(torque_off)}); call ~/set_torque true",
                                       throttle_duration_sec=5.0)

@@ -2,6 +2,7 @@
 rclpy: joint state rate, goal convergence, diagnostics, services, params."""
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -408,3 +409,50 @@ def test_realtime_priority_is_reported(motor, prio):
         assert b["realtime"] in ("SCHED_FIFO 20 granted",) or b["realtime"].startswith("SCHED_FIFO 20 refused"), b
         if os.geteuid() == 0:
             assert b["realtime"] == "SCHED_FIFO 20 granted", b
+
+
+def _pitch_deg(msg) -> float:
+    from reachy_mini.core.head import quaternion_to_rpy
+
+    o = msg.pose.orientation
+    return math.degrees(quaternion_to_rpy(o.x, o.y, o.z, o.w)[1])
+
+
+def test_head_pose_target_is_reached_and_limits_clamp(tmp_path, ros_env):
+    """head/target_pose (PoseStamped in base_link) -> inverse kinematics ->
+    the six head servos of the simulator -> forward kinematics -> head/pose:
+    a 10 deg pitch target gives a measured pitch within 2 deg, at >= 50 Hz;
+    a 60 deg pitch is clamped to 40 deg with the reason logged."""
+    from geometry_msgs.msg import PoseStamped
+
+    from reachy_mini.core.head import rpy_to_quaternion
+
+    probe = RosProbe()
+    probe.listen(PoseStamped, "/head/pose", 1000)
+    proc, _ = start_node(tmp_path, ros_env)
+    try:
+        wait_for(lambda: probe.get("/head/pose"), timeout=15)
+        pub = probe.node.create_publisher(PoseStamped, "/head/target_pose", 10)
+        wait_for(lambda: pub.get_subscription_count() > 0, timeout=5)
+
+        def target(pitch_deg):
+            m = PoseStamped()
+            m.header.frame_id = "base_link"
+            q = m.pose.orientation
+            q.x, q.y, q.z, q.w = rpy_to_quaternion(0.0, math.radians(pitch_deg), 0.0)
+            return m
+
+        def reached(pitch_deg, goal):
+            pub.publish(target(pitch_deg))   # streamed, as a client would (command watchdog)
+            msgs = probe.get("/head/pose")
+            return msgs and abs(_pitch_deg(msgs[-1][1]) - goal) < 2.0
+        wait_for(lambda: reached(10.0, 10.0), timeout=15, period=0.05)
+        t0 = time.monotonic()
+        time.sleep(2.0)
+        n = len(probe.get("/head/pose", t0))
+        assert n >= 2.0 * 50, f"head/pose at {n / 2.0:.0f} Hz"
+        wait_for(lambda: reached(60.0, 40.0), timeout=15, period=0.05)
+    finally:
+        out = stop(proc)
+        probe.close()
+    assert "head target clamped: pitch 60.0 deg clamped to 40.0 deg (limit +/-40 deg)" in out, out[-2000:]

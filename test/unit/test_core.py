@@ -243,3 +243,46 @@ def test_level_changes_deduplicate_and_prune():
     assert ch.change("/a", ERROR) == (True, 0) and ch.change("/b", WARN) == (True, None)
     ch.prune({"/a"})
     assert ch.levels == {"/a": 2}
+
+
+# ---------------------------------------------------------------- head
+def test_head_limits():
+    import math
+
+    from reachy_mini.core.head import Limits, Target, limit
+
+    d = math.radians
+    t = limit(Target(roll=d(-50), pitch=d(60)), Limits(), auto_body_yaw=True)
+    assert (round(math.degrees(t.roll)), round(math.degrees(t.pitch))) == (-40, 40) and len(t.notes) == 2
+    t = limit(Target(yaw=d(170)), Limits(), auto_body_yaw=True)
+    assert round(math.degrees(t.body_yaw)) == 105 and round(math.degrees(t.yaw)) == 170 and not t.notes, \
+        "the body turns so that the head stays within 65 deg of it"
+    t = limit(Target(yaw=d(100)), Limits(), auto_body_yaw=False)
+    assert round(math.degrees(t.yaw)) == 65 and "head yaw minus body yaw within +/-65 deg" in t.notes[0]
+    t = limit(Target(yaw=d(180), body_yaw=d(170)), Limits(), auto_body_yaw=False)
+    assert round(math.degrees(t.body_yaw)) == 160 and any("body yaw" in n for n in t.notes)
+
+
+def test_head_kinematics_round_trip_and_reach():
+    import math
+
+    from reachy_mini.core.head import HeadKinematics, Target, load_geometry, quaternion_to_rpy, rpy_to_quaternion
+    from reachy_mini.ops.paths import config_path
+
+    k = HeadKinematics(load_geometry(config_path("head_kinematics.yaml")))
+    for roll, pitch, yaw, body in [(0, 10, 0, 0), (-15, 5, 30, 10), (10, -10, -20, -10)]:
+        goals = k.ik(Target(z=0.005, roll=math.radians(roll), pitch=math.radians(pitch), yaw=math.radians(yaw),
+                            body_yaw=math.radians(body)))
+        assert len(goals) == 7 and goals["body_rotation"] == math.radians(body)
+        p = k.fk(goals, iterations=10)
+        got = [math.degrees(a) for a in (p.roll, p.pitch, p.yaw)]
+        assert all(abs(a - b) < 0.5 for a, b in zip(got, (roll, pitch, yaw))), (got, roll, pitch, yaw)
+        assert abs(p.z - 0.005) < 1e-4
+    with pytest.raises(ValueError, match="out of reach"):
+        k.ik(Target(z=0.2))
+    with pytest.raises(ValueError, match="quaternion"):
+        quaternion_to_rpy(0, 0, 0, 0)
+    assert all(abs(a - b) < 1e-9 for a, b in zip(quaternion_to_rpy(*rpy_to_quaternion(0.1, -0.2, 0.3)),
+                                                 (0.1, -0.2, 0.3)))
+    with pytest.raises(ValueError, match="branches"):
+        HeadKinematics({"head_z_offset": 0.1, "motor_arm_length": 0.04, "rod_length": 0.09, "branches": []})

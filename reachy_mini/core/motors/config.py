@@ -44,6 +44,10 @@ class MotorConfig(NodeConfig):
     on_exit: str = setting("torque_off", "when motor_node stops: 'torque_off' (motors go limp, nothing stays "
                            "powered without a controller) or 'hold' (keep torque and the last goal)",
                            choices=("torque_off", "hold"))
+    head_kinematics_file: str = setting("", "head geometry YAML (default: the package's config/head_kinematics.yaml)",
+                                        check=absolute_or_empty)
+    head_auto_body_yaw: bool = setting(True, "head/target_pose: turn the body to keep the head within +/-65 deg "
+                                       "of it (else the head's yaw is clamped)", runtime=True)
     temperature_warn_c: float = setting(55.0, "WARN at or above (C)", 0.0, 100.0, runtime=True)
     temperature_error_c: float = setting(65.0, "ERROR at or above (C)", 0.0, 100.0, runtime=True)
     voltage_warn_low_v: float = setting(4.5, "WARN below (V)", 0.0, 20.0, runtime=True)
