@@ -85,6 +85,11 @@ class Controller:
         """Queues raw goal positions {id: raw}; written by the next cycle."""
     def set_torque(self, ids: Sequence[int], enable: bool) -> list[tuple[int, str | None]]:
         """Torque on/off; returns [(id, error message or None)]."""
+    def set_trajectory(self, points: Sequence[tuple[float, Sequence[tuple[int, int]]]], interpolation: Literal["linear", "minjerk"] = 'minjerk') -> None:
+        """Executes waypoints [(seconds from now, [(id, raw)])] in the loop,
+        interpolated ("linear" or "minjerk" per segment) at loop rate;
+        preempts the running trajectory; streamed goals preempt it too.
+        """
     def snapshot(self) -> list[dict[str, Any]]:
         """List of per-motor dicts (raw units), in configured order."""
     def start(self) -> list[int]:
@@ -95,6 +100,8 @@ class Controller:
         """
     def stop(self) -> None:
         """Stops the loop thread (idempotent). Torque is left as it is."""
+    def trajectory_active(self) -> bool:
+        """True while a trajectory is given or running."""
     def wait_sample(self, after_seq: int, timeout_s: float) -> tuple[int, float] | None:
         """Blocks (GIL released) until a driver sample newer than `after_seq`
         exists: one per completed position read. Returns (seq, stamp_unix) of

@@ -130,6 +130,28 @@ class BusLink:
             self.ignored_at, self.ignored_names = time.monotonic(), off
         return None, off
 
+    def trajectory(self, names: list[str], points: list[tuple[float, list[float]]]) -> tuple[str | None, list[str]]:
+        """Runs waypoints [(seconds from now, positions)] for `names` in the
+        driver thread (cfg.trajectory_interpolation). Returns (why it was
+        rejected or None, motors whose torque is off)."""
+        unknown = [n for n in names if n not in self.map.by_name]
+        if unknown:
+            return f"unknown joint names {unknown}; known: {self.map.names}", []
+        if self.estopped:
+            return "emergency stop active (call ~/set_torque true to resume)", []
+        for i, (_, pos) in enumerate(points):
+            if len(pos) != len(names):
+                return f"point {i}: {len(names)} names but {len(pos)} positions", []
+        try:
+            self.drv.follow([(t, dict(zip(names, pos))) for t, pos in points], self.cfg.trajectory_interpolation)
+        except ValueError as e:
+            return str(e), []
+        off = torque_off_targets(self.readings, names)
+        if off:
+            self.ignored_goals += 1
+            self.ignored_at, self.ignored_names = time.monotonic(), off
+        return None, off
+
     def goals_ignored(self, within_s: float = 2.0) -> list[str]:
         """Motors that received goals with torque off in the last `within_s`."""
         return self.ignored_names if time.monotonic() - self.ignored_at < within_s else []

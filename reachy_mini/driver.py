@@ -143,6 +143,30 @@ class Driver:
             raw.append((m.id, m.rad_to_raw(rad)))
         self._c.set_goals(raw)
 
+    def goto(self, goals: dict[str, float], duration: float, interpolation: str = "minjerk") -> None:
+        """Moves to `goals` (rad by motor name) in `duration` s, interpolated in
+        the driver thread at loop rate; returns at once (see trajectory_active)."""
+        self.follow([(duration, goals)], interpolation)
+
+    def follow(self, points: list[tuple[float, dict[str, float]]], interpolation: str = "minjerk") -> None:
+        """Waypoints [(seconds from now, {name: rad})], the same motors in each,
+        times increasing; preempts the running trajectory (and streamed goals
+        preempt it). Raises ValueError for an invalid trajectory."""
+        raw = []
+        for t, goals in points:
+            row = []
+            for name, rad in goals.items():
+                if not math.isfinite(rad):
+                    raise ValueError(f"waypoint at {t} s: goal for {name} is not finite: {rad}")
+                m = self._motor(name)
+                row.append((m.id, m.rad_to_raw(rad)))
+            raw.append((float(t), row))
+        self._c.set_trajectory(raw, interpolation)
+
+    @property
+    def trajectory_active(self) -> bool:
+        return self._c.trajectory_active()
+
     def set_goals_raw(self, goals: dict[int, int]) -> None:
         self._c.set_goals(list(goals.items()))
 

@@ -17,6 +17,7 @@ from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory
 
 from reachy_mini.bus_link import BusLink
 from reachy_mini.core.head import HEAD_JOINTS, HeadKinematics, Limits, Target, limit, load_geometry, \
@@ -51,6 +52,7 @@ class MotorNode(Node):
         self.pose_pub = self.create_publisher(PoseStamped, "head/pose", qos.JOINT_STATES)
         self.create_subscription(JointState, "motors/goal", self._on_goal, qos.GOALS)
         self.create_subscription(PoseStamped, "head/target_pose", self._on_head_target, qos.GOALS)
+        self.create_subscription(JointTrajectory, "motors/trajectory", self._on_trajectory, qos.GOALS)
         self.create_service(SetBool, "~/set_torque", lambda req, resp: self._answer(resp, bus.set_torque_all(req.data)))
         self.create_service(Trigger, "~/reboot", lambda req, resp: self._answer(resp, bus.reboot_faulty()))
         self.create_service(Trigger, "~/emergency_stop", self._srv_estop)
@@ -131,6 +133,16 @@ class MotorNode(Node):
         if t.notes:
             self.get_logger().warning("head target clamped: " + "; ".join(t.notes), throttle_duration_sec=2.0)
         self._on_goal(JointState(name=list(goals), position=list(goals.values())))
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        """Executed in the driver thread, interpolated at loop rate; a new one preempts it."""
+        points = [(p.time_from_start.sec + p.time_from_start.nanosec * 1e-9, list(p.positions)) for p in msg.points]
+        why, torque_off = self.bus.trajectory(list(msg.joint_names), points)
+        if why is not None:
+            self._reject(f"trajectory: {why}")
+        elif torque_off:
+            self.get_logger().warning(f"goals ignored: torque off ({', '.join(torque_off)}); call ~/set_torque true",
+                                      throttle_duration_sec=5.0)
 
     def _reject(self, why: str) -> None:
         self.bus.goal_rejects += 1

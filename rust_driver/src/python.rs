@@ -2,6 +2,7 @@
 //! GIL; every error becomes an exception carrying `motor_id` and `cause`.
 
 use crate::bus::Bus;
+use crate::control::trajectory::{Interpolation, Trajectory, Waypoint};
 use crate::control::{Controller as RsController, LiveConfig, LoopConfig, MotorState, TimeoutAction};
 use crate::error::DxlError;
 use crate::protocol;
@@ -221,6 +222,7 @@ impl Controller {
         d.set_item("write_errors", s.write_errors)?;
         d.set_item("goals_merged", s.goals_merged)?;
         d.set_item("goals_immediate", s.goals_immediate)?;
+        d.set_item("trajectories_done", s.trajectories_done)?;
         d.set_item("reconnects", s.reconnects)?;
         d.set_item("disconnects", s.disconnects)?;
         d.set_item("events_dropped", s.events_dropped)?;
@@ -259,6 +261,31 @@ impl Controller {
     /// Queues raw goal positions {id: raw}; written by the next cycle.
     fn set_goals(&self, goals: Vec<(u8, i32)>) -> PyResult<()> {
         self.inner.set_goals(&goals).map_err(to_py)
+    }
+
+    /// Executes waypoints [(seconds from now, [(id, raw)])] in the loop,
+    /// interpolated ("linear" or "minjerk" per segment) at loop rate;
+    /// preempts the running trajectory; streamed goals preempt it too.
+    #[pyo3(signature = (points, interpolation="minjerk"))]
+    fn set_trajectory(&self, points: Vec<(f64, Vec<(u8, i32)>)>, interpolation: &str) -> PyResult<()> {
+        let interpolation = Interpolation::parse(interpolation).ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "interpolation must be 'linear' or 'minjerk', got {interpolation:?}"
+            ))
+        })?;
+        let mut wp = Vec::with_capacity(points.len());
+        for (t, goals) in points {
+            let at = Duration::try_from_secs_f64(t).map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err(format!("waypoint time must be finite and >= 0, got {t}"))
+            })?;
+            wp.push(Waypoint { at, goals });
+        }
+        self.inner.set_trajectory(Trajectory { points: wp, interpolation }).map_err(to_py)
+    }
+
+    /// True while a trajectory is given or running.
+    fn trajectory_active(&self) -> bool {
+        self.inner.trajectory_active()
     }
 
     /// Torque on/off; returns [(id, error message or None)].

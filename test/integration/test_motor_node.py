@@ -456,3 +456,54 @@ def test_head_pose_target_is_reached_and_limits_clamp(tmp_path, ros_env):
         out = stop(proc)
         probe.close()
     assert "head target clamped: pitch 60.0 deg clamped to 40.0 deg (limit +/-40 deg)" in out, out[-2000:]
+
+
+def test_trajectory_is_interpolated_in_the_driver(tmp_path, ros_env):
+    """motors/trajectory (JointTrajectory): minimum-jerk interpolation in the
+    driver thread at loop rate; the goals seen by the simulator follow the
+    curve at several points, and a new trajectory preempts the running one."""
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    probe = RosProbe()
+    probe.listen(DiagnosticArray, "/diagnostics", 1000)
+    proc, ctl = start_node(tmp_path, ros_env, "command_timeout_s:=3.0")
+    try:
+        wait_for(lambda: _bus(probe, 0), timeout=15)
+        pub = probe.node.create_publisher(JointTrajectory, "/motors/trajectory", 10)
+        wait_for(lambda: pub.get_subscription_count() > 0, timeout=5)
+
+        def goal_rad():
+            return (send_command(ctl, {"cmd": "state"})["motors"]["11"]["goal"] - 2048) * 2 * math.pi / 4096
+
+        def traj(to, seconds):
+            p = JointTrajectoryPoint(positions=[to])
+            p.time_from_start.sec, p.time_from_start.nanosec = int(seconds), int(seconds % 1 * 1e9)
+            return JointTrajectory(joint_names=["stewart_1"], points=[p])
+        pub.publish(traj(0.0, 0.3))
+        wait_for(lambda: abs(goal_rad()) < 0.01, timeout=5)
+        time.sleep(0.3)
+        start = goal_rad()
+        t0 = time.monotonic()
+        pub.publish(traj(0.8, 1.5))
+        seen = []
+        while time.monotonic() - t0 < 1.4:
+            seen.append((time.monotonic() - t0, goal_rad()))
+            time.sleep(0.1)
+
+        def curve(t):
+            s = min(max(t / 1.5, 0.0), 1.0)
+            return start + (0.8 - start) * s ** 3 * (10 - 15 * s + 6 * s * s)
+        # between where the curve was a little earlier (delivery and a late cycle) and where it will be
+        bad = [(round(t, 2), round(g, 3)) for t, g in seen if not curve(t - 0.25) - 0.01 <= g <= curve(t + 0.03) + 0.01]
+        assert not bad and len(seen) >= 8, (bad, seen)
+        assert any(0.2 < g < 0.6 for _, g in seen), "mid-course points were seen"
+        wait_for(lambda: abs(goal_rad() - 0.8) < 0.005, timeout=5)
+        pub.publish(traj(-0.5, 5.0))          # slow, then preempted by a fast one
+        time.sleep(0.5)
+        pub.publish(traj(0.3, 0.4))
+        wait_for(lambda: abs(goal_rad() - 0.3) < 0.005, timeout=5)
+        time.sleep(0.5)
+        assert abs(goal_rad() - 0.3) < 0.005, "the preempted trajectory does not come back"
+    finally:
+        stop(proc)
+        probe.close()

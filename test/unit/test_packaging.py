@@ -25,7 +25,7 @@ ROSDEP = {
     "fastapi": "python3-fastapi", "uvicorn": "python3-uvicorn", "pydantic": "python3-pydantic",
     "rclpy": "rclpy", "rcl_interfaces": "rcl_interfaces", "diagnostic_msgs": "diagnostic_msgs",
     "sensor_msgs": "sensor_msgs", "std_msgs": "std_msgs", "std_srvs": "std_srvs", "launch": "launch",
-    "geometry_msgs": "geometry_msgs",
+    "geometry_msgs": "geometry_msgs", "trajectory_msgs": "trajectory_msgs",
     "launch_ros": "launch_ros", "launch_testing": "launch_testing", "launch_testing_ros": "launch_testing_ros",
     "diagnostic_updater": "diagnostic_updater", "ament_index_python": "ament_index_python",
     "sounddevice": None, "dynamixel_sdk": None, "schemathesis": None,

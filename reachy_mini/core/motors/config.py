@@ -44,6 +44,9 @@ class MotorConfig(NodeConfig):
     on_exit: str = setting("torque_off", "when motor_node stops: 'torque_off' (motors go limp, nothing stays "
                            "powered without a controller) or 'hold' (keep torque and the last goal)",
                            choices=("torque_off", "hold"))
+    trajectory_interpolation: str = setting("minjerk", "motors/trajectory between waypoints: 'minjerk' (zero "
+                                            "velocity and acceleration at each waypoint) or 'linear'",
+                                            choices=("minjerk", "linear"), runtime=True)
     head_kinematics_file: str = setting("", "head geometry YAML (default: the package's config/head_kinematics.yaml)",
                                         check=absolute_or_empty)
     head_auto_body_yaw: bool = setting(True, "head/target_pose: turn the body to keep the head within +/-65 deg "

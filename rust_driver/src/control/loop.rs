@@ -3,6 +3,8 @@
 //! position / status reads, alert reads, re-admission of silent motors) and
 //! reopens the link with exponential backoff after a disconnect.
 
+use super::trajectory;
+use super::writes::{torque, write_goals};
 use super::{lock, now_unix, Command, EventKind, LoopConfig, MotorState, Reply, SampleClock, Shared};
 use crate::bus::{Bus, BusCounters, SyncReadItem};
 use crate::error::{DxlError, Result};
@@ -300,6 +302,7 @@ impl<C: Connector> LoopThread<C> {
         let goals: Vec<(u8, i32)> = {
             let mut s = lock(&self.shared);
             s.goals_wake_sent = false;
+            trajectory::advance(&mut s, Instant::now());
             s.pending_goals.drain().collect()
         };
         let Some(bus) = self.bus.as_mut() else {
@@ -330,6 +333,9 @@ impl<C: Connector> LoopThread<C> {
                 let msg =
                     format!("no goal for {:.2} s: {}", self.cfg.command_timeout.as_secs_f64(), action.describe());
                 s.event(EventKind::CommandTimeout, None, msg);
+            }
+            if tripped.is_none() {
+                trajectory::advance(&mut s, Instant::now());
             }
             let goals: Vec<(u8, i32)> = s.pending_goals.drain().collect();
             s.goals_wake_sent = false; // a queued wake finds nothing: harmless
@@ -460,76 +466,6 @@ impl<C: Connector> LoopThread<C> {
     }
 }
 
-fn write_goals(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, goals: &[(u8, i32)]) -> Result<()> {
-    let reg = xl330::GOAL_POSITION;
-    let data: Vec<(u8, Vec<u8>)> = goals.iter().map(|&(id, v)| (id, reg.encode(v))).collect();
-    let entries: Vec<(u8, &[u8])> = data.iter().map(|(id, d)| (*id, &d[..])).collect();
-    match bus.sync_write(reg.address, reg.length, &entries) {
-        Ok(()) => {
-            let mut s = lock(shared);
-            for &(id, v) in goals {
-                if let Some(m) = s.motor(id) {
-                    m.goal = Some(v);
-                }
-            }
-            Ok(())
-        }
-        Err(e) => {
-            let mut s = lock(shared);
-            s.stats.write_errors += 1;
-            // Not dropped: goals go back in the queue unless newer ones arrived.
-            for &(id, v) in goals {
-                s.pending_goals.entry(id).or_insert(v);
-            }
-            let msg = format!("goal sync write for {} motors failed: {e}", goals.len());
-            s.event(EventKind::WriteError, None, msg);
-            Err(e)
-        }
-    }
-}
-
-fn torque(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, ids: &[u8], enable: bool) -> Result<Reply> {
-    if enable {
-        // Avoid a jump: goal = present position before torque comes on.
-        let hold: Vec<(u8, i32)> = {
-            let s = lock(shared);
-            s.motors.iter().filter(|m| ids.contains(&m.id)).filter_map(|m| m.position.map(|p| (m.id, p))).collect()
-        };
-        write_goals(bus, shared, &hold)?;
-    }
-    let reg = xl330::TORQUE_ENABLE;
-    let mut out = vec![];
-    for &id in ids {
-        // Writing torque is idempotent: a reply lost once (a late status on a
-        // saturated bus) gets one more try before the command fails.
-        let r = match bus.write(id, reg.address, &reg.encode(enable)) {
-            Err(DxlError::Timeout { .. }) => bus.write(id, reg.address, &reg.encode(enable)),
-            r => r,
-        };
-        let mut s = lock(shared);
-        match r {
-            Ok(_) => {
-                if let Some(m) = s.motor(id) {
-                    m.torque_enabled = Some(enable);
-                }
-                out.push((id, None));
-            }
-            Err(e) => {
-                s.stats.write_errors += 1;
-                let msg = format!("motor {id}: torque {} failed: {e}", if enable { "on" } else { "off" });
-                s.event(EventKind::WriteError, Some(id), msg);
-                if e.is_disconnect() {
-                    return Err(e);
-                }
-                out.push((id, Some(e)));
-            }
-        }
-    }
-    if !enable {
-        lock(shared).pending_goals.retain(|id, _| !ids.contains(id));
-    }
-    Ok(Reply::PerMotor(out))
-}
 
 /// Applies sync-read results; returns true if at least one motor answered.
 /// The first silent motor in a read is blamed; motors after it that are

@@ -11,6 +11,8 @@
 pub mod events;
 mod r#loop;
 pub mod realtime;
+pub mod trajectory;
+mod writes;
 pub mod stats;
 pub mod watchdog;
 
@@ -147,6 +149,9 @@ struct Shared {
     pending_goals: HashMap<u8, i32>,
     /// A Command::Goals is on its way to the loop (one per batch).
     goals_wake_sent: bool,
+    /// Given by set_trajectory, started by the loop at its next turn.
+    pending_trajectory: Option<trajectory::Trajectory>,
+    trajectory: Option<trajectory::Running>,
     watchdog: Watchdog,
     events: EventQueue,
     stats: LoopStats,
@@ -387,13 +392,40 @@ impl<C: Connector> Controller<C> {
                 s.stats.goals_merged += 1; // faster than the bus: the latest wins
             }
         }
+        // Streamed goals are the newest command: they preempt a trajectory.
+        s.trajectory = None;
+        s.pending_trajectory = None;
         s.watchdog.feed(Instant::now());
+        self.wake(&mut s);
+        Ok(())
+    }
+
+    /// Executes `plan` in the loop, interpolated at loop rate; preempts the
+    /// running trajectory. The goal watchdog is fed until its last waypoint.
+    pub fn set_trajectory(&self, plan: trajectory::Trajectory) -> Result<()> {
+        plan.validate().map_err(DxlError::InvalidArgument)?;
+        if let Some((id, _)) = plan.points[0].goals.iter().find(|(id, _)| !self.cfg.ids.contains(id)) {
+            return Err(DxlError::InvalidArgument(format!("motor id {id} is not on this bus")));
+        }
+        let mut s = lock(&self.shared);
+        s.pending_trajectory = Some(plan);
+        s.watchdog.feed(Instant::now());
+        self.wake(&mut s);
+        Ok(())
+    }
+
+    /// True while a trajectory is given or running.
+    pub fn trajectory_active(&self) -> bool {
+        let s = lock(&self.shared);
+        s.pending_trajectory.is_some() || s.trajectory.is_some()
+    }
+
+    /// Wakes the loop (once per batch): new goals go out in the next free bus slot.
+    fn wake(&self, s: &mut Shared) {
         if !s.goals_wake_sent {
-            // Wake the loop: the goal goes out in the next free bus slot.
             let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
             s.goals_wake_sent = tx.as_ref().is_some_and(|tx| tx.send(Command::Goals).is_ok());
         }
-        Ok(())
     }
 
     fn call(&self, make: impl FnOnce(ReplyTx) -> Command, wait: Duration) -> Result<Reply> {

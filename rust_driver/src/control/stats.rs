@@ -71,6 +71,8 @@ pub struct LoopStats {
     pub goals_merged: u64,
     /// Goals written at once on arrival (between cycles).
     pub goals_immediate: u64,
+    /// Trajectories executed to their last waypoint.
+    pub trajectories_done: u64,
     pub reconnects: u64,
     pub disconnects: u64,
     pub events_dropped: u64,

@@ -347,3 +347,53 @@ fn goals_faster_than_the_bus_are_merged_latest_wins() {
     assert!(c.stats().goals_merged >= 1, "merged goals are counted");
     c.stop();
 }
+
+#[test]
+fn a_trajectory_is_interpolated_in_the_loop_and_a_new_one_preempts_it() {
+    use super::trajectory::{Interpolation, Trajectory, Waypoint};
+    let sim = SimBus::new(&[11, 12]);
+    let c = start(&sim, cfg(&[11, 12]));
+    samples(&c, 2);
+    c.set_goals(&[(11, 0), (12, 0)]).unwrap();
+    assert!(wait_until(|| sim.get(11, xl330::GOAL_POSITION) == 0));
+    let plan = Trajectory {
+        points: vec![Waypoint { at: Duration::from_millis(800), goals: vec![(11, 2000), (12, -1000)] }],
+        interpolation: Interpolation::MinJerk,
+    };
+    let t0 = Instant::now();
+    c.set_trajectory(plan).unwrap();
+    let expected = |t: f64, end: f64| end * Interpolation::MinJerk.shape(t / 0.8);
+    let mut checked = 0;
+    while t0.elapsed() < Duration::from_millis(750) {
+        let t = t0.elapsed().as_secs_f64();
+        let g = sim.get(11, xl330::GOAL_POSITION) as f64;
+        // The goal follows the curve: between where it was a little earlier
+        // (a late cycle on a loaded machine) and where it will be.
+        let (lo, hi) = (expected((t - 0.15).max(0.0), 2000.0) - 2.0, expected(t + 0.02, 2000.0) + 2.0);
+        assert!(lo <= g && g <= hi, "at {t:.3} s goal {g} not in [{lo:.0}, {hi:.0}]");
+        checked += 1;
+        std::thread::sleep(Duration::from_millis(23));
+    }
+    assert!(checked >= 10);
+    assert!(wait_until(|| sim.get(11, xl330::GOAL_POSITION) == 2000 && sim.get(12, xl330::GOAL_POSITION) == -1000));
+    assert!(wait_until(|| c.stats().trajectories_done == 1));
+    // preemption: a long trajectory, then a new one; the first never finishes
+    let slow = |to: i32| Trajectory {
+        points: vec![Waypoint { at: Duration::from_secs(5), goals: vec![(11, to)] }],
+        interpolation: Interpolation::Linear,
+    };
+    c.set_trajectory(slow(100_000)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    c.set_trajectory(Trajectory {
+        points: vec![Waypoint { at: Duration::from_millis(200), goals: vec![(11, 1500)] }],
+        interpolation: Interpolation::Linear,
+    })
+    .unwrap();
+    assert!(wait_until(|| sim.get(11, xl330::GOAL_POSITION) == 1500));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sim.get(11, xl330::GOAL_POSITION), 1500, "the preempted trajectory does not come back");
+    assert!(c.set_trajectory(slow(0)).is_ok() && c.trajectory_active());
+    c.set_goals(&[(11, 7)]).unwrap();
+    assert!(!c.trajectory_active(), "a streamed goal preempts a trajectory too");
+    c.stop();
+}

@@ -1,0 +1,80 @@
+//! The loop's bus writes that outlive one cycle: goals (re-queued when the
+//! write fails) and torque (goal := present position first, no jump).
+
+use std::sync::{Arc, Mutex};
+
+use super::{lock, EventKind, Reply, Shared};
+use crate::bus::Bus;
+use crate::error::{DxlError, Result};
+use crate::registers::xl330;
+
+pub(super) fn write_goals(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, goals: &[(u8, i32)]) -> Result<()> {
+    let reg = xl330::GOAL_POSITION;
+    let data: Vec<(u8, Vec<u8>)> = goals.iter().map(|&(id, v)| (id, reg.encode(v))).collect();
+    let entries: Vec<(u8, &[u8])> = data.iter().map(|(id, d)| (*id, &d[..])).collect();
+    match bus.sync_write(reg.address, reg.length, &entries) {
+        Ok(()) => {
+            let mut s = lock(shared);
+            for &(id, v) in goals {
+                if let Some(m) = s.motor(id) {
+                    m.goal = Some(v);
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let mut s = lock(shared);
+            s.stats.write_errors += 1;
+            // Not dropped: goals go back in the queue unless newer ones arrived.
+            for &(id, v) in goals {
+                s.pending_goals.entry(id).or_insert(v);
+            }
+            let msg = format!("goal sync write for {} motors failed: {e}", goals.len());
+            s.event(EventKind::WriteError, None, msg);
+            Err(e)
+        }
+    }
+}
+
+pub(super) fn torque(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, ids: &[u8], enable: bool) -> Result<Reply> {
+    if enable {
+        // Avoid a jump: goal = present position before torque comes on.
+        let hold: Vec<(u8, i32)> = {
+            let s = lock(shared);
+            s.motors.iter().filter(|m| ids.contains(&m.id)).filter_map(|m| m.position.map(|p| (m.id, p))).collect()
+        };
+        write_goals(bus, shared, &hold)?;
+    }
+    let reg = xl330::TORQUE_ENABLE;
+    let mut out = vec![];
+    for &id in ids {
+        // Writing torque is idempotent: a reply lost once (a late status on a
+        // saturated bus) gets one more try before the command fails.
+        let r = match bus.write(id, reg.address, &reg.encode(enable)) {
+            Err(DxlError::Timeout { .. }) => bus.write(id, reg.address, &reg.encode(enable)),
+            r => r,
+        };
+        let mut s = lock(shared);
+        match r {
+            Ok(_) => {
+                if let Some(m) = s.motor(id) {
+                    m.torque_enabled = Some(enable);
+                }
+                out.push((id, None));
+            }
+            Err(e) => {
+                s.stats.write_errors += 1;
+                let msg = format!("motor {id}: torque {} failed: {e}", if enable { "on" } else { "off" });
+                s.event(EventKind::WriteError, Some(id), msg);
+                if e.is_disconnect() {
+                    return Err(e);
+                }
+                out.push((id, Some(e)));
+            }
+        }
+    }
+    if !enable {
+        lock(shared).pending_goals.retain(|id, _| !ids.contains(id));
+    }
+    Ok(Reply::PerMotor(out))
+}
