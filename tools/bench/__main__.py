@@ -233,10 +233,65 @@ def bench_realtime(port: str) -> None:
     out("hogs_jitter_p99_ratio_normal_over_fifo", normal["jitter_p99_us"] / max(rt["jitter_p99_us"], 1e-3), "x")
 
 
+def bench_ros_goal(n: int = 300) -> None:
+    """A motors/goal message published -> its sync write arriving at the
+    simulator, through a real motor_node (100 Hz) and DDS on loopback."""
+    import random
+    import subprocess
+
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import JointState
+
+    from reachy_mini.sim.bus import send_command
+
+    tmp = tempfile.mkdtemp(prefix="reachy_bench_goal_")
+    link = os.path.join(tmp, "tty")
+    env = dict(os.environ, ROS_DOMAIN_ID="97", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    node = subprocess.Popen([sys.executable, "-m", "reachy_mini.nodes.motor_node", "--ros-args", "-p", "use_sim:=true",
+                             "-p", f"sim_link:={link}", "-p", "command_timeout_s:=0.0"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.environ["ROS_DOMAIN_ID"] = "97"
+    rclpy.init()
+    pub_node = rclpy.create_node("bench_goal")
+    pub = pub_node.create_publisher(JointState, "motors/goal", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and (pub.get_subscription_count() == 0 or not os.path.exists(link + ".ctl")):
+            time.sleep(0.1)
+        time.sleep(1.0)
+        rng = random.Random(5)
+        m = MotorMap.load().by_name["stewart_1"]
+        send_command(link + ".ctl", {"cmd": "goals"})
+        sent = []
+        for k in range(n):
+            time.sleep(rng.uniform(0.003, 0.013))
+            raw = 1200 + k
+            msg = JointState(name=["stewart_1"], position=[m.raw_to_rad(raw)])
+            t = time.monotonic()
+            pub.publish(msg)
+            sent.append((t, raw))
+        time.sleep(0.2)
+        lat = _latencies(link + ".ctl", sent, m.id)
+        print(f"# motors/goal message -> sync write on the wire, real motor_node at 100 Hz, {len(lat)}/{n} goals; "
+              "goal p99 <= 3.5 ms")
+        out("ros_goal_to_wire_p50", lat[len(lat) // 2], "ms")
+        out("ros_goal_to_wire_p99", lat[int(0.99 * (len(lat) - 1))], "ms")
+    finally:
+        pub_node.destroy_node()
+        rclpy.shutdown()
+        node.send_signal(2)
+        try:
+            node.wait(10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+
+
 def main(argv=None) -> int:
     from tools.bench import stack as bench_stack
 
-    sections = {"motors": bench_motors, "health": bench_stack.bench_health, "media": bench_stack.bench_media,
+    sections = {"motors": bench_motors, "goal": bench_ros_goal, "health": bench_stack.bench_health,
+                "media": bench_stack.bench_media,
                 "web": bench_stack.bench_web, "stack": bench_stack.bench_stack}
     which = (argv if argv is not None else sys.argv[1:]) or list(sections)
     unknown = [w for w in which if w not in sections]
