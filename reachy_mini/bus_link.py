@@ -115,35 +115,25 @@ class BusLink:
         will not move because their torque is off)."""
         if len(positions) != len(names):
             return f"{len(names)} names but {len(positions)} positions", []
-        unknown = [n for n in names if n not in self.map.by_name]
-        if unknown:
-            return f"unknown joint names {unknown}; known: {self.map.names}", []
-        if self.estopped:
-            return "emergency stop active (call ~/set_torque true to resume)", []
-        try:
-            self.drv.set_goals(dict(zip(names, positions)))
-        except ValueError as e:
-            return str(e), []
-        off = torque_off_targets(self.readings, names)
-        if off:
-            self.ignored_goals += 1
-            self.ignored_at, self.ignored_names = time.monotonic(), off
-        return None, off
+        return self._command(names, lambda: self.drv.set_goals(dict(zip(names, positions))))
 
     def trajectory(self, names: list[str], points: list[tuple[float, list[float]]]) -> tuple[str | None, list[str]]:
         """Runs waypoints [(seconds from now, positions)] for `names` in the
-        driver thread (cfg.trajectory_interpolation). Returns (why it was
-        rejected or None, motors whose torque is off)."""
+        driver thread (cfg.trajectory_interpolation); same answer as goal()."""
+        for i, (_, pos) in enumerate(points):
+            if len(pos) != len(names):
+                return f"point {i}: {len(names)} names but {len(pos)} positions", []
+        return self._command(names, lambda: self.drv.follow([(t, dict(zip(names, pos))) for t, pos in points],
+                                                            self.cfg.trajectory_interpolation))
+
+    def _command(self, names: list[str], send) -> tuple[str | None, list[str]]:
         unknown = [n for n in names if n not in self.map.by_name]
         if unknown:
             return f"unknown joint names {unknown}; known: {self.map.names}", []
         if self.estopped:
             return "emergency stop active (call ~/set_torque true to resume)", []
-        for i, (_, pos) in enumerate(points):
-            if len(pos) != len(names):
-                return f"point {i}: {len(names)} names but {len(pos)} positions", []
         try:
-            self.drv.follow([(t, dict(zip(names, pos))) for t, pos in points], self.cfg.trajectory_interpolation)
+            send()
         except ValueError as e:
             return str(e), []
         off = torque_off_targets(self.readings, names)
