@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 
+import rclpy
 import uvicorn
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
@@ -56,14 +57,17 @@ class WebBridge(Node):
         self.create_subscription(DiagnosticArray, "/diagnostics_agg",
                                  lambda m: s.set_diagnostics(None, [_d(x) for x in m.status]), qos.DIAGNOSTICS_AGG)
         # Joint states (100 Hz) and camera frames are followed only while a page
-        # is open or an API client asked for them in the last 10 s: an idle
-        # bridge costs nothing, and the camera encodes no JPEG for nobody.
-        self.on_demand = {"joints": (JointState, "joint_states", lambda m: s.set_joints(m.name, m.position)),
+        # is open or an API client asked for them in the last 10 s (an idle
+        # bridge costs nothing, and the camera encodes no JPEG for nobody), and
+        # then read at 5 Hz: they live on a reader node that is never spun, and
+        # the latest sample is taken (KEEP_LAST 1), so 100 Hz never wakes Python.
+        self.on_demand = {"joints": (JointState, "joint_states", lambda m: s.set_joints(m.name, m.position, 0.1)),
                           "camera": (CompressedImage, "camera/image_raw/compressed", lambda m: s.set_camera(m.data))}
+        self.reader = rclpy.create_node("web_bridge_reader", context=self.context)
         self.demand_subs: dict = {}
-        self.create_timer(0.25, self._follow_demand)
+        self.create_timer(0.2, self._follow_demand)
         self.create_subscription(Float32, "audio/level_dbfs", lambda m: s.set_audio_level(m.data), qos.LATEST)
-        self.create_timer(1.0, lambda: s.set_incidents(query(self.db, limit=20)))
+        self.create_timer(1.0, self._poll_incidents)
         self.create_timer(0.5, s.check_stale)   # a silent health node turns the page and /api/health STALE
         self.torque_cli = self.create_client(SetBool, f"{c.motor_node}/set_torque")
         self.reboot_cli = self.create_client(Trigger, f"{c.motor_node}/reboot")
@@ -83,16 +87,26 @@ class WebBridge(Node):
         self.get_logger().info(f"web status page on http://{c.host}:{c.port} "
                                f"(writes {'enabled' if token else 'disabled: no token'})")
 
+    def _poll_incidents(self) -> None:
+        """The page's incident list, read from SQLite only while a page is open."""
+        if self.app is not None and self.app.state.hub.clients:
+            self.store.set_incidents(query(self.db, limit=20))
+
     def _follow_demand(self) -> None:
         clients = bool(self.app and self.app.state.hub.clients)
         for what, (msg_type, topic, cb) in self.on_demand.items():
             want = clients or self.store.asked_within(what, 10.0)
             sub = self.demand_subs.get(what)
             if want and sub is None:
-                self.demand_subs[what] = self.create_subscription(msg_type, topic, cb, qos.LATEST)
+                self.demand_subs[what] = self.reader.create_subscription(msg_type, topic, cb, qos.LATEST)
             elif not want and sub is not None:
-                self.destroy_subscription(sub)
+                self.reader.destroy_subscription(sub)
                 self.demand_subs[what] = None
+            elif sub is not None:
+                with sub.handle:
+                    got = sub.handle.take_message(msg_type, False)
+                if got is not None:
+                    cb(got[0])
 
     def _on_params(self, changed: dict) -> None:
         if "health_stale_s" in changed:
@@ -123,6 +137,7 @@ class WebBridge(Node):
         return {"uvicorn": self.thread}
 
     def shutdown(self) -> None:
+        self.reader.destroy_node()
         self.app.state.hub.close()
         time.sleep(0.1)
         self.server.should_exit = True
