@@ -63,3 +63,13 @@ def log_level_args(namespace: str | None, node: str, level: str) -> list[str]:
     """`--log-level <node logger>:=<level>`: the level applies to our node's
     logger, not to rcl's (whose debug output would drown it)."""
     return ["--log-level", f"{logger_name(namespace, node)}:={level}"]
+
+
+def namespace_of(cmdline: list[str]) -> str:
+    """The namespace a ROS node process was started in ('/' if none):
+    launch_ros and reachy-mini-bringup both pass `-r __ns:=/robot1`."""
+    ns = "/"
+    for a in cmdline:
+        if a.startswith("__ns:="):
+            ns = "/" + a[len("__ns:="):].strip("/")
+    return ns

@@ -1,7 +1,7 @@
 """The standard main() of every node: init, build, spin, clean exit."""
 from __future__ import annotations
 
-from reachy_mini.ops.node_table import EXIT_BROKEN
+from reachy_mini.ops.node_table import EXIT_BROKEN, namespace_of
 from reachy_mini.ops.paths import heartbeat_file
 from reachy_mini.ros.params import ParameterError
 
@@ -19,10 +19,37 @@ def run_node(factory, name: str, args=None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+    import threading
+
+    argv = args if args is not None else sys.argv
+    rclpy.init(args=argv, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    # The hang signal (core/health/nodes.py): the spin loop beats once a second.
+    # While the node is being built (opening a port, starting the simulator on
+    # a loaded machine) a helper thread beats instead, so that a slow start is
+    # not taken for a hang.
+    heartbeat = os.environ.get("REACHY_MINI_HEARTBEAT") or heartbeat_file(namespace_of(argv), name)
+    try:
+        os.makedirs(os.path.dirname(heartbeat), exist_ok=True)
+    except OSError:
+        heartbeat = None
+
+    def beat() -> None:
+        if heartbeat:
+            try:
+                with open(heartbeat, "w") as f:
+                    f.write(f"{os.getpid()} {time.time():.3f}\n")
+            except OSError:
+                pass
+    started = threading.Event()
+
+    def beat_while_starting() -> None:
+        while not started.wait(1.0):
+            beat()
+    beat()
+    threading.Thread(target=beat_while_starting, name="startup-heartbeat", daemon=True).start()
     try:
         node = factory()
     except ParameterError as e:
@@ -33,28 +60,19 @@ def run_node(factory, name: str, args=None) -> int:
         print(f"[{name}] FATAL: startup failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 1
+    finally:
+        started.set()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     import traceback
 
-    # The hang signal (core/health/nodes.py): this loop beats once a second.
-    heartbeat = os.environ.get("REACHY_MINI_HEARTBEAT") or heartbeat_file(node.get_namespace(), name)
-    try:
-        os.makedirs(os.path.dirname(heartbeat), exist_ok=True)
-    except OSError:
-        heartbeat = None
     beat_at = 0.0
     code = 0
     try:
         while not stop and rclpy.ok():
             if time.monotonic() - beat_at >= 1.0:
                 beat_at = time.monotonic()
-                if heartbeat:
-                    try:
-                        with open(heartbeat, "w") as f:
-                            f.write(f"{os.getpid()} {time.time():.3f}\n")
-                    except OSError:
-                        pass
+                beat()
                 # Alive but broken (a worker thread died): exit non-zero so that
                 # the process manager restarts the node, instead of an ERROR forever.
                 dead = [n for n, t in getattr(node, "workers", dict)().items() if not t.is_alive()]

@@ -348,12 +348,12 @@ def test_goals_with_torque_off_are_a_warning(motor):
     def warned():
         pub.publish(JointState(name=["stewart_1"], position=[0.1]))
         st = _item(probe, "bus", t0)
-        return st and st.level == b"\x01" and st
+        return st and "goals ignored" in st.message and st   # (a busy machine may add a rate WARN)
     st = wait_for(warned, timeout=8, period=0.1)
-    assert st.message.startswith("goals ignored: torque off (stewart_1)")
+    assert st.level >= b"\x01" and st.message.startswith("goals ignored: torque off (stewart_1)"), st.message
     assert probe.call(SetBool, "/motor_node/set_torque", SetBool.Request(data=True)).success
     t1 = time.monotonic() + 2.5
-    wait_for(lambda: (st := _item(probe, "bus", t1)) and st.level == b"\x00", timeout=8)
+    wait_for(lambda: (st := _item(probe, "bus", t1)) and "goals ignored" not in st.message, timeout=8)
 
 
 @pytest.mark.parametrize("on_exit,torque_after", [("torque_off", False), ("hold", True)])

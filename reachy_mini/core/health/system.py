@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import psutil
 
 from reachy_mini.core.levels import ERROR, OK, WARN
+from reachy_mini.ops.node_table import namespace_of
 
 
 @dataclass
@@ -107,16 +108,6 @@ def siblings() -> list[psutil.Process]:
         return []
 
 
-def _namespace_of(cmdline: list[str]) -> str:
-    """The namespace a ROS node process was started in ('/' if none):
-    launch_ros and reachy-mini-bringup both pass `-r __ns:=/robot1`."""
-    ns = "/"
-    for a in cmdline:
-        if a.startswith("__ns:="):
-            ns = "/" + a[len("__ns:="):].strip("/")
-    return ns
-
-
 def _matches(cmdline: list[str], name: str, module: str, namespace: str = "/") -> bool:
     """Is this the process of node `name` of the robot in `namespace`? (A
     second robot on the same machine runs the same executables.)"""
@@ -124,7 +115,7 @@ def _matches(cmdline: list[str], name: str, module: str, namespace: str = "/") -
         return False
     if not (any(os.path.basename(a) == name for a in cmdline[:3]) or module in cmdline[:4]):
         return False
-    return _namespace_of(cmdline) == "/" + namespace.strip("/")
+    return namespace_of(cmdline) == "/" + namespace.strip("/")
 
 
 class ProcessMonitor:

@@ -330,6 +330,8 @@ impl<C: Connector> LoopThread<C> {
             let tripped = s.watchdog.check(self.cfg.command_timeout, self.cfg.timeout_action, Instant::now());
             if let Some(action) = tripped {
                 s.pending_goals.clear();
+                s.trajectory = None; // the watchdog's hold must not be undone by a stale trajectory
+                s.pending_trajectory = None;
                 let msg =
                     format!("no goal for {:.2} s: {}", self.cfg.command_timeout.as_secs_f64(), action.describe());
                 s.event(EventKind::CommandTimeout, None, msg);

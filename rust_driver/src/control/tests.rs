@@ -397,3 +397,51 @@ fn a_trajectory_is_interpolated_in_the_loop_and_a_new_one_preempts_it() {
     assert!(!c.trajectory_active(), "a streamed goal preempts a trajectory too");
     c.stop();
 }
+
+#[test]
+fn torque_off_ends_a_trajectory_so_torque_on_does_not_jump() {
+    use super::trajectory::{Interpolation, Trajectory, Waypoint};
+    let sim = SimBus::new(&[11]);
+    let c = start(&sim, cfg(&[11]));
+    samples(&c, 2);
+    assert_eq!(c.set_torque(&[11], true).unwrap(), vec![(11, None)]);
+    c.set_trajectory(Trajectory {
+        points: vec![Waypoint { at: Duration::from_secs(3), goals: vec![(11, 30_000)] }],
+        interpolation: Interpolation::Linear,
+    })
+    .unwrap();
+    assert!(wait_until(|| sim.get(11, xl330::GOAL_POSITION) > 500), "the trajectory runs");
+    c.set_torque(&[11], false).unwrap();
+    assert!(!c.trajectory_active(), "torque off ends the trajectory");
+    std::thread::sleep(Duration::from_millis(100));
+    c.set_torque(&[11], true).unwrap();
+    let held = sim.get(11, xl330::GOAL_POSITION);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sim.get(11, xl330::GOAL_POSITION), held, "torque on holds where it is: no jump to the trajectory");
+    c.stop();
+}
+
+#[test]
+fn a_watchdog_trip_after_an_outage_ends_the_trajectory() {
+    use super::trajectory::{Interpolation, Trajectory, Waypoint};
+    let sim = SimBus::new(&[11]);
+    let c = start(&sim, LoopConfig { command_timeout: Duration::from_millis(150), ..cfg(&[11]) });
+    samples(&c, 2);
+    assert_eq!(c.set_torque(&[11], true).unwrap(), vec![(11, None)]);
+    c.set_trajectory(Trajectory {
+        points: vec![Waypoint { at: Duration::from_secs(20), goals: vec![(11, 200_000)] }],
+        interpolation: Interpolation::Linear,
+    })
+    .unwrap();
+    assert!(wait_until(|| sim.get(11, xl330::GOAL_POSITION) > 300));
+    // An outage longer than the command timeout: nothing feeds the watchdog.
+    sim.fail_opens(12);
+    sim.unplug();
+    assert!(wait_until(|| c.stats().reconnects >= 1), "reconnects after the outage");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!c.trajectory_active(), "the watchdog's hold ends the trajectory (it would run for 20 s)");
+    let held = sim.get(11, xl330::GOAL_POSITION);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sim.get(11, xl330::GOAL_POSITION), held, "the hold is not undone by the stale trajectory");
+    c.stop();
+}

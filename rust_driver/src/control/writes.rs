@@ -74,7 +74,12 @@ pub(super) fn torque(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, ids: &[u8], ena
         }
     }
     if !enable {
-        lock(shared).pending_goals.retain(|id, _| !ids.contains(id));
+        // Torque off (or an e-stop) ends the motion: no goal, and no
+        // trajectory that would jump the motors when torque comes back.
+        let mut s = lock(shared);
+        s.pending_goals.retain(|id, _| !ids.contains(id));
+        s.trajectory = None;
+        s.pending_trajectory = None;
     }
     Ok(Reply::PerMotor(out))
 }
