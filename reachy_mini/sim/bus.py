@@ -49,6 +49,7 @@ class SimBus:
         self.pending_garbage = b""
         self.line_free_at = 0.0
         self.last_step = time.monotonic()
+        self.stopping = False   # set by the signal handler (cli.py), without a lock
         self.goal_log: collections.deque = collections.deque(maxlen=100_000)
         self._arrived = 0.0
         self.counters = {"instructions": 0, "responses": 0, "crc_errors_rx": 0, "corrupted_tx": 0, "late_tx": 0,
@@ -341,7 +342,7 @@ class SimBus:
 
     # ---------------------------------------------------------------- loop
     def serve_forever(self) -> None:
-        while not self.stop_event.is_set():
+        while not (self.stopping or self.stop_event.is_set()):
             timeout = 0.02
             for key, _ in self.sel.select(timeout):
                 if key.data == "pty":

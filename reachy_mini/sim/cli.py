@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     bus = SimBus(args.link or sim_link(args.namespace), args.control, args.baud, not args.no_wire_timing, seed=args.seed)
 
     def _stop(*_):
-        bus.stop_event.set()
+        # No lock in a signal handler: a second signal arriving while the first
+        # holds Event.set()'s lock would deadlock the simulator for good.
+        bus.stopping = True
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
