@@ -56,6 +56,19 @@ def setting(default, description: str, lo: float | None = None, hi: float | None
     return dataclasses.field(default=default, metadata=meta)
 
 
+def read_yaml(path: str, what: str):
+    """A YAML file's content; ValueError "<what>: ..." when it cannot be read or parsed."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except OSError as e:
+        raise ValueError(f"{what}: cannot read {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{what}: {path} is not valid YAML: {e}") from None
+
+
 def absolute_or_empty(v: str) -> str | None:
     return None if v == "" or v.startswith("/") else "must be '' or an absolute path"
 

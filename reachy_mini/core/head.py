@@ -158,13 +158,9 @@ class HeadKinematics:
 
 
 def load_geometry(path: str) -> dict:
-    import yaml
+    from reachy_mini.core.config import read_yaml
 
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except OSError as e:
-        raise ValueError(f"head kinematics: cannot read {path}: {e.strerror}") from None
+    data = read_yaml(path, "head kinematics")
     if not isinstance(data, dict):
         raise ValueError(f"head kinematics: {path} is not a mapping")
     return data

@@ -286,3 +286,15 @@ def test_head_kinematics_round_trip_and_reach():
                                                  (0.1, -0.2, 0.3)))
     with pytest.raises(ValueError, match="branches"):
         HeadKinematics({"head_z_offset": 0.1, "motor_arm_length": 0.04, "rod_length": 0.09, "branches": []})
+
+
+def test_read_yaml_names_the_file_and_the_fault(tmp_path):
+    from reachy_mini.core.config import read_yaml
+    from reachy_mini.core.head import load_geometry
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ValueError, match=r"^head kinematics: .*bad.yaml is not valid YAML"):
+        load_geometry(str(bad))
+    with pytest.raises(ValueError, match=r"^motor map: cannot read .*missing.yaml: No such file"):
+        read_yaml(str(tmp_path / "missing.yaml"), "motor map")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import yaml
-
+from reachy_mini.core.config import read_yaml
 from reachy_mini.ops.paths import config_path
 
 
@@ -78,12 +77,4 @@ class MotorMap:
 
     @classmethod
     def load(cls, path: str | None = None) -> "MotorMap":
-        path = path or config_path("motors.yaml")
-        try:
-            with open(path) as f:
-                data = yaml.safe_load(f)
-        except OSError as e:
-            raise ValueError(f"motor map: cannot read {path}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            raise ValueError(f"motor map: {path} is not valid YAML: {e}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(read_yaml(path or config_path("motors.yaml"), "motor map"))
