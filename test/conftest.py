@@ -71,7 +71,9 @@ _domain = [0]
 def ros_env(monkeypatch):
     """A distinct ROS_DOMAIN_ID per test (and per xdist worker), loopback only."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    base = 20 + (int(worker[2:]) if worker[2:].isdigit() else 0) * 40 + (os.getpid() % 7) * 5
+    w = int(worker[2:]) if worker[2:].isdigit() else 0
+    fixed = os.environ.get("REACHY_MINI_TEST_DOMAIN_BASE")   # runs side by side: give each its own 40 ids
+    base = int(fixed) + w * 40 if fixed else 20 + w * 40 + (os.getpid() % 7) * 5
     _domain[0] += 1
     dom = str(base + _domain[0] % 40)
     monkeypatch.setenv("ROS_DOMAIN_ID", dom)
