@@ -49,7 +49,7 @@ setup(
         (f"share/{PACKAGE}/config", sorted(p for p in glob("config/*") if os.path.isfile(p))),
         (f"share/{PACKAGE}/config/udev", sorted(glob("config/udev/*"))),
     ],
-    install_requires=["setuptools", "pyyaml", "numpy", "pyserial", "psutil", "fastapi", "fastapi-offline", "uvicorn",
+    install_requires=["setuptools", "pyyaml", "numpy", "pyserial", "psutil", "fastapi", "fastapi-offline", "uvicorn", "prometheus-client",
                       "opencv-python-headless", "sounddevice", "reachy-mini-rust-kinematics>=1.0.3,<1.1"],
     zip_safe=False,
     maintainer="reachy_mini developers",
