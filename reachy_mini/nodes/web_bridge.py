@@ -36,6 +36,13 @@ def _d(st) -> dict:
                        st.hardware_id)
 
 
+def _take(sub, msg_type):
+    """The latest message of a subscription of the never-spun reader node, or None."""
+    with sub.handle:
+        got = sub.handle.take_message(msg_type, False)
+    return None if got is None else got[0]
+
+
 class WebBridge(Node):
     def __init__(self) -> None:
         super().__init__("web_bridge")
@@ -66,10 +73,12 @@ class WebBridge(Node):
                           "camera": (CompressedImage, "camera/image_raw/compressed", lambda m: s.set_camera(m.data))}
         self.reader = rclpy.create_node("web_bridge_reader", context=self.context)
         self.demand_subs: dict = {}
-        self.create_timer(0.2, self._follow_demand)
-        self.create_subscription(Float32, "audio/level_dbfs", lambda m: s.set_audio_level(m.data), qos.LATEST)
-        self.create_timer(1.0, self._poll_incidents)
-        self.create_timer(0.5, s.check_stale)   # a silent health node turns the page and /api/health STALE
+        self.audio_sub = self.reader.create_subscription(Float32, "audio/level_dbfs", lambda m: None, qos.LATEST)
+        # One 5 Hz tick does all the periodic work (each wake-up of the Python
+        # executor costs more than the work itself): demand, audio level, a
+        # silent health node (STALE on the page and /api/health), incidents.
+        self.ticks = 0
+        self.create_timer(0.2, self._tick)
         self.torque_cli = self.create_client(SetBool, f"{c.motor_node}/set_torque")
         self.reboot_cli = self.create_client(Trigger, f"{c.motor_node}/reboot")
         web = WebConfig(token=token, write_rate=c.write_rate, write_window_s=c.write_window_s,
@@ -94,6 +103,17 @@ class WebBridge(Node):
         if self.app is not None and self.app.state.hub.clients:
             self.store.set_incidents(query(self.db, limit=20))
 
+    def _tick(self) -> None:
+        self.ticks += 1
+        self._follow_demand()
+        level = _take(self.audio_sub, Float32)
+        if level is not None:
+            self.store.set_audio_level(level.data)
+        if self.ticks % 2 == 0:
+            self.store.check_stale()
+        if self.ticks % 5 == 0:
+            self._poll_incidents()
+
     def _follow_demand(self) -> None:
         clients = bool(self.app and self.app.state.hub.clients)
         for what, (msg_type, topic, cb) in self.on_demand.items():
@@ -105,10 +125,9 @@ class WebBridge(Node):
                 self.reader.destroy_subscription(sub)
                 self.demand_subs[what] = None
             elif sub is not None:
-                with sub.handle:
-                    got = sub.handle.take_message(msg_type, False)
+                got = _take(sub, msg_type)
                 if got is not None:
-                    cb(got[0])
+                    cb(got)
 
     def _on_params(self, changed: dict) -> None:
         if "health_stale_s" in changed:
