@@ -50,11 +50,12 @@ class WebBridge(Node):
         self.cfg = c = declare(self, WebBridgeConfig, self._on_params)
         self.robot = robot_name(self.cfg.robot_name, self.get_namespace())
         try:
-            token = c.token()
+            token, scrape_token = c.secrets()
+            tls = c.tls()
         except ValueError as e:
             raise ParameterError(str(e)) from None
-        if c.token_file_exposed():
-            self.get_logger().warning(f"token file {c.token_file} is readable by other users (chmod 600 it)")
+        for path in c.token_file_exposed():
+            self.get_logger().warning(f"secret file {path} is readable by other users (chmod 600 it)")
         self.store = StateStore(history_s=c.history_minutes * 60, stale_after_s=c.health_stale_s)
         self.db = db_path(c.data_dir or data_dir(self.get_namespace()))
         s = self.store
@@ -82,21 +83,25 @@ class WebBridge(Node):
         self.torque_cli = self.create_client(SetBool, f"{c.motor_node}/set_torque")
         self.reboot_cli = self.create_client(Trigger, f"{c.motor_node}/reboot")
         web = WebConfig(token=token, write_rate=c.write_rate, write_window_s=c.write_window_s,
+                        protect_reads=c.exposed(), scrape_token=scrape_token, read_rate=c.read_rate,
+                        read_window_s=c.read_window_s, tls=bool(tls), session_cookie=f"reachy_mini_session_{c.port}",
                         public_config=c.public() | {"namespace": self.get_namespace()},
                         robot=self.robot)
         app = create_app(s, Actions(self._torque, self._reboot,
                                     lambda since=None, limit=100: query(self.db, since=since, limit=limit),
                                     lambda: summary(self.db)["by_level"]), web)
         self.server = uvicorn.Server(uvicorn.Config(app, host=c.host, port=c.port, log_level="warning",
-                                                    timeout_graceful_shutdown=2))
+                                                    timeout_graceful_shutdown=2, **tls))
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
         self.thread.start()
         self.updater = RobotUpdater(self, self.robot, period=1.0)
-        self.updater.setHardwareID(f"http://{c.host}:{c.port}")
+        url = f"{'https' if tls else 'http'}://{c.host}:{c.port}"
+        self.updater.setHardwareID(url)
         self.app = app
         self.updater.add(WebServerCheck(self))
-        self.get_logger().info(f"web status page on http://{c.host}:{c.port} "
-                               f"(writes {'enabled' if token else 'disabled: no token'})")
+        self.get_logger().info(f"web status page on {url} (writes {'enabled' if token else 'disabled: no token'}; "
+                               + ("reads need the token: host is not loopback" if c.exposed() else
+                                  "reads open: loopback only") + ")")
 
     def _poll_incidents(self) -> None:
         """The page's incident list, read from SQLite only while a page is open."""
@@ -134,6 +139,8 @@ class WebBridge(Node):
             self.store.stale_after_s = self.cfg.health_stale_s
         if self.app is not None and ("write_rate" in changed or "write_window_s" in changed):
             self.app.state.limiter.configure(self.cfg.write_rate, self.cfg.write_window_s)
+        if self.app is not None and ("read_rate" in changed or "read_window_s" in changed):
+            self.app.state.read_limiter.configure(self.cfg.read_rate, self.cfg.read_window_s)
 
     def _call(self, cli, req) -> tuple[bool, str]:   # uvicorn worker thread; the executor completes it
         if not cli.wait_for_service(timeout_sec=self.cfg.service_timeout_s):

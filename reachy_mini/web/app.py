@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from reachy_mini import __version__
 from reachy_mini.core.levels import DESCRIPTION as LEVELS
 from reachy_mini.web.metrics import Metrics
-from reachy_mini.web.routes import page_routes, read_routes, write_routes
-from reachy_mini.web.security import GuardMiddleware, RateLimiter, WriteGuard
+from reachy_mini.web.routes import page_routes, read_routes, session_routes, write_routes
+from reachy_mini.web.security import GuardMiddleware, RateLimiter, ReadGuard, Sessions, WriteGuard
 from reachy_mini.web.sse import SSEHub
 from reachy_mini.web.state import StateStore
 
@@ -29,6 +29,13 @@ class WebConfig:
     max_body_bytes: int = 1024
     write_rate: int = 5                 # writes per client ...
     write_window_s: float = 10.0        # ... per this window
+    protect_reads: bool = False         # exposed server (host not loopback): reads need the token too
+    scrape_token: str | None = None     # read-only token for GET /metrics (Prometheus)
+    read_rate: int = 120                # protected reads per client ...
+    read_window_s: float = 10.0         # ... per this window
+    tls: bool = False                   # served over https: the session cookie is Secure
+    session_cookie: str = "reachy_mini_session"   # cookies ignore ports: one name per bridge
+    session_max_age_s: float = 12 * 3600.0
     sse_queue: int = 8
     max_sse_clients: int = 500
     public_config: dict = field(default_factory=dict)
@@ -54,20 +61,26 @@ class AppContext:
     limiter: RateLimiter
     guard: WriteGuard
     started: float
+    reads: ReadGuard | None = None
 
 
 def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None) -> FastAPI:
     cfg = cfg or WebConfig()
     limiter = RateLimiter(cfg.write_rate, cfg.write_window_s)
     hub = SSEHub(store, cfg.sse_queue, cfg.max_sse_clients)
-    ctx = AppContext(store, actions, cfg, hub, Metrics(store, hub, cfg.robot, actions.incident_counts if actions else dict), limiter,
+    metrics = Metrics(store, hub, cfg.robot, actions.incident_counts if actions else dict)
+    ctx = AppContext(store, actions, cfg, hub, metrics, limiter,
                      WriteGuard(cfg.token, limiter), time.time())
+    read_limiter = RateLimiter(cfg.read_rate, cfg.read_window_s)
+    ctx.reads = ReadGuard(cfg.protect_reads, cfg.token, cfg.scrape_token,
+                          Sessions(cfg.token, cfg.session_cookie, cfg.session_max_age_s, cfg.tls), read_limiter)
     app = FastAPI(title="Reachy Mini status", version=__version__, docs_url=None, redoc_url=None,
                   description="Health of a Reachy Mini robot: diagnostics tree, motors, incidents, metrics. "
                               f"Levels are integers with names: {LEVELS}.")
     app.state.hub, app.state.metrics, app.state.limiter = ctx.hub, ctx.metrics, ctx.limiter
+    app.state.read_limiter = read_limiter
     app.add_middleware(GuardMiddleware, max_body=cfg.max_body_bytes, metrics=ctx.metrics)
-    for router in (page_routes(cfg.robot), read_routes(ctx), write_routes(ctx)):
+    for router in (page_routes(cfg.robot), read_routes(ctx), session_routes(ctx), write_routes(ctx)):
         app.include_router(router)
 
     def openapi():
@@ -77,6 +90,11 @@ def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None
 
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        if cfg.protect_reads:   # Swagger UI's "Authorize" then applies to the reads too
+            for path, ops in schema["paths"].items():
+                for op in ops.values():
+                    if path not in ReadGuard.OPEN:
+                        op.setdefault("security", [{"bearer": []}])
         app.openapi_schema = schema
         return schema
     app.openapi = openapi

@@ -18,7 +18,16 @@ class WebBridgeConfig(NodeConfig):
     port: int = setting(8000, "listen port", 1, 65535)
     data_dir: str = setting("", "health_node's data directory (incident history); '' = the robot's own "
                             "(~/.local/share/reachy_mini[/<namespace>])", check=absolute_or_empty)
-    token_file: str = setting("", "file holding the bearer token for writes (else env REACHY_MINI_WEB_TOKEN)")
+    token_file: str = setting("", "file holding the owner's bearer token (else env REACHY_MINI_WEB_TOKEN): "
+                              "writes; and every read but /api/health when host is not loopback")
+    metrics_token_file: str = setting("", "file holding a read-only scrape token for GET /metrics only (else env "
+                                      "REACHY_MINI_METRICS_TOKEN); '' = none, /metrics then takes the owner's token")
+    certfile: str = setting("", "TLS certificate (PEM) to serve https; with keyfile; '' = plain http",
+                            check=absolute_or_empty)
+    keyfile: str = setting("", "TLS private key (PEM) of certfile; with certfile", check=absolute_or_empty)
+    read_rate: int = setting(120, "protected reads (and stream connections, logins) allowed per client per "
+                             "read_window_s when host is not loopback", 1, 100000, runtime=True)
+    read_window_s: float = setting(10.0, "rate-limit window for reads", 1.0, 3600.0, runtime=True)
     history_minutes: float = setting(30.0, "length of the temperature / loop-rate history", 1.0, 1440.0)
     write_rate: int = setting(5, "writes allowed per client per write_window_s", 1, 1000, runtime=True)
     write_window_s: float = setting(10.0, "rate-limit window for writes", 1.0, 3600.0, runtime=True)
@@ -28,28 +37,89 @@ class WebBridgeConfig(NodeConfig):
     motor_node: str = setting("motor_node", "name of the motor node (its services, relative to this namespace)",
                               check=_relative_name)
 
-    def token(self, environ=os.environ) -> str | None:
-        """The bearer token for writes (token_file, else REACHY_MINI_WEB_TOKEN);
-        None disables writes. Raises ValueError naming the parameter."""
-        if self.token_file:
+    def validate(self) -> list[str]:
+        if bool(self.certfile) != bool(self.keyfile):
+            return ["parameters 'certfile' and 'keyfile': set both (https) or neither (http)"]
+        return []
+
+    @staticmethod
+    def _read_token(param: str, path: str, env: str, environ) -> str | None:
+        if path:
             try:
-                with open(self.token_file) as f:
+                with open(path) as f:
                     tok = f.read().strip()
             except OSError as e:
-                raise ValueError(f"parameter 'token_file' = {self.token_file!r}: {e.strerror}") from None
+                raise ValueError(f"parameter '{param}' = {path!r}: {e.strerror}") from None
             if len(tok) < 16:
-                raise ValueError("parameter 'token_file': the token must be at least 16 characters")
+                raise ValueError(f"parameter '{param}': the token must be at least 16 characters")
             return tok
-        tok = environ.get("REACHY_MINI_WEB_TOKEN", "").strip()
+        tok = environ.get(env, "").strip()
         if tok and len(tok) < 16:
-            raise ValueError("REACHY_MINI_WEB_TOKEN must be at least 16 characters")
+            raise ValueError(f"{env} must be at least 16 characters")
         return tok or None
 
-    def token_file_exposed(self) -> bool:
-        return bool(self.token_file) and bool(os.stat(self.token_file).st_mode & 0o077)
+    def token(self, environ=os.environ) -> str | None:
+        """The owner's bearer token (token_file, else REACHY_MINI_WEB_TOKEN);
+        None disables writes. Raises ValueError naming the parameter."""
+        return self._read_token("token_file", self.token_file, "REACHY_MINI_WEB_TOKEN", environ)
+
+    def metrics_token(self, environ=os.environ) -> str | None:
+        """The read-only scrape token for /metrics (metrics_token_file, else
+        REACHY_MINI_METRICS_TOKEN), or None. Raises ValueError naming the parameter."""
+        return self._read_token("metrics_token_file", self.metrics_token_file, "REACHY_MINI_METRICS_TOKEN", environ)
+
+    def exposed(self) -> bool:
+        """host is not a loopback address: reads need the token too."""
+        from reachy_mini.web.security import is_loopback
+
+        return not is_loopback(self.host)
+
+    def secrets(self, environ=os.environ) -> tuple[str | None, str | None]:
+        """(owner token, scrape token), checked together with `host`: an exposed
+        server without a token does not start. Raises ValueError naming the parameters."""
+        token, scrape = self.token(environ), self.metrics_token(environ)
+        if self.exposed() and token is None:
+            raise ValueError(f"parameter 'host' = {self.host!r} is not a loopback address, so every read but "
+                             "/api/health needs the owner's token, and none is set: set parameter 'token_file' "
+                             "(or env REACHY_MINI_WEB_TOKEN), or serve on host 127.0.0.1")
+        if scrape is not None and scrape == token:
+            raise ValueError("parameter 'metrics_token_file': the scrape token must differ from the owner's token "
+                             "(it is stored in Prometheus' configuration; leave it '' to scrape with the owner's)")
+        return token, scrape
+
+    def tls(self) -> dict:
+        """uvicorn's ssl_certfile / ssl_keyfile, {} for plain http; checked now
+        (readable, PEM, key matches) so a bad file fails at start naming the
+        parameter instead of killing the server thread."""
+        if not self.certfile:
+            return {}
+        import ssl
+
+        for param, path, marker in (("certfile", self.certfile, "CERTIFICATE-----"),
+                                    ("keyfile", self.keyfile, "PRIVATE KEY-----")):
+            try:
+                with open(path, "rb") as f:
+                    text = f.read(1 << 20)
+            except OSError as e:
+                raise ValueError(f"parameter '{param}' = {path!r}: {e.strerror}") from None
+            if b"-----BEGIN " not in text or marker.encode() not in text:
+                raise ValueError(f"parameter '{param}' = {path!r}: not a PEM file with a {marker.strip('-').lower()}")
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.certfile, self.keyfile)
+        except (ssl.SSLError, OSError) as e:
+            raise ValueError(f"parameters 'certfile' = {self.certfile!r} and 'keyfile' = {self.keyfile!r}: "
+                             f"cannot be used together ({e})") from None
+        return {"ssl_certfile": self.certfile, "ssl_keyfile": self.keyfile}
+
+    def token_file_exposed(self) -> list[str]:
+        """The token files other users may read (chmod 600 them)."""
+        return [p for p in (self.token_file, self.metrics_token_file, self.keyfile)
+                if p and os.path.exists(p) and os.stat(p).st_mode & 0o077]
 
     def public(self) -> dict:
-        """What /api/system/info may show (no token path)."""
+        """What /api/system/info may show (no secret paths)."""
         d = self.as_dict()
-        d.pop("token_file")
-        return d | {"token_file_set": bool(self.token_file)}
+        for k in ("token_file", "metrics_token_file", "keyfile"):
+            d.pop(k)
+        return d | {"token_file_set": bool(self.token_file), "metrics_token_file_set": bool(self.metrics_token_file),
+                    "tls": bool(self.certfile)}

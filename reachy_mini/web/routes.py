@@ -11,7 +11,7 @@ import platform
 import time
 from typing import Optional
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from reachy_mini.core.levels import STALE, Level
@@ -57,8 +57,9 @@ def page_routes(robot: str) -> APIRouter:
 
 
 def read_routes(ctx) -> APIRouter:
-    """ctx: the app's context (store, actions, cfg, hub, metrics, started)."""
-    r = APIRouter()
+    """ctx: the app's context (store, actions, cfg, hub, metrics, started).
+    ctx.reads (security.ReadGuard) decides, per path, what a read needs."""
+    r = APIRouter(dependencies=[Depends(ctx.reads)])
     store, actions, cfg, hub = ctx.store, ctx.actions, ctx.cfg, ctx.hub
 
     # ---- read API
@@ -158,6 +159,22 @@ def read_routes(ctx) -> APIRouter:
         hub.clients.add(q)
         return StreamingResponse(hub.events(q), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    return r
+
+
+def session_routes(ctx) -> APIRouter:
+    r = APIRouter()
+
+    @r.post("/api/session", response_model=WriteResult, openapi_extra={"security": [{"bearer": []}]},
+            responses={401: {"model": Problem, "description": "missing or wrong bearer token"},
+                       403: {"model": Problem, "description": "no token configured"},
+                       429: {"model": Problem, "description": "rate limited"}})
+    def session(request: Request):
+        """The owner's token in `Authorization: Bearer` -> an HttpOnly, SameSite=Strict
+        session cookie that the page's EventSource and <img> send: accepted for GET
+        reads only (writes need the header)."""
+        return ctx.reads.login(request)
 
     return r
 

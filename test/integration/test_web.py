@@ -46,7 +46,10 @@ def fill(store: StateStore, bad: str | None = None, system: bool = False) -> Non
 
 
 class Server:
-    def __init__(self, tmp_path, token=TOKEN, **cfg):
+    """The web app under real uvicorn. host: where it binds (clients always
+    connect over 127.0.0.1); ssl: uvicorn's ssl_certfile / ssl_keyfile."""
+
+    def __init__(self, tmp_path, token=TOKEN, host="127.0.0.1", ssl=None, **cfg):
         self.store = StateStore()
         self.calls = []
         self.data = str(tmp_path / "data")
@@ -63,11 +66,11 @@ class Server:
         cfg.setdefault("robot", "robot7")
         self.app = create_app(self.store, actions, WebConfig(token=token, public_config={"port": 0}, **cfg))
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
+            s.bind((host, 0))
             self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    timeout_graceful_shutdown=1))
+        self.url = f"{'https' if ssl else 'http'}://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=self.port, log_level="warning",
+                                                    timeout_graceful_shutdown=1, **(ssl or {})))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         wait_for(lambda: self.server.started, timeout=10)

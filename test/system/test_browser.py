@@ -130,6 +130,61 @@ def test_docs_render_offline_under_csp(browser, tmp_path):
         srv.close()
 
 
+def test_page_on_the_lan_asks_for_the_token(browser, tmp_path):
+    """A server bound to 0.0.0.0 (reached over 127.0.0.1): the page asks for
+    the token (a form, no prompt()), says why a wrong one is refused, and
+    with the right one shows the motors, the live stream and the camera
+    frame (the HttpOnly session cookie: EventSource and <img> send no
+    header, and the token is in no URL)."""
+    import cv2
+    import numpy as np
+
+    from test_web import TOKEN, Server, fill
+
+    srv = Server(tmp_path, host="0.0.0.0", protect_reads=True)
+    try:
+        fill(srv.store)
+        srv.store.stale_after_s = 3600.0
+        srv.store.set_camera(cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))[1].tobytes())
+        browser.get(srv.url + "/")
+        wait_for(lambda: js(browser, "return !document.getElementById('login').hidden"), timeout=10, period=0.1)
+        assert js(browser, "return document.getElementById('conn').textContent") == "token needed"
+        assert js(browser, "return document.querySelectorAll('#motors tbody tr').length") == 0
+
+        def enter(tok):
+            from selenium.webdriver.common.by import By
+
+            browser.find_element(By.ID, "token").send_keys(tok)
+            browser.find_element(By.CSS_SELECTOR, "#login button").click()
+        enter("a-wrong-token-of-some-length")
+        wait_for(lambda: "wrong bearer token" in js(browser, "return document.getElementById('loginerr').textContent"),
+                 timeout=10, period=0.1)
+        assert not js(browser, "return document.getElementById('login').hidden")
+        enter(TOKEN)
+        wait_for(lambda: js(browser, "return document.querySelectorAll('#motors tbody tr').length") == 9, timeout=10,
+                 period=0.1)
+        wait_for(lambda: js(browser, "return document.getElementById('conn').textContent") == "live", timeout=5)
+        assert js(browser, "return document.getElementById('login').hidden")
+        fill(srv.store, bad="stewart_2")                                      # pushed over the stream
+        wait_for(lambda: js(browser, "return document.querySelector('tr[data-motor=stewart_2]').className") == "s2",
+                 timeout=5, period=0.05)
+        srv.store.set_camera(cv2.imencode(".jpg", np.full((48, 64, 3), 30, np.uint8))[1].tobytes())
+        wait_for(lambda: js(browser, "return document.getElementById('camera').naturalWidth") == 64, timeout=10)
+        assert TOKEN not in js(browser, "return document.getElementById('camera').src")
+        assert js(browser, "return document.cookie") == ""                    # HttpOnly: no script reads it
+        assert js(browser, "return sessionStorage.getItem('reachy_mini_token')") == TOKEN
+        csp = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+        assert csp == [], csp
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        browser.save_screenshot(os.path.join(ARTIFACTS, "web_status_page_lan.png"))
+        # a reload in the same tab asks nothing (the token is kept for the session)
+        browser.refresh()
+        wait_for(lambda: js(browser, "return document.getElementById('conn').textContent") == "live", timeout=10)
+        assert js(browser, "return document.getElementById('login').hidden")
+    finally:
+        srv.close()
+
+
 def _up(url):
     import httpx
 

@@ -128,13 +128,69 @@ function render(d) {
   }
 }
 
-function connect() {
-  const es = new EventSource("/api/stream");
-  es.onopen = () => { $("conn").textContent = "live"; $("conn").className = ""; };
-  es.onmessage = (e) => render(JSON.parse(e.data));
-  es.onerror = () => { $("conn").textContent = "connection lost — reconnecting…"; $("conn").className = "lost"; };
+// A robot serving the network (host not loopback) asks for its token: the
+// page asks once and keeps it for the tab (sessionStorage), sends it as
+// `Authorization: Bearer` on fetches, and trades it for an HttpOnly session
+// cookie (POST /api/session) that EventSource and <img> send; the token never
+// goes into a URL. On loopback the reads are open and nothing is asked.
+const KEY = "reachy_mini_token";
+let es = null;
+
+function authHeaders() {
+  const t = sessionStorage.getItem(KEY);
+  return t ? {Authorization: "Bearer " + t} : {};
+}
+async function reason(r) {
+  try { return (await r.json()).detail || r.statusText; } catch (e) { return r.statusText; }
+}
+function askToken(why) {
+  if (es) { es.close(); es = null; }
+  $("login").hidden = false;
+  $("loginerr").textContent = why || "";
+  $("conn").textContent = "token needed"; $("conn").className = "lost";
+  $("token").focus();
 }
 
-fetch("/api/history?minutes=" + MINUTES).then((r) => r.json()).then((h) => { history = h.concat(history); renderHistory(); })
-  .catch(() => {});
-connect();
+// -> true when the reads are open to us (no token needed, or a session cookie set)
+async function authorize() {
+  if (sessionStorage.getItem(KEY)) {
+    const r = await fetch("/api/session", {method: "POST", headers: authHeaders()});
+    if (r.ok || r.status === 403) return true;           // 403: no token configured, reads are open
+    if (r.status === 401) sessionStorage.removeItem(KEY);
+    askToken(await reason(r));
+    return false;
+  }
+  const r = await fetch("/api/status");
+  if (r.status === 401) { askToken(""); return false; }
+  return true;
+}
+
+async function start() {
+  let ok;
+  try { ok = await authorize(); } catch (e) { setTimeout(start, 2000); return; }   // server away: retry
+  if (!ok) return;
+  $("login").hidden = true;
+  fetch("/api/history?minutes=" + MINUTES, {headers: authHeaders()}).then((r) => r.ok ? r.json() : [])
+    .then((h) => { history = h.concat(history); renderHistory(); }).catch(() => {});
+  connect();
+}
+
+function connect() {
+  es = new EventSource("/api/stream");
+  es.onopen = () => { $("conn").textContent = "live"; $("conn").className = ""; };
+  es.onmessage = (e) => render(JSON.parse(e.data));
+  es.onerror = () => {
+    $("conn").textContent = "connection lost — reconnecting…"; $("conn").className = "lost";
+    // A network error reconnects by itself; an HTTP error (401: session gone,
+    // 429) closes the stream: log in again (or ask) after a pause.
+    if (es && es.readyState === EventSource.CLOSED) { es = null; setTimeout(start, 1000); }
+  };
+}
+
+$("login").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  sessionStorage.setItem(KEY, $("token").value.trim());
+  $("token").value = "";
+  start();
+});
+start();
