@@ -15,8 +15,8 @@ from rclpy.node import Node
 from reachy_mini.core.health.aggregator import ConfigError, load_aggregator
 from reachy_mini.core.health.config import HealthConfig
 from reachy_mini.core.health.incidents import Incident, IncidentWriter
-from reachy_mini.core.health.notify import Notifier, TopLevelWatch
 from reachy_mini.core.health.nodes import LevelChanges, NodeWatch, RestartLog, node_status
+from reachy_mini.core.health.notify import Notifier, TopLevelWatch
 from reachy_mini.core.health.system import ProcessMonitor, siblings
 from reachy_mini.core.levels import ERROR, Level
 from reachy_mini.ops.node_table import NODES
@@ -61,7 +61,8 @@ class HealthNode(Node):
         self.killed_pids: set[int] = set()
         self.db = IncidentWriter(self.data_dir, c.history_days, c.history_max_rows)
         self.changes = LevelChanges(self.db.last_levels())
-        self.top_watch = TopLevelWatch(self.changes.previous("toplevel_state"), c.notify_settle_s, now)
+        self.top_watch = TopLevelWatch(self.changes.previous("toplevel_state"), c.notify_settle_s, now,
+                                       c.notify_min_interval_s)
         self.notifier: Notifier | None = None
         if c.notify_url:
             self.notifier = Notifier(c.notify_url, robot_name(ns), c.page_url or f"http://{socket.gethostname()}:8000/",

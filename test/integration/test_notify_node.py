@@ -36,7 +36,7 @@ analyzers:
 # reach on a loaded test machine, and no other node is expected
 QUIET = {"expected_nodes": "[health_node]", "cpu_warn_pct": 100.5, "cpu_error_pct": 101.0, "mem_warn_pct": 100.5,
          "mem_error_pct": 101.0, "disk_warn_pct": 100.5, "disk_error_pct": 101.0, "temp_warn_c": 1e5,
-         "temp_error_c": 1e5 + 1, "node_rss_error_mb": 1e5, "node_fds_warn": 100000, "notify_settle_s": 3.0,
+         "temp_error_c": 1e5 + 1, "node_rss_error_mb": 1e5, "node_fds_warn": 100000, "notify_settle_s": 3.0, "notify_min_interval_s": 0.0,
          "pub_rate": 2.0}
 
 

@@ -87,6 +87,29 @@ def test_top_level_watch_baseline_from_history():
     assert (t.previous, t.level) == (OK, ERROR)
 
 
+def test_a_flapping_level_is_coalesced_not_a_flood():
+    """Seen on the loaded simulated stack: ERROR<->WARN every few seconds. One
+    notification at once, then at most one per interval, with the level of
+    that moment and the number of changes in between."""
+    w = TopLevelWatch(None, settle_s=0.0, started=0.0, min_interval_s=60.0)
+    first = w.observe(ERROR, "not answering", 1.0, wall=101.0)
+    assert (first.previous, first.level, first.changes) == (OK, ERROR, 1), "the first alarm goes at once"
+    out = [w.observe(lv, "", float(s), wall=100.0 + s) for s, lv in
+           [(3, WARN), (6, ERROR), (9, WARN), (12, ERROR), (20, WARN), (40, WARN), (59, WARN)]]
+    assert out == [None] * 7, "within the interval: nothing"
+    t = w.observe(WARN, "warm", 61.0, wall=161.0)
+    assert (t.previous, t.level, t.changes, t.t) == (ERROR, WARN, 5, 120.0), "entered WARN at 20 s, 5 changes"
+    assert w.observe(OK, "", 62.0) is None and w.observe(WARN, "", 63.0) is None
+    assert "5 changes" in payload(t, "r", "u")["title"] and payload(t, "r", "u")["changes"] == 5
+    assert w.observe(ERROR, "", 70.0, wall=170.0) is None          # within the interval
+    assert w.observe(WARN, "", 100.0, wall=200.0) is None
+    assert w.observe(WARN, "", 125.0, wall=225.0) is None, "interval over, but back where it was: nothing"
+    t = w.observe(ERROR, "again", 130.0, wall=230.0)
+    assert (t.previous, t.level, t.changes, t.t) == (WARN, ERROR, 3, 230.0), "interval over: at once; OK<->WARN " \
+        "does not count"
+    assert TopLevelWatch(None, 0.0, 0.0, 0.0).observe(ERROR, "", 0.0) is not None
+
+
 NTFY_PUBLISH_TYPES = {"topic": str, "title": str, "message": str, "priority": int, "tags": list, "click": str,
                       "icon": str, "actions": list, "attach": str, "markdown": bool, "filename": str, "email": str,
                       "call": str, "delay": str}

@@ -51,6 +51,9 @@ class HealthConfig(NodeConfig):
                             check=check_url)
     notify_settle_s: float = setting(15.0, "after start-up, report the top level only once it had this long to "
                                      "settle (nodes coming up are not an alarm)", 0.0, 600.0)
+    notify_min_interval_s: float = setting(60.0, "after a notification, the next one waits at least this long and "
+                                           "then reports the level of that moment (a flapping level is one "
+                                           "notification, not a flood)", 0.0, 3600.0)
     cpu_warn_pct: float = _threshold(90.0, "host CPU: WARN at or above (%)")
     cpu_error_pct: float = _threshold(98.0, "host CPU: ERROR at or above (%)")
     mem_warn_pct: float = _threshold(85.0, "host memory: WARN at or above (%)")

@@ -5,7 +5,9 @@ leaves ERROR or STALE, POST one JSON document to `notify_url`. Plain Python
 - ``TopLevelWatch`` decides which top-level changes are notifications
   (``notable``: OK->ERROR, ERROR->OK, ERROR->STALE, STALE->WARN ...; never
   OK<->WARN), after a settle window at start-up so that the stack coming up
-  (motors not yet reporting, nodes not yet seen) is not an alarm.
+  (motors not yet reporting, nodes not yet seen) is not an alarm, and at most
+  one per minimum interval, so that a flapping level is one notification with
+  a count rather than a flood.
 - ``payload`` is the one body format: generic webhook fields and ntfy's
   "publish as JSON" fields in the same object (ntfy ignores fields it does not
   know: its server decodes the body into a struct with Go's encoding/json, which
@@ -55,9 +57,10 @@ def notable(previous: int, level: int) -> bool:
 class Transition:
     """One notable change of the top level."""
     level: Level
-    previous: Level
+    previous: Level                           # the level last notified (or the baseline)
     message: str
-    t: float                                  # wall time, seconds since the epoch
+    t: float                                  # wall time the level was entered, seconds since the epoch
+    changes: int = 1                          # notable top-level changes since the previous notification
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -69,20 +72,37 @@ class TopLevelWatch:
     (monotonic) nothing is reported: the first level after the window is
     compared with the baseline, so a robot that comes up healthy says nothing,
     one that comes up broken says so once, and one that was ERROR before a
-    restart and is OK now says it recovered."""
+    restart and is OK now says it recovered.
 
-    def __init__(self, baseline: int | None, settle_s: float, started: float) -> None:
-        self.level = Level(OK if baseline is None else baseline)
+    A flapping robot is not a flood: after a notification, the next one waits
+    until `min_interval_s` has passed and then reports the level of that moment
+    against the level last notified (nothing if it is back where it was), with
+    the number of notable changes in between (OK<->WARN does not count)."""
+
+    def __init__(self, baseline: int | None, settle_s: float, started: float, min_interval_s: float = 0.0) -> None:
+        self.notified = Level(OK if baseline is None else baseline)
+        self.level = self.notified
+        self.since: float | None = None           # wall time self.level began
         self.settle_until = started + settle_s
+        self.min_interval_s = min_interval_s
+        self.last_sent: float | None = None
+        self.changes = 0
 
     def observe(self, level: int, message: str, now: float, wall: float | None = None) -> Transition | None:
-        if now < self.settle_until:
-            return None
+        wall = time.time() if wall is None else wall
         level = Level(level)
-        prev, self.level = self.level, level
-        if not notable(prev, level):
+        if level != self.level:
+            if now >= self.settle_until and notable(self.level, level):
+                self.changes += 1
+            self.level, self.since = level, wall
+        if now < self.settle_until or not notable(self.notified, level):
             return None
-        return Transition(level, prev, message, time.time() if wall is None else wall)
+        if self.last_sent is not None and now - self.last_sent < self.min_interval_s:
+            return None
+        tr = Transition(level, self.notified, message, self.since if self.since is not None else wall,
+                        max(self.changes, 1))
+        self.notified, self.last_sent, self.changes = level, now, 0
+        return tr
 
 
 def iso_utc(t: float) -> str:
@@ -91,15 +111,16 @@ def iso_utc(t: float) -> str:
 
 
 def title(tr: Transition, robot: str) -> str:
-    if tr.level in ALARM:
-        return f"{robot}: {tr.level.name}"
-    return f"{robot}: {tr.level.name} again (was {tr.previous.name})"
+    t = f"{robot}: {tr.level.name}" if tr.level in ALARM else f"{robot}: {tr.level.name} again (was {tr.previous.name})"
+    return t + (f" ({tr.changes} changes since the last notification)" if tr.changes > 1 else "")
 
 
 def payload(tr: Transition, robot: str, page_url: str, topic: str = "") -> dict:
     """The JSON body. Generic fields: robot, level, previous_level, message,
-    time (ISO 8601 UTC), time_unix (s), url (the robot's page),
-    notification_id (one per transition; also the Idempotency-Key). ntfy's
+    time (ISO 8601 UTC, when the level was entered), time_unix (s), url (the
+    robot's page), notification_id (one per transition; also the
+    Idempotency-Key), changes (notable top-level changes since the previous
+    notification: more than 1 when a flapping level was coalesced). ntfy's
     publish-as-JSON fields: topic (when set), title, message, priority, tags,
     click."""
     body = {
@@ -111,6 +132,7 @@ def payload(tr: Transition, robot: str, page_url: str, topic: str = "") -> dict:
         "time_unix": round(tr.t, 3),
         "url": page_url,
         "notification_id": tr.id,
+        "changes": tr.changes,
         "title": title(tr, robot),
         "priority": PRIORITY.get(tr.level, 3),
         "tags": [TAGS.get(tr.level, RECOVERED_TAG), "robot"],
