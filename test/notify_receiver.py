@@ -1,6 +1,6 @@
 """A real local HTTP receiver for the notification tests (unit and
 integration): a threaded http.server on 127.0.0.1 that records every POST and
-answers by a script (status codes, or 'hang' until released)."""
+answers by a script (status codes, 'hang' until released, or 'garbage')."""
 from __future__ import annotations
 
 import json
@@ -22,7 +22,7 @@ class Receiver:
     def __init__(self, port: int = 0, script=None) -> None:
         self.posts: list[dict] = []          # {"path", "headers", "body" (parsed JSON or text), "t"}
         self.attempts = 0
-        self.script = list(script or [])      # answers for the next requests: int status or "hang"; then 200
+        self.script = list(script or [])      # answers for the next requests: int status, "hang" or "garbage"; then 200
         self.release = threading.Event()     # ends every "hang"
         self.lock = threading.Lock()
         rec = self
@@ -40,6 +40,10 @@ class Receiver:
                 if answer == "hang":
                     rec.release.wait(30)
                     answer = 200
+                if answer == "garbage":          # not an HTTP answer
+                    self.wfile.write(b"SPAM\r\n\r\n")
+                    self.close_connection = True
+                    return
                 try:
                     body = json.loads(raw)
                 except ValueError:

@@ -169,8 +169,8 @@ def test_delivers_one_post_with_id_headers(receiver, make):
     assert receiver.attempts == 1, "never posted again after a 2xx"
 
 
-def test_5xx_and_429_are_retried_with_backoff_and_delivered_once(make):
-    r = Receiver(script=[503, 500, 429, 502])
+def test_5xx_429_and_a_broken_answer_are_retried_with_backoff_and_delivered_once(make):
+    r = Receiver(script=[503, "garbage", 429, 502])
     try:
         n = make(r.url, backoff=(0.1, 0.25))
         t0 = time.monotonic()

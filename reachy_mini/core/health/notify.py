@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import http.client
 import json
 import threading
 import time
@@ -380,6 +381,8 @@ class Notifier:
             if 300 <= code < 400:
                 raise Permanent(f"HTTP {code} redirect (not followed; point notify_url at the final URL)") from None
             raise Permanent(f"HTTP {code} {e.reason}") from None
+        except http.client.HTTPException as e:          # not HTTP, cut short: the receiver is not well yet
+            raise Retry(f"bad answer: {type(e).__name__}: {e}") from None
         except (urllib.error.URLError, OSError) as e:   # refused, unreachable, DNS, TLS, timeout
             reason = getattr(e, "reason", e)
             raise Retry(f"{type(reason).__name__}: {reason}" if not isinstance(reason, str) else reason) from None
