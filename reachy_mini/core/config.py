@@ -31,6 +31,7 @@ class Param:
     choices: tuple | None = None
     check: Callable[[Any], str | None] | None = None   # returns an error text or None
     runtime: bool = False    # True: `ros2 param set` changes it on the running node
+    secret: bool = False     # True: messages never repeat the value (it may hold a password)
 
 
 def check_value(s: Param, v) -> str | None:
@@ -43,16 +44,16 @@ def check_value(s: Param, v) -> str | None:
     if s.check:
         err = s.check(v)
         if err:
-            return f"parameter '{s.name}' = {v!r}: {err}"
+            return f"parameter '{s.name}'{'' if s.secret else f' = {v!r}'}: {err}"
     return None
 
 
 def setting(default, description: str, lo: float | None = None, hi: float | None = None, *,
             choices: tuple | None = None, check: Callable[[Any], str | None] | None = None,
-            runtime: bool = False):
+            runtime: bool = False, secret: bool = False):
     """A config field that is also a ROS parameter (the field's name)."""
     meta = {"param": dict(default=default, description=description, lo=lo, hi=hi, choices=choices, check=check,
-                          runtime=runtime)}
+                          runtime=runtime, secret=secret)}
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -15,6 +16,7 @@ from reachy_mini.core.health.aggregator import ConfigError, load_aggregator
 from reachy_mini.core.health.config import HealthConfig
 from reachy_mini.core.health.incidents import Incident, IncidentWriter
 from reachy_mini.core.health.nodes import LevelChanges, NodeWatch, RestartLog, node_status
+from reachy_mini.core.health.notify import Notifier, TopLevelWatch
 from reachy_mini.core.health.system import ProcessMonitor, siblings
 from reachy_mini.core.levels import ERROR, Level
 from reachy_mini.ops.node_table import NODES
@@ -24,9 +26,15 @@ from reachy_mini.core.identity import robot_name
 from reachy_mini.ros.diagnostics import RobotUpdater
 from reachy_mini.ros.params import ParameterError, declare
 from reachy_mini.ros.runner import run_node
-from reachy_mini.ros.tasks import IncidentsCheck, ProcessCheck, SystemCheck
+from reachy_mini.ros.tasks import IncidentsCheck, NotifyCheck, ProcessCheck, SystemCheck
 
 CONFIG = HealthConfig
+
+
+def robot_name(namespace: str) -> str:
+    """The robot's name in notifications: the namespace without slashes, else
+    the host name. (To be replaced by the robot_name parameter.)"""
+    return namespace.strip("/").replace("/", "_") or socket.gethostname()
 
 
 def _status(o) -> DiagnosticStatus:
@@ -55,6 +63,12 @@ class HealthNode(Node):
         self.killed_pids: set[int] = set()
         self.db = IncidentWriter(self.data_dir, c.history_days, c.history_max_rows, robot=self.robot)
         self.changes = LevelChanges(self.db.last_levels())
+        self.top_watch = TopLevelWatch(self.changes.previous("toplevel_state"), c.notify_settle_s, now,
+                                       c.notify_min_interval_s)
+        self.notifier: Notifier | None = None
+        if c.notify_url:
+            self.notifier = Notifier(c.notify_url, robot_name(ns), c.page_url or f"http://{socket.gethostname()}:8000/",
+                                     c.notify_topic, log=self._log)
         self.statuses = 0
         self.last_immediate = 0.0
         self.last_prune = now
@@ -69,8 +83,18 @@ class HealthNode(Node):
         self.updater.setHardwareID(os.uname().nodename)
         self.updater.add(SystemCheck(self.data_dir, c.thresholds))
         self.updater.add(IncidentsCheck(self))
+        self.updater.add(NotifyCheck(self))
         for n in expected:
             self.updater.add(ProcessCheck(n.name, self))
+
+    def _log(self, level: str, text: str) -> None:
+        # one call site per severity: rclpy refuses a call site whose severity changes
+        if level == "info":
+            self.get_logger().info(text)
+        elif level == "warn":
+            self.get_logger().warning(text)
+        else:
+            self.get_logger().error(text)
 
     def _on_params(self, changed: dict) -> None:
         """`ros2 param set`: already validated by the same rules as at start."""
@@ -123,6 +147,9 @@ class HealthNode(Node):
         for o in outs:
             self._note(o.name, o.level, o.message, o.hardware_id)
         self._note(top.name, top.level, top.message)
+        tr = self.top_watch.observe(top.level, top.message, time.monotonic())
+        if tr is not None and self.notifier is not None:
+            self.notifier.submit(tr)
 
     def _sample(self) -> None:
         now, wall = time.monotonic(), time.time()
@@ -159,9 +186,14 @@ class HealthNode(Node):
             self.get_logger().error(f"could not kill {name} (pid {pid}): {e}")
 
     def workers(self) -> dict:
-        return {"incident writer": self.db.thread}
+        w = {"incident writer": self.db.thread}
+        if self.notifier is not None:
+            w["notifier"] = self.notifier.thread
+        return w
 
     def shutdown(self) -> None:
+        if self.notifier is not None:
+            self.notifier.stop(2.0)
         self.db.close()
 
 

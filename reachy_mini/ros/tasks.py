@@ -1,6 +1,7 @@
 """The diagnostic checks of the nodes, one DiagnosticTask class per check
 (as diagnostic_common_diagnostics' cpu_monitor does): motor, bus, capture
-(camera, microphone), system, process (node), incidents, web server.
+(camera, microphone), system, process (node), incidents, notifications, web
+server.
 
 Each task asks its source for data, applies a pure rule from core/ and
 fills the status; it holds no decision of its own. Works with the real
@@ -218,6 +219,27 @@ class IncidentsCheck(Check):
         values += [("queue", str(d.q.qsize())), ("statuses aggregated", str(h.statuses)),
                    ("items", str(len(h.agg.items)))]
         return lv, f"write errors: {d.last_error}" if d.errors else "OK", values
+
+
+class NotifyCheck(Check):
+    """Owner notifications (core/health/notify.py): WARN while deliveries are
+    failing (retrying, or the last one was refused), OK otherwise."""
+
+    def __init__(self, health) -> None:
+        super().__init__("notify")
+        self.health = health
+
+    def evaluate(self):
+        n = self.health.notifier
+        if n is None:
+            return OK, "off (notify_url is '')", [("url", "")]
+        s = n.stats()
+        values = [("url", n.shown_url), ("robot", n.robot), ("page", n.page_url)]
+        values += [(k, str(s[k])) for k in ("sent", "failed", "retries", "dropped", "pending")]
+        values.append(("last error", s["last_error"]))
+        if s["failing"]:
+            return WARN, f"notifications failing: {s['last_error']} ({s['pending']} pending)", values
+        return OK, f"{s['sent']} sent" + (f", {s['pending']} pending" if s["pending"] else ""), values
 
 
 # ------------------------------------------------------------------ web

@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass, fields
 
 from reachy_mini.core.config import NodeConfig, absolute_or_empty, setting
+from reachy_mini.core.health.notify import check_url
 from reachy_mini.core.health.system import Thresholds
 from reachy_mini.ops.node_table import NODES
 from reachy_mini.ops.paths import config_path
@@ -40,6 +41,19 @@ class HealthConfig(NodeConfig):
                                    check=_known_nodes)
     state_file: str = setting("", "reachy-mini-bringup state file (pids, restart counts); '' = the robot's own "
                               "(<runtime dir>/reachy_mini_bringup[.<namespace>].json)")
+    notify_url: str = setting("", "POST a JSON notification here when the top level enters or leaves ERROR or "
+                              "STALE (a webhook, or an ntfy server's root with notify_topic); '' = off",
+                              check=check_url, secret=True)
+    notify_topic: str = setting("", "ntfy topic put in the notification (ntfy's publish-as-JSON); '' = none",
+                                check=lambda v: None if all(c.isalnum() or c in "-_" for c in v) and len(v) <= 64
+                                else "letters, digits, '-' and '_' only (at most 64)")
+    page_url: str = setting("", "link to the robot's page in notifications; '' = http://<host name>:8000/",
+                            check=check_url)
+    notify_settle_s: float = setting(15.0, "after start-up, report the top level only once it had this long to "
+                                     "settle (nodes coming up are not an alarm)", 0.0, 600.0)
+    notify_min_interval_s: float = setting(60.0, "after a notification, the next one waits at least this long and "
+                                           "then reports the level of that moment (a flapping level is one "
+                                           "notification, not a flood)", 0.0, 3600.0)
     cpu_warn_pct: float = _threshold(90.0, "host CPU: WARN at or above (%)")
     cpu_error_pct: float = _threshold(98.0, "host CPU: ERROR at or above (%)")
     mem_warn_pct: float = _threshold(85.0, "host memory: WARN at or above (%)")
