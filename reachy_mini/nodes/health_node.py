@@ -31,12 +31,6 @@ from reachy_mini.ros.tasks import IncidentsCheck, NotifyCheck, ProcessCheck, Sys
 CONFIG = HealthConfig
 
 
-def robot_name(namespace: str) -> str:
-    """The robot's name in notifications: the namespace without slashes, else
-    the host name. (To be replaced by the robot_name parameter.)"""
-    return namespace.strip("/").replace("/", "_") or socket.gethostname()
-
-
 def _status(o) -> DiagnosticStatus:
     return DiagnosticStatus(level=Level(o.level).to_bytes(), name=o.name, message=o.message,
                             hardware_id=o.hardware_id, values=[KeyValue(key=k, value=v) for k, v in o.values])
@@ -67,7 +61,7 @@ class HealthNode(Node):
                                        c.notify_min_interval_s)
         self.notifier: Notifier | None = None
         if c.notify_url:
-            self.notifier = Notifier(c.notify_url, robot_name(ns), c.page_url or f"http://{socket.gethostname()}:8000/",
+            self.notifier = Notifier(c.notify_url, self.robot, c.page_url or f"http://{socket.gethostname()}:8000/",
                                      c.notify_topic, log=self._log)
         self.statuses = 0
         self.last_immediate = 0.0
