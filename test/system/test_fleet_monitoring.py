@@ -182,3 +182,30 @@ def test_fleet_alerts_and_dashboard(fleet):
     finally:
         poller.close()
         mon.stop()   # before the robots: their shutdown is not an outage
+
+
+def test_alertmanager_groups_by_robot_and_inhibits(tmp_path):
+    """The shipped routing in the real Alertmanager: one notification per
+    robot and alert name, and a robot that is down mutes its other alerts
+    (not another robot's)."""
+    with prom.MonitoringStack(str(tmp_path / "monitoring"), {}) as mon:
+        def alert(name, robot, **labels):
+            return {"labels": {"alertname": name, "robot": robot, "severity": "critical", **labels},
+                    "annotations": {"summary": f"{robot}: {name}"}}
+        mon.post_alerts([alert("ReachyMiniDown", "robot1"), alert("ReachyMiniError", "robot1"),
+                         alert("ReachyMiniMotorOverheating", "robot1", motor="stewart_2"),
+                         alert("ReachyMiniError", "robot2"),
+                         alert("ReachyMiniMotorOverheating", "robot2", motor="stewart_1"),
+                         alert("ReachyMiniMotorOverheating", "robot2", motor="stewart_2")])
+        want = {("robot1", "ReachyMiniDown"), ("robot2", "ReachyMiniError"), ("robot2", "ReachyMiniMotorOverheating")}
+        got = mon.receiver.wait(lambda a: len({(x["labels"]["robot"], x["labels"]["alertname"]) for _, x in a})
+                                >= len(want) and a, timeout=20)
+        assert got, mon.describe()
+        time.sleep(3.0)   # a few more group intervals: anything muted would have come by now
+        with mon.receiver.cond:
+            posts = [doc for _, doc in mon.receiver.posts]
+        groups = {(p["groupLabels"]["robot"], p["groupLabels"]["alertname"]) for p in posts}
+        assert groups == want, (groups, mon.describe())
+        over2 = [p for p in posts if p["groupLabels"] == {"robot": "robot2", "alertname": "ReachyMiniMotorOverheating"}]
+        assert {a["labels"]["motor"] for a in over2[0]["alerts"]} == {"stewart_1", "stewart_2"}   # one message
+        assert all(p["status"] == "firing" and p["receiver"] == "reachy_mini_webhook" for p in posts)

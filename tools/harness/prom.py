@@ -348,6 +348,14 @@ class MonitoringStack:
         raise AssertionError(f"{expr!r} returned {len(res)} series (< {n}) within {timeout} s: {res}\n"
                              f"{self.describe()}")
 
+    def post_alerts(self, alerts: list[dict]) -> None:
+        """Sends alerts straight to Alertmanager (its v2 API), as Prometheus
+        does: each {"labels": {...}, "annotations": {...}}."""
+        req = urllib.request.Request(f"{self.alertmanager.url}/api/v2/alerts", data=json.dumps(alerts).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.status == 200, r.status
+
     def alerts(self) -> list[dict]:
         """Prometheus' own view: pending and firing alerts."""
         return self.api("alerts")["alerts"]
