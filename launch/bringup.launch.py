@@ -22,6 +22,7 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from reachy_mini.core.identity import check_robot_name
 from reachy_mini.ops.node_table import EXIT_INVALID_PARAMETER, NODES, log_level_args, remappings
 
 TRUE = ("true", "1", "yes", "on")
@@ -43,6 +44,9 @@ def generate_launch_description():
         DeclareLaunchArgument("respawn_max_retries", default_value="-1",
                               description="respawns per node before giving up (-1: no limit)"),
         DeclareLaunchArgument("web_port", default_value="8000", description="port of the web status page"),
+        DeclareLaunchArgument("robot_name", default_value="",
+                              description="the robot's name: page title, hardware ids, incidents, metric label "
+                                          "(default: the namespace, else the host name)"),
     ]
     args += [DeclareLaunchArgument(spec.enable_arg, default_value="true", description=f"start {spec.name}: {spec.description}")
              for spec in NODES]
@@ -69,6 +73,10 @@ def _nodes(context):
     exactly the enabled ones (a node left out on purpose is not "missing")."""
     enabled = [spec.name for spec in NODES if _arg(context, spec.enable_arg).lower() in TRUE]
     namespace = _arg(context, "namespace")
+    robot_name = _arg(context, "robot_name")
+    err = check_robot_name(robot_name)
+    if err:
+        raise ValueError(f"launch argument 'robot_name' = {robot_name!r}: {err}")
     respawn = _arg(context, "use_respawn").lower() in TRUE
     try:
         max_retries = int(_arg(context, "respawn_max_retries"))
@@ -79,6 +87,8 @@ def _nodes(context):
         if spec.name not in enabled:
             continue
         params = [LaunchConfiguration("params_file"), {"use_sim": _arg(context, "use_sim").lower() in TRUE}]
+        if robot_name:
+            params.append({"robot_name": robot_name})
         if spec.name == "web_bridge":
             params.append({"port": int(_arg(context, "web_port"))})
         if spec.name == "health_node":

@@ -17,6 +17,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
+from reachy_mini.core.identity import check_robot_name
+
 
 @dataclass(frozen=True)
 class Param:
@@ -78,7 +80,10 @@ C = TypeVar("C", bound="NodeConfig")
 
 @dataclass
 class NodeConfig:
-    """Base of the per-node configs."""
+    """Base of the per-node configs. Every node takes the robot's name."""
+
+    robot_name: str = setting("", "the robot's name: page title, hardware ids, incidents, metric label "
+                              "(default '': the namespace, else the host name)", check=check_robot_name)
 
     @classmethod
     def specs(cls) -> list[Param]:

@@ -23,7 +23,8 @@ from reachy_mini.core.media.audio import LevelMeter, SoundDeviceSource, Syntheti
 from reachy_mini.core.media.capture import SourceLoop
 from reachy_mini.core.media.config import AudioConfig
 from reachy_mini.ros import qos
-from reachy_mini.ros.diagnostics import Updater
+from reachy_mini.core.identity import robot_name
+from reachy_mini.ros.diagnostics import RobotUpdater
 from reachy_mini.ros.params import declare
 from reachy_mini.ros.runner import run_node
 from reachy_mini.ros.tasks import CaptureCheck
@@ -35,6 +36,7 @@ class AudioNode(Node):
     def __init__(self) -> None:
         super().__init__("audio_node")
         self.cfg = c = declare(self, AudioConfig)
+        self.robot = robot_name(self.cfg.robot_name, self.get_namespace())
         self.sim = c.simulated
         frames = c.frames_per_chunk
         self.src = None
@@ -48,7 +50,7 @@ class AudioNode(Node):
             return self.src
         self.overflows_before = 0
         self.loop = SourceLoop(make, self._publish, c.chunk_rate_hz, c.stall_timeout_s).start()
-        self.updater = Updater(self)
+        self.updater = RobotUpdater(self, self.robot)
         self.updater.setHardwareID(c.hardware_id)
         self.updater.add(CaptureCheck("microphone", self.loop, "audio", lambda: c.chunk_rate_hz,
                                       lambda: c.stall_timeout_s, self._values, self._signal))

@@ -16,7 +16,8 @@ from reachy_mini.core.media.capture import SourceLoop
 from reachy_mini.core.media.config import CameraConfig
 from reachy_mini.ops.paths import config_path
 from reachy_mini.ros import qos
-from reachy_mini.ros.diagnostics import Updater
+from reachy_mini.core.identity import robot_name
+from reachy_mini.ros.diagnostics import RobotUpdater
 from reachy_mini.ros.params import ParameterError, declare
 from reachy_mini.ros.runner import run_node
 from reachy_mini.ros.tasks import CaptureCheck
@@ -28,6 +29,7 @@ class CameraNode(Node):
     def __init__(self) -> None:
         super().__init__("camera_node")
         self.cfg = c = declare(self, CameraConfig)
+        self.robot = robot_name(self.cfg.robot_name, self.get_namespace())
         url = c.camera_info_url.removeprefix("file://") or config_path("camera_info.yaml")
         try:
             i = load_camera_info(url)
@@ -43,7 +45,7 @@ class CameraNode(Node):
         make = (lambda: SyntheticCamera(c.width, c.height)) if self.sim else \
             (lambda: OpenCVSource(c.device, c.width, c.height, c.fps, c.pixel_format))
         self.loop = SourceLoop(make, self._publish, c.fps, c.stall_timeout_s).start()
-        self.updater = Updater(self)
+        self.updater = RobotUpdater(self, self.robot)
         self.updater.setHardwareID(c.hardware_id)
         self.updater.add(CaptureCheck("camera", self.loop, "frame", lambda: c.fps, lambda: max(1.0, 3.0 / c.fps),
                                       self._values))

@@ -20,7 +20,8 @@ from reachy_mini.core.levels import ERROR, Level
 from reachy_mini.ops.node_table import NODES
 from reachy_mini.ops.paths import data_dir, heartbeat_file, state_file
 from reachy_mini.ros import qos
-from reachy_mini.ros.diagnostics import Updater
+from reachy_mini.core.identity import robot_name
+from reachy_mini.ros.diagnostics import RobotUpdater
 from reachy_mini.ros.params import ParameterError, declare
 from reachy_mini.ros.runner import run_node
 from reachy_mini.ros.tasks import IncidentsCheck, ProcessCheck, SystemCheck
@@ -37,6 +38,7 @@ class HealthNode(Node):
     def __init__(self) -> None:
         super().__init__("health_node")
         self.cfg = c = declare(self, HealthConfig, self._on_params)
+        self.robot = robot_name(self.cfg.robot_name, self.get_namespace())
         ns = self.get_namespace()
         self.data_dir = c.data_dir or data_dir(ns)
         try:
@@ -51,7 +53,7 @@ class HealthNode(Node):
         self.info: dict = {}
         self.restarts = RestartLog([n.name for n in expected])
         self.killed_pids: set[int] = set()
-        self.db = IncidentWriter(self.data_dir, c.history_days, c.history_max_rows)
+        self.db = IncidentWriter(self.data_dir, c.history_days, c.history_max_rows, robot=self.robot)
         self.changes = LevelChanges(self.db.last_levels())
         self.statuses = 0
         self.last_immediate = 0.0
@@ -63,7 +65,7 @@ class HealthNode(Node):
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, qos.DIAGNOSTICS_IN)
         self.pub_timer = self.create_timer(1.0 / c.pub_rate, self._publish)
         self.create_timer(1.0, self._sample)
-        self.updater = Updater(self)
+        self.updater = RobotUpdater(self, self.robot)
         self.updater.setHardwareID(os.uname().nodename)
         self.updater.add(SystemCheck(self.data_dir, c.thresholds))
         self.updater.add(IncidentsCheck(self))

@@ -26,7 +26,8 @@ from reachy_mini.core.motors.config import MotorConfig
 from reachy_mini.core.motors.map import MotorMap
 from reachy_mini.ops.paths import config_path, sim_link
 from reachy_mini.ros import qos
-from reachy_mini.ros.diagnostics import Updater
+from reachy_mini.core.identity import robot_name
+from reachy_mini.ros.diagnostics import RobotUpdater
 from reachy_mini.ros.params import ParameterError, declare
 from reachy_mini.ros.runner import run_node
 from reachy_mini.ros.tasks import BusCheck, MotorCheck, RecoveryCheck
@@ -39,6 +40,7 @@ class MotorNode(Node):
         super().__init__("motor_node")
         self.bus = None
         cfg = self.cfg = declare(self, MotorConfig, lambda changed: self.bus and self.bus.configure(changed))
+        self.robot = robot_name(self.cfg.robot_name, self.get_namespace())
         try:
             motor_map = MotorMap.load(cfg.motors_file or None)
         except ValueError as e:
@@ -57,7 +59,7 @@ class MotorNode(Node):
         self.create_service(Trigger, "~/reboot", lambda req, resp: self._answer(resp, bus.reboot_faulty()))
         self.create_service(Trigger, "~/emergency_stop", self._srv_estop)
         self.create_timer(0.1, self._watch)
-        self.updater = Updater(self)   # period: parameter diagnostic_updater.period (1 s)
+        self.updater = RobotUpdater(self, self.robot)   # period: parameter diagnostic_updater.period (1 s)
         self.updater.setHardwareID(f"dynamixel_bus:{bus.port}")
         self.updater.add(BusCheck(bus))
         self.updater.add(RecoveryCheck(bus))

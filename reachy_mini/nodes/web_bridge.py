@@ -4,7 +4,6 @@ over a StateStore filled from /diagnostics_agg, /diagnostics_toplevel_state,
 history. uvicorn runs on its own thread; writes call motor_node's services."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -16,11 +15,12 @@ from sensor_msgs.msg import CompressedImage, JointState
 from std_msgs.msg import Float32
 from std_srvs.srv import SetBool, Trigger
 
-from reachy_mini.core.health.incidents import db_path, query
+from reachy_mini.core.health.incidents import db_path, query, summary
 from reachy_mini.core.levels import Level
 from reachy_mini.ops.paths import data_dir
 from reachy_mini.ros import qos
-from reachy_mini.ros.diagnostics import Updater
+from reachy_mini.core.identity import robot_name
+from reachy_mini.ros.diagnostics import RobotUpdater
 from reachy_mini.ros.params import ParameterError, declare
 from reachy_mini.ros.runner import run_node
 from reachy_mini.ros.tasks import WebServerCheck
@@ -41,6 +41,7 @@ class WebBridge(Node):
         super().__init__("web_bridge")
         self.app = None
         self.cfg = c = declare(self, WebBridgeConfig, self._on_params)
+        self.robot = robot_name(self.cfg.robot_name, self.get_namespace())
         try:
             token = c.token()
         except ValueError as e:
@@ -73,14 +74,15 @@ class WebBridge(Node):
         self.reboot_cli = self.create_client(Trigger, f"{c.motor_node}/reboot")
         web = WebConfig(token=token, write_rate=c.write_rate, write_window_s=c.write_window_s,
                         public_config=c.public() | {"namespace": self.get_namespace()},
-                        robot=self.get_namespace().strip("/") or socket.gethostname())
+                        robot=self.robot)
         app = create_app(s, Actions(self._torque, self._reboot,
-                                    lambda since=None, limit=100: query(self.db, since=since, limit=limit)), web)
+                                    lambda since=None, limit=100: query(self.db, since=since, limit=limit),
+                                    lambda: summary(self.db)["by_level"]), web)
         self.server = uvicorn.Server(uvicorn.Config(app, host=c.host, port=c.port, log_level="warning",
                                                     timeout_graceful_shutdown=2))
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
         self.thread.start()
-        self.updater = Updater(self, period=1.0)
+        self.updater = RobotUpdater(self, self.robot, period=1.0)
         self.updater.setHardwareID(f"http://{c.host}:{c.port}")
         self.app = app
         self.updater.add(WebServerCheck(self))

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from reachy_mini.core.health.nodes import is_hung
+from reachy_mini.core.identity import check_robot_name
 from reachy_mini.ops.node_table import EXIT_INVALID_PARAMETER, NODES, NodeSpec, log_level_args, normalize_namespace, remappings
 from reachy_mini.ops.paths import config_path, robot_key
 from reachy_mini.ops.sdnotify import Notifier
@@ -65,8 +66,10 @@ def override_file(directory: str, node: str, params: dict) -> str:
 def node_argv(spec: NodeSpec, params_file: str, use_sim: bool, namespace: str, log_level: str,
               web_port: int | None, run_dir: str, data_dir: str | None = None,
               state_file: str | None = None, started: list[str] | None = None,
-              hang_timeout: float | None = None) -> list[str]:
+              hang_timeout: float | None = None, robot_name: str | None = None) -> list[str]:
     overrides = {"use_sim": bool(use_sim)}
+    if robot_name:
+        overrides["robot_name"] = robot_name
     if spec.name == "health_node" and started is not None:
         overrides["expected_nodes"] = list(started)   # nodes left out on purpose are not "missing"
     if spec.name == "web_bridge" and web_port is not None:
@@ -310,6 +313,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--use-sim", action="store_true", help="simulated bus, camera and audio")
     p.add_argument("--namespace", default="", help="robot namespace: its topics, services, diagnostics, "
                    "simulated bus, state file and incident database are its own")
+    p.add_argument("--robot-name", default="", help="the robot's name (page title, hardware ids, incidents, "
+                   "metric label); default: the namespace, else the host name")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error", "fatal"])
     p.add_argument("--no-respawn", action="store_true")
     p.add_argument("--web-port", type=int, default=None)
@@ -337,6 +342,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         robot_key(a.namespace)
     except ValueError as e:
         p.error(f"--namespace: {e}")
+    err = check_robot_name(a.robot_name)
+    if err:
+        p.error(f"--robot-name {a.robot_name!r}: {err}")
     return a
 
 
@@ -347,7 +355,8 @@ def main(argv=None) -> int:
         a.state_file = default_state_file(a.namespace)
     run_dir = os.path.join(os.path.dirname(os.path.abspath(a.state_file)), f"reachy_mini_bringup.{os.getpid()}")
     children = [Child(s, node_argv(s, a.params_file, a.use_sim, a.namespace, a.log_level, a.web_port, run_dir,
-                                   a.data_dir, a.state_file, [x.name for x in specs], a.hang_timeout),
+                                   a.data_dir, a.state_file, [x.name for x in specs], a.hang_timeout,
+                                   a.robot_name),
                       heartbeat=os.path.join(run_dir, f"{s.name}.heartbeat"))
                 for s in specs]
     sup = Supervisor(children, respawn=not a.no_respawn, state_file=a.state_file, stop_timeout=a.stop_timeout,

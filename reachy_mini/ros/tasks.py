@@ -12,6 +12,7 @@ import time
 from typing import Callable, Iterable
 
 from reachy_mini.core.health.nodes import node_status
+from reachy_mini.core.identity import hardware_id as robot_hardware_id
 from reachy_mini.core.health.system import evaluate_process, evaluate_system, system_snapshot
 from reachy_mini.core.levels import ERROR, OK, WARN, Level
 from reachy_mini.core.media.capture import capture_health
@@ -27,6 +28,8 @@ class Check(DiagnosticTask):
     def evaluate(self) -> tuple[int, str, Values]:
         raise NotImplementedError
 
+    robot = ""   # set by RobotUpdater.add: the robot's name, prefixed to hardware_id()
+
     def hardware_id(self) -> str | None:
         return None
 
@@ -37,7 +40,7 @@ class Check(DiagnosticTask):
             stat.add(k, str(v))
         hw = self.hardware_id()
         if hw is not None:
-            stat.hardware_id = hw
+            stat.hardware_id = robot_hardware_id(self.robot, hw)
         return stat
 
 
@@ -234,4 +237,4 @@ class WebServerCheck(Check):
             lv, msg = ERROR, "HTTP server not running (port in use?)"
         return lv, msg, [("live clients", str(len(hub.clients))),
                          ("updates dropped for slow clients", str(hub.dropped)),
-                         ("requests", str(sum(metrics.count.values())))]
+                         ("requests", str(metrics.requests))]

@@ -32,7 +32,7 @@ class WebConfig:
     sse_queue: int = 8
     max_sse_clients: int = 500
     public_config: dict = field(default_factory=dict)
-    robot: str = ""                     # shown in /api/health
+    robot: str = ""                     # robot_name: /api/health, page title, metric label
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Actions:
     set_torque: Callable[[bool], tuple[bool, str]]
     reboot: Callable[[], tuple[bool, str]]
     incidents: Callable[..., list[dict]]
+    incident_counts: Callable[[], dict[str, int]] = dict   # level name -> incidents stored (/metrics)
 
 
 @dataclass
@@ -58,14 +59,15 @@ class AppContext:
 def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None) -> FastAPI:
     cfg = cfg or WebConfig()
     limiter = RateLimiter(cfg.write_rate, cfg.write_window_s)
-    ctx = AppContext(store, actions, cfg, SSEHub(store, cfg.sse_queue, cfg.max_sse_clients), Metrics(), limiter,
+    hub = SSEHub(store, cfg.sse_queue, cfg.max_sse_clients)
+    ctx = AppContext(store, actions, cfg, hub, Metrics(store, hub, cfg.robot, actions.incident_counts if actions else dict), limiter,
                      WriteGuard(cfg.token, limiter), time.time())
     app = FastAPI(title="Reachy Mini status", version=__version__, docs_url=None, redoc_url=None,
                   description="Health of a Reachy Mini robot: diagnostics tree, motors, incidents, metrics. "
                               f"Levels are integers with names: {LEVELS}.")
     app.state.hub, app.state.metrics, app.state.limiter = ctx.hub, ctx.metrics, ctx.limiter
     app.add_middleware(GuardMiddleware, max_body=cfg.max_body_bytes, metrics=ctx.metrics)
-    for router in (page_routes(), read_routes(ctx), write_routes(ctx)):
+    for router in (page_routes(cfg.robot), read_routes(ctx), write_routes(ctx)):
         app.include_router(router)
 
     def openapi():

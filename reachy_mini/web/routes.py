@@ -4,6 +4,7 @@ live stream) and the guarded writes."""
 from __future__ import annotations
 
 import asyncio
+import html
 import importlib.util
 import os
 import platform
@@ -11,7 +12,7 @@ import time
 from typing import Optional
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from reachy_mini.core.levels import STALE, Level
 from reachy_mini.web import metrics as prom
@@ -25,12 +26,14 @@ SWAGGER_DIR = os.path.join(os.path.dirname(importlib.util.find_spec("fastapi_off
 SWAGGER_ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css"}
 
 
-def page_routes() -> APIRouter:
+def page_routes(robot: str) -> APIRouter:
     r = APIRouter(include_in_schema=False)
+    with open(os.path.join(STATIC, "index.html"), encoding="utf-8") as f:
+        index = f.read().replace("{robot}", html.escape(robot or "Reachy Mini"))   # the title names the robot
 
     @r.get("/")
     def page():
-        return FileResponse(os.path.join(STATIC, "index.html"), media_type="text/html")
+        return HTMLResponse(index)
 
     @r.get("/static/{name}")
     def static(name: str):
@@ -138,9 +141,9 @@ def read_routes(ctx) -> APIRouter:
 
 
     @r.get("/metrics", response_class=PlainTextResponse)
-    def prometheus() -> str:
-        """Prometheus text format."""
-        return prom.render(store, hub, ctx.metrics)
+    def prometheus():
+        """Prometheus text format (prometheus_client); every series has the `robot` label."""
+        return Response(ctx.metrics.render(), media_type=prom.CONTENT_TYPE)
 
     @r.get("/api/stream", response_class=StreamingResponse,
            responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},

@@ -64,6 +64,7 @@ class Incident(BaseModel):
     message: str
     hardware_id: str
     kind: str
+    robot: str = Field("", description="the robot's name when the incident was recorded")
 
 
 class HistoryPoint(BaseModel):

@@ -97,10 +97,13 @@ class GuardMiddleware:
                     sent[0] = True
                     return {"type": "http.request", "body": body, "more_body": False}
                 return await receive()
-            await self.app(scope, replay, send_wrapper)
+            app, recv = self.app, replay
         else:
-            await self.app(scope, receive, send_wrapper)
-        self._observe(scope, status[0], t0)
+            app, recv = self.app, receive
+        try:
+            await app(scope, recv, send_wrapper)
+        finally:   # an unhandled error is counted too (code 500: no response was started)
+            self._observe(scope, status[0], t0)
 
     def _observe(self, scope, code: int, t0: float) -> None:
         route = scope.get("route")

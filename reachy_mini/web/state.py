@@ -11,6 +11,7 @@ import collections
 import threading
 import time
 
+from reachy_mini.core.identity import device_of
 from reachy_mini.core.levels import STALE, Level
 
 
@@ -186,7 +187,7 @@ class StateStore:
         s = self.snapshot()
         out = []
         for st in s["tree"]:
-            if "/Motors/" in st["name"] and st["hardware_id"].startswith("dynamixel:"):   # servos only
+            if "/Motors/" in st["name"] and device_of(st["hardware_id"]).startswith("dynamixel:"):   # servos only
                 name = st["name"].rsplit("/", 1)[-1]
                 m = {"name": name, "level": st["level"], "level_name": st["level_name"], "message": st["message"],
                      "hardware_id": st.get("hardware_id", ""), "position_rad": s["joints"].get(name)}

@@ -17,6 +17,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, Int16MultiArray
 
+from reachy_mini.core.identity import robot_name
+
 from conftest import wait_for
 from ros_probe import RosProbe
 
@@ -110,7 +112,7 @@ def test_camera_decodes_video_file(ros_env, tmp_path, probe):
         assert dec.shape == (240, 320, 3)
         s = wait_for(lambda: diag(probe, "camera_node: camera", t0), timeout=3)
         assert s.level[0] == 0 and 27.0 < float(vals(s)["measured fps"]) < 33.0
-        assert vals(s)["device present"] == "true" and s.hardware_id == str(video)
+        assert vals(s)["device present"] == "true" and s.hardware_id == f"{robot_name()}/{video}"
     finally:
         stop_node(node)
 
@@ -235,7 +237,7 @@ def test_audio_through_alsa_level_silence_clipping(ros_env, tmp_path, probe, mic
         # burst after a stall of the loaded machine (the rate is then honestly
         # "too high" for one window); the requirement is OK in steady state
         s = wait_for(lambda: (s := diag(probe, "audio_node: microphone", t0)) and s.level[0] == 0 and s, timeout=12)
-        assert vals(s)["device"] == "reachy_test" and s.hardware_id == "alsa:reachy_test"
+        assert vals(s)["device"] == "reachy_test" and s.hardware_id == f"{robot_name()}/alsa:reachy_test"
         mic.mode = "silence"
         t1 = time.monotonic()
         s = wait_for(lambda: (s := diag(probe, "audio_node: microphone", t1)) and s.level[0] == 1 and s, timeout=6)

@@ -13,6 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
 
+from reachy_mini.core.identity import robot_name
 from reachy_mini.core.levels import Level
 from reachy_mini.ops.paths import config_path
 from reachy_mini.sim.bus import send_command
@@ -145,7 +146,7 @@ def test_overheat_error_within_1_5s_then_recovers(motor):
     t, st = wait_for(lambda: (s := motor_status(probe, "stewart_2", t0)) and Level.of(s[1].level) == 2 and s,
                      timeout=3)
     assert t - t0 < 1.5, f"ERROR published {t - t0:.2f} s after the fault"
-    assert "overheating" in st.message and st.hardware_id == "dynamixel:12"
+    assert "overheating" in st.message and st.hardware_id == f"{robot_name()}/dynamixel:12"   # <robot>/<device>
     # the cause goes away; the node reboots the motor itself
     send_command(ctl, {"cmd": "clear", "id": 12})
     wait_for(lambda: (s := motor_status(probe, "stewart_2", time.monotonic() - 0.5)) and Level.of(s[1].level) == 0,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import uvicorn
 
-from reachy_mini.core.health.incidents import Incident, IncidentWriter, db_path, query
+from reachy_mini.core.health.incidents import Incident, IncidentWriter, db_path, query, summary
 from reachy_mini.web.app import Actions, WebConfig, create_app
 from reachy_mini.web.state import StateStore, status_dict
 
@@ -24,9 +24,17 @@ TOKEN = "s3cret-token-for-tests-0123456789"
 MOTORS = ["body_rotation"] + [f"stewart_{i}" for i in range(1, 7)] + ["right_antenna", "left_antenna"]
 
 
-def fill(store: StateStore, bad: str | None = None) -> None:
+def fill(store: StateStore, bad: str | None = None, system: bool = False) -> None:
     tree = [status_dict("/Reachy Mini", 2 if bad else 0, "x"), status_dict("/Reachy Mini/Motors", 2 if bad else 0, "")]
-    tree.append(status_dict("/Reachy Mini/Motors/bus", 0, "100.0 Hz", [("achieved rate (Hz)", "99.8")]))
+    tree.append(status_dict("/Reachy Mini/Motors/bus", 0, "100.0 Hz", [("achieved rate (Hz)", "99.8"),
+                                                                        ("target rate (Hz)", "100.0")]))
+    if system:   # the health node's host and per-node items, as ros/tasks.py writes them
+        tree.append(status_dict("/Reachy Mini/System/Host/system", 0, "OK",
+                                [("cpu (%)", "12.5"), ("memory (%)", "40.0"), ("disk (%)", "50.0"),
+                                 ("disk free (GB)", "80.2"), ("temperature cpu (C)", "48")], "robot7/vm"))
+        tree.append(status_dict("/Reachy Mini/System/Nodes/motor_node", 0, "publishing",
+                                [("rss (MB)", "95.3"), ("cpu (%)", "4.0"), ("open fds", "18"), ("restarts", "2"),
+                                 ("hang restarts", "1")], "robot7/pid:1"))
     for i, m in enumerate(MOTORS):
         lv = 2 if m == bad else 0
         tree.append(status_dict(f"/Reachy Mini/Motors/{m}", lv, "overheating" if lv else "OK",
@@ -50,7 +58,9 @@ class Server:
         w.close()
         actions = Actions(lambda on: (self.calls.append(("torque", on)) or (True, f"torque {on}")),
                           lambda: (self.calls.append(("reboot",)) or (True, "rebooted")),
-                          lambda since=None, limit=100: query(db_path(self.data), since=since, limit=limit))
+                          lambda since=None, limit=100: query(db_path(self.data), since=since, limit=limit),
+                          lambda: summary(db_path(self.data))["by_level"])
+        cfg.setdefault("robot", "robot7")
         self.app = create_app(self.store, actions, WebConfig(token=token, public_config={"port": 0}, **cfg))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -115,20 +125,71 @@ def test_health_and_reads(srv):
     assert "frame-ancestors 'none'" in h["content-security-policy"] and "unsafe-inline" not in h["content-security-policy"]
 
 
+def _samples(text: str) -> list:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [(f.name, smp) for f in text_string_to_metric_families(text) for smp in f.samples]
+
+
+def _value(samples, name, **labels):
+    got = [smp.value for _, smp in samples if smp.name == name and all(smp.labels.get(k) == v for k, v in labels.items())]
+    assert len(got) == 1, (name, labels, got)
+    return got[0]
+
+
 def test_metrics(srv):
-    fill(srv.store, bad="stewart_2")
+    """prometheus_client exposition: every family is a documented one, every
+    series has the robot label, host and per-node figures come from the
+    health node's items, unhandled errors count as 500."""
+    from reachy_mini.web.metrics import METRICS, exposed_names
+
+    fill(srv.store, bad="stewart_2", system=True)
+
+    def boom():
+        raise RuntimeError("a bug")
+    srv.app.add_api_route("/api/boom", boom)
     c = httpx.Client(base_url=srv.url)
     for _ in range(3):
         c.get("/api/health")
-    text = c.get("/metrics").text
-    assert 'reachy_mini_motor_temperature_celsius{motor="stewart_2"} 42.0' in text
-    assert 'reachy_mini_motor_voltage_volts{motor="left_antenna"} 5.0' in text
-    assert 'reachy_mini_motor_current_milliamperes{motor="body_rotation"} 120.0' in text
-    assert 'reachy_mini_component_level{component="/Reachy Mini/Motors/stewart_2"} 2' in text
-    assert "reachy_mini_motor_loop_rate_hertz 99.8" in text
-    assert 'reachy_mini_http_requests_total{method="GET",route="/api/health",code="503"} 3' in text
-    assert 'reachy_mini_http_request_duration_seconds_count{method="GET",route="/api/health"} 3' in text
-    assert "# TYPE reachy_mini_http_request_duration_seconds histogram" in text
+    assert httpx.get(f"{srv.url}/api/boom").status_code == 500      # an unhandled error (the server drops the connection)
+    r = c.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    smp = _samples(r.text)
+    assert {f for f, _ in smp} <= set(METRICS), {f for f, _ in smp} - set(METRICS)
+    assert {x.name for _, x in smp} <= exposed_names()
+    assert all(x.labels.get("robot") == "robot7" for _, x in smp), [x for _, x in smp if "robot" not in x.labels][:3]
+    assert _value(smp, "reachy_mini_motor_temperature_celsius", motor="stewart_2") == 42.0
+    assert _value(smp, "reachy_mini_motor_voltage_volts", motor="left_antenna") == 5.0
+    assert _value(smp, "reachy_mini_motor_current_amperes", motor="body_rotation") == pytest.approx(0.12)
+    assert _value(smp, "reachy_mini_motor_level", motor="stewart_2") == 2
+    assert _value(smp, "reachy_mini_component_level", component="/Reachy Mini/Motors/stewart_2") == 2
+    assert _value(smp, "reachy_mini_health_level") == 2 and _value(smp, "reachy_mini_up") == 1
+    assert _value(smp, "reachy_mini_motor_loop_rate_hertz") == 99.8
+    assert _value(smp, "reachy_mini_motor_loop_target_hertz") == 100.0
+    assert _value(smp, "reachy_mini_host_cpu_usage_ratio") == pytest.approx(0.125)
+    assert _value(smp, "reachy_mini_host_memory_usage_ratio") == pytest.approx(0.4)
+    assert _value(smp, "reachy_mini_host_disk_free_bytes") == pytest.approx(80.2e9)
+    assert _value(smp, "reachy_mini_host_temperature_celsius", sensor="cpu") == 48.0
+    assert _value(smp, "reachy_mini_node_resident_memory_bytes", node="motor_node") == pytest.approx(95.3e6)
+    assert _value(smp, "reachy_mini_node_cpu_usage_ratio", node="motor_node") == pytest.approx(0.04)
+    assert _value(smp, "reachy_mini_node_open_fds", node="motor_node") == 18
+    assert _value(smp, "reachy_mini_node_restarts_total", node="motor_node") == 2
+    assert _value(smp, "reachy_mini_node_hang_kills_total", node="motor_node") == 1
+    assert _value(smp, "reachy_mini_incidents", level="ERROR") == 5 and _value(smp, "reachy_mini_incidents", level="OK") == 0
+    assert _value(smp, "reachy_mini_http_requests_total", method="GET", route="/api/health", code="503") == 3
+    assert _value(smp, "reachy_mini_http_requests_total", method="GET", route="/api/boom", code="500") == 1
+    assert _value(smp, "reachy_mini_http_request_duration_seconds_count", method="GET", route="/api/health") == 3
+    build = [x for _, x in smp if x.name == "reachy_mini_build_info"]
+    assert len(build) == 1 and build[0].value == 1 and build[0].labels["version"]
+
+
+def test_every_metric_is_in_the_readme():
+    from reachy_mini.web.metrics import METRICS, exposed_names
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
+    missing = [n for n in sorted(exposed_names()) if not n.endswith(("_bucket", "_sum", "_count")) and
+               f"`{n}`" not in readme]
+    assert not missing and METRICS, missing
 
 
 def test_writes_need_token_and_are_limited(srv):
@@ -301,7 +362,9 @@ def test_silent_health_monitor_is_stale_everywhere(srv):
     snap = srv.store.snapshot()
     assert snap["top"]["level"] == 3 and {i["level"] for i in snap["tree"]} == {3}
     m = c.get("/metrics").text
-    assert "reachy_mini_up 0" in m and 'reachy_mini_component_level{component="toplevel_state"} 3' in m
+    smp = _samples(m)
+    assert _value(smp, "reachy_mini_up") == 0 and _value(smp, "reachy_mini_health_level") == 3
+    assert _value(smp, "reachy_mini_component_level", component="toplevel_state") == 3
     fill(srv.store)                                               # it publishes again (that push is the change)
-    assert c.get("/api/health").status_code == 200 and "reachy_mini_up 1" in c.get("/metrics").text
+    assert c.get("/api/health").status_code == 200 and _value(_samples(c.get("/metrics").text), "reachy_mini_up") == 1
     assert not srv.store.check_stale()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -49,7 +50,7 @@ def test_dead_health_node_turns_health_503(tmp_path, ros_env):
         print(f"health_node killed -> /api/health 503 in {time.monotonic() - t0:.1f} s")
         assert body["level_name"] == "STALE" and body["message"].startswith("health monitor silent for")
         m = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-        assert "reachy_mini_up 0" in m
+        assert re.search(r"^reachy_mini_up\{robot=\"[^\"]+\"\} 0\.0$", m, re.M), m[:500]
     finally:
         sup.send_signal(signal.SIGTERM)
         try:

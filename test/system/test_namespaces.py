@@ -21,6 +21,8 @@ from ros_probe import RosProbe
 
 TOKEN = "namespace-test-token-0123456789"
 ROBOTS = ("robot1", "robot2")
+# robot1 is named after its namespace (the default); robot2 is given a name
+NAMES = {"robot1": "robot1", "robot2": "lab-2"}
 
 
 def _free_port() -> int:
@@ -54,7 +56,8 @@ def two_robots(tmp_path, ros_env):
         proc = subprocess.Popen(
             [sys.executable, "-m", "reachy_mini.ops.supervisor", "--use-sim", "--namespace", name, "--web-port", str(port),
              "--params-file", params_ignoring_host_cpu(tmp_path),
-             "--only", "motor_node", "health_node", "web_bridge", "--log-dir", str(tmp_path / f"logs_{name}")],
+             "--only", "motor_node", "health_node", "web_bridge", "--log-dir", str(tmp_path / f"logs_{name}"),
+             *(["--robot-name", NAMES[name]] if NAMES[name] != name else [])],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         robots[name] = (proc, port)
     try:
@@ -136,3 +139,22 @@ def test_two_robots_are_isolated(two_robots):
     inc2 = _get(p2, "/api/incidents?limit=1000").json()
     assert any("stewart_2" in i["name"] and "hardware error" in i["message"] for i in inc1)
     assert not any("hardware error" in i["message"] for i in inc2), [(i["name"], i["message"]) for i in inc2]
+    assert {i["robot"] for i in inc1} == {"robot1"} and {i["robot"] for i in inc2} == {"lab-2"}
+
+
+def test_each_robot_carries_its_name(two_robots):
+    """robot_name (default: the namespace) in /api/health, the page title,
+    every hardware id and every metric."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, ports, _ = two_robots
+    for ns, port in ports.items():
+        name = NAMES[ns]
+        assert _get(port, "/api/health").json()["robot"] == name
+        assert f"<title>{name} · Reachy Mini status</title>" in _get(port, "/").text
+        tree = _get(port, "/api/status").json()["tree"]
+        hwids = {i["hardware_id"] for i in tree if i["hardware_id"]}
+        assert hwids and all(h.startswith(name + "/") for h in hwids), hwids
+        assert f"{name}/dynamixel:12" in hwids
+        samples = [smp for f in text_string_to_metric_families(_get(port, "/metrics").text) for smp in f.samples]
+        assert samples and {smp.labels.get("robot") for smp in samples} == {name}

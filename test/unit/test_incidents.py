@@ -78,3 +78,24 @@ def test_record_never_blocks(tmp_path):
 def test_query_without_database(tmp_path):
     assert query(str(tmp_path / "none.sqlite3")) == []
     assert summary(str(tmp_path / "none.sqlite3"))["rows"] == 0
+
+
+def test_robot_name_is_stored_and_an_old_database_gains_the_column(tmp_path):
+    import sqlite3
+
+    path = db_path(str(tmp_path))
+    old = sqlite3.connect(path)      # a database written before robot_name existed
+    old.executescript("CREATE TABLE incidents (id INTEGER PRIMARY KEY AUTOINCREMENT, t REAL NOT NULL, "
+                      "name TEXT NOT NULL, level INTEGER NOT NULL, prev_level INTEGER, message TEXT NOT NULL "
+                      "DEFAULT '', hardware_id TEXT NOT NULL DEFAULT '', kind TEXT NOT NULL DEFAULT 'level');"
+                      f"INSERT INTO incidents (t, name, level) VALUES ({time.time() - 100}, '/R/Camera', 2);")
+    old.commit()
+    assert query(path)[0]["robot"] == ""       # readable as is, read-only
+    old.close()
+    w = IncidentWriter(str(tmp_path), robot="lab-3")
+    w.record(Incident(time.time(), "/R/Camera", 0, 2, "OK"))
+    w.record(Incident(time.time(), "/R/Audio", 2, 0, "silent", robot="other"))
+    assert w.flush()
+    w.close()
+    rows = query(path)
+    assert [(r["name"], r["robot"]) for r in rows] == [("/R/Audio", "other"), ("/R/Camera", "lab-3"), ("/R/Camera", "")]

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     prev_level INTEGER,           -- NULL: first seen
     message TEXT NOT NULL DEFAULT '',
     hardware_id TEXT NOT NULL DEFAULT '',
-    kind TEXT NOT NULL DEFAULT 'level'   -- level | restart | hang | crash
+    kind TEXT NOT NULL DEFAULT 'level',  -- level | restart | hang | crash
+    robot TEXT NOT NULL DEFAULT ''       -- the robot's name (robot_name)
 );
 CREATE INDEX IF NOT EXISTS incidents_t ON incidents(t);
 CREATE INDEX IF NOT EXISTS incidents_name ON incidents(name, id);
@@ -58,6 +59,7 @@ class Incident:
     message: str = ""
     hardware_id: str = ""
     kind: str = "level"
+    robot: str = ""
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -66,13 +68,17 @@ def _connect(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(SCHEMA)
+    cols = {r[1] for r in db.execute("PRAGMA table_info(incidents)")}
+    if "robot" not in cols:   # a database from before robot_name: the column is added, rows keep ''
+        db.execute("ALTER TABLE incidents ADD COLUMN robot TEXT NOT NULL DEFAULT ''")
     return db
 
 
 class IncidentWriter:
     def __init__(self, data_dir: str, retention_days: float = 30.0, max_rows: int = 100_000,
-                 queue_size: int = 10_000, prune_every_s: float = 60.0) -> None:
+                 queue_size: int = 10_000, prune_every_s: float = 60.0, robot: str = "") -> None:
         os.makedirs(data_dir, exist_ok=True)
+        self.robot = robot   # stored with each incident that does not name its own
         self.path = db_path(data_dir)
         self.retention_days = float(retention_days)
         self.max_rows = int(max_rows)
@@ -139,10 +145,10 @@ class IncidentWriter:
                 try:
                     self._db.execute("BEGIN")
                     self._db.executemany(
-                        "INSERT INTO incidents (t, name, level, prev_level, message, hardware_id, kind) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [(i.t, i.name, i.level, i.prev_level, i.message[:1000], i.hardware_id, i.kind)
-                         for i in batch])
+                        "INSERT INTO incidents (t, name, level, prev_level, message, hardware_id, kind, robot) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(i.t, i.name, i.level, i.prev_level, i.message[:1000], i.hardware_id, i.kind,
+                          i.robot or self.robot) for i in batch])
                     self._db.execute("COMMIT")
                     self.written += len(batch)
                 except sqlite3.Error as e:
@@ -222,7 +228,9 @@ def query(path: str, since: float | None = None, until: float | None = None, lim
     if kind:
         where.append("kind = ?")
         args.append(kind)
-    sql = "SELECT id, t, name, level, prev_level, message, hardware_id, kind FROM incidents"
+    cols = {r[1] for r in db.execute("PRAGMA table_info(incidents)")}
+    robot = "robot" if "robot" in cols else "'' AS robot"   # read-only: an old file is not migrated here
+    sql = f"SELECT id, t, name, level, prev_level, message, hardware_id, kind, {robot} FROM incidents"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY id DESC LIMIT ?"

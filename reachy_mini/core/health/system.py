@@ -41,6 +41,19 @@ class Thresholds:
     node_fds_warn: int = 500
 
 
+# Keys of the health node's system and per-node diagnostics (ros/tasks.py
+# writes them) that web_bridge's /metrics reads: key -> (metric, scale).
+HOST_KEYS = {"cpu (%)": ("reachy_mini_host_cpu_usage_ratio", 0.01),
+             "memory (%)": ("reachy_mini_host_memory_usage_ratio", 0.01),
+             "disk (%)": ("reachy_mini_host_disk_usage_ratio", 0.01),
+             "disk free (GB)": ("reachy_mini_host_disk_free_bytes", 1e9)}
+NODE_KEYS = {"rss (MB)": ("reachy_mini_node_resident_memory_bytes", 1e6),
+             "cpu (%)": ("reachy_mini_node_cpu_usage_ratio", 0.01),
+             "open fds": ("reachy_mini_node_open_fds", 1),
+             "restarts": ("reachy_mini_node_restarts", 1),
+             "hang restarts": ("reachy_mini_node_hang_kills", 1)}
+
+
 def system_snapshot(data_dir: str) -> dict:
     os.makedirs(data_dir, exist_ok=True)
     du = psutil.disk_usage(data_dir)

@@ -19,7 +19,7 @@ function fmt(x, d) { return x === null || x === undefined ? "–" : Number(x).to
 function renderBanner(top) {
   if (!top) return;
   $("banner").className = "l" + top.level;
-  $("state").textContent = "Reachy Mini: " + NAMES[top.level] + " — " + top.message;
+  $("state").textContent = (document.body.dataset.robot || "Reachy Mini") + ": " + NAMES[top.level] + " — " + top.message;
 }
 
 function renderTree(tree) {
@@ -39,7 +39,7 @@ function renderMotors(tree, joints) {
   const body = $("motors").tBodies[0];
   body.replaceChildren();
   for (const s of tree) {
-    if (!s.name.includes("/Motors/") || !(s.hardware_id || "").startsWith("dynamixel:")) continue;   // servos only
+    if (!s.name.includes("/Motors/") || !(s.hardware_id || "").split("/").pop().startsWith("dynamixel:")) continue;   // servos only
     const name = s.name.split("/").pop(), v = s.values || {};
     const tr = el("tr", {class: "s" + s.level, "data-motor": name});
     const cells = [null, name, NAMES[s.level], fmt(joints[name], 3), v["temperature (C)"], v["voltage (V)"],
