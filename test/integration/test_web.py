@@ -287,7 +287,7 @@ def test_alert_rules_use_exported_metrics(srv):
     fill(srv.store)
     text = httpx.get(f"{srv.url}/metrics").text
     exported = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
-    rules = yaml.safe_load(open(config_path("prometheus_alerts.yml")))["groups"][0]["rules"]
+    rules = yaml.safe_load(open(config_path("monitoring/reachy_mini.rules.yml")))["groups"][0]["rules"]
     used = {m for r in rules for m in re.findall(r"reachy_mini_[a-z_]+", r["expr"])}
     used = {m.removesuffix("_bucket") for m in used}
     assert used and used <= exported, used - exported
