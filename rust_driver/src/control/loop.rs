@@ -169,10 +169,21 @@ impl<C: Connector> LoopThread<C> {
 
     /// Serves the commands already queued, then more until `until`.
     /// Returns false when the owner is gone.
+    ///
+    /// Goal wakes are the one command nobody waits on, and a new one comes
+    /// in during each goal write when goals stream faster than the bus: once
+    /// one has been served and the cycle is due, the next is left to the
+    /// cycle (which writes the pending goals first), so the queue always
+    /// drains and the reads are never starved.
     fn wait_commands(&mut self, until: Instant) -> bool {
+        let mut goals_served = false;
         while !self.stop.load(Ordering::Relaxed) {
             match self.rx.try_recv() {
-                Ok(cmd) => self.handle(cmd),
+                Ok(Command::Goals) if goals_served && Instant::now() >= until => {}
+                Ok(cmd) => {
+                    goals_served |= matches!(cmd, Command::Goals);
+                    self.handle(cmd)
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return false,
             }

@@ -525,3 +525,42 @@ fn a_goal_sent_during_the_position_read_goes_out_before_the_alert_read() {
     c.stop();
 }
 
+#[test]
+fn goals_streamed_faster_than_the_bus_starve_neither_reads_nor_commands() {
+    // Goals written between transactions are at most one sync write after
+    // each: the cycle's reads and the queued commands still get their turn.
+    let sim = SimBus::new(&[11, 12]);
+    sim.set_write_delay(Duration::from_millis(2)); // every transaction >= 2 ms
+    let c = Arc::new(start(&sim, LoopConfig { loop_rate_hz: 1000.0, status_rate_hz: 20.0, ..cfg(&[11, 12]) }));
+    samples(&c, 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let streamer = {
+        let (c, stop) = (c.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut k = 0;
+            while !stop.load(Ordering::Relaxed) {
+                k += 1;
+                c.set_goals(&[(11, k)]).expect("valid goal");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            k
+        })
+    };
+    // Reads go on: a cycle is a few transactions of >= 2 ms here, ~80 in a
+    // second; a queue drain that served every goal wake ran 1-8.
+    let (cycles, t0) = (c.stats().cycles, Instant::now());
+    std::thread::sleep(Duration::from_millis(1000));
+    let ran = c.stats().cycles - cycles;
+    assert!(ran >= 25, "only {ran} cycles in {:?} while goals streamed", t0.elapsed());
+    let t0 = Instant::now();
+    assert_eq!(c.set_torque(&[12], true).unwrap(), vec![(12, None)]);
+    assert!(t0.elapsed() < Duration::from_millis(1500), "torque waited {:?}", t0.elapsed());
+    assert_eq!(c.ping(12).unwrap().0, xl330::MODEL_XL330_M288);
+    samples(&c, 3);
+    stop.store(true, Ordering::Relaxed);
+    let last = streamer.join().expect("streamer");
+    assert!(wait_until(|| sim.get(11, xl330::GOAL_POSITION) == last), "the latest goal wins");
+    let st = c.stats();
+    assert!(st.goals_merged > 0 && st.goals_immediate > 0, "merged {} immediate {}", st.goals_merged, st.goals_immediate);
+    c.stop();
+}
