@@ -1,10 +1,11 @@
 //! The loop thread: paces cycles, serves commands between (and, when
 //! behind schedule, before) cycles, runs each cycle (watchdog, goals,
 //! position / status reads, alert reads, re-admission of silent motors) and
-//! reopens the link with exponential backoff after a disconnect.
+//! reopens the link with exponential backoff after a disconnect. New goals
+//! are also written inside a cycle, between any two of its transactions.
 
 use super::trajectory;
-use super::writes::{torque, write_goals};
+use super::writes::{take_woken_goals, torque, write_goals, write_woken_goals};
 use super::{lock, now_unix, Command, EventKind, LoopConfig, MotorState, Reply, SampleClock, Shared};
 use crate::bus::{Bus, BusCounters, SyncReadItem};
 use crate::error::{DxlError, Result};
@@ -168,10 +169,21 @@ impl<C: Connector> LoopThread<C> {
 
     /// Serves the commands already queued, then more until `until`.
     /// Returns false when the owner is gone.
+    ///
+    /// Goal wakes are the one command nobody waits on, and a new one comes
+    /// in during each goal write when goals stream faster than the bus: once
+    /// one has been served and the cycle is due, the next is left to the
+    /// cycle (which writes the pending goals first), so the queue always
+    /// drains and the reads are never starved.
     fn wait_commands(&mut self, until: Instant) -> bool {
+        let mut goals_served = false;
         while !self.stop.load(Ordering::Relaxed) {
             match self.rx.try_recv() {
-                Ok(cmd) => self.handle(cmd),
+                Ok(Command::Goals) if goals_served && Instant::now() >= until => {}
+                Ok(cmd) => {
+                    goals_served |= matches!(cmd, Command::Goals);
+                    self.handle(cmd)
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => return false,
             }
@@ -299,12 +311,7 @@ impl<C: Connector> LoopThread<C> {
     /// New goals, between cycles: written at once (the bus is free here), so
     /// a goal reaches the wire within one transaction, not at the next cycle.
     fn write_goals_now(&mut self) {
-        let goals: Vec<(u8, i32)> = {
-            let mut s = lock(&self.shared);
-            s.goals_wake_sent = false;
-            trajectory::advance(&mut s, Instant::now());
-            s.pending_goals.drain().collect()
-        };
+        let goals = take_woken_goals(&mut lock(&self.shared));
         let Some(bus) = self.bus.as_mut() else {
             let mut s = lock(&self.shared);
             for (id, v) in goals {
@@ -359,14 +366,18 @@ impl<C: Connector> LoopThread<C> {
             None if !goals.is_empty() => write_goals(bus, &self.shared, &goals)?,
             None => {}
         }
-        // 2. Reads.
+        // 2. Reads. After each transaction, goals given meanwhile go out at
+        // once (write_woken_goals), not at the end of the cycle.
+        write_woken_goals(bus, &self.shared)?;
         let mut alerts = vec![];
         if !active.is_empty() {
             if status_due {
                 let b = xl330::STATUS_BLOCK;
                 let items = bus.sync_read(&active, b.address, b.length)?;
+                write_woken_goals(bus, &self.shared)?;
                 let f = xl330::FLAG_BLOCK;
                 let flags = bus.sync_read(&active, f.address, f.length)?;
+                write_woken_goals(bus, &self.shared)?;
                 let mut s = lock(&self.shared);
                 let now = now_unix();
                 let fresh = apply_results(&mut s, &items, self.cfg.absent_after, |m, data| {
@@ -403,6 +414,7 @@ impl<C: Connector> LoopThread<C> {
             } else {
                 let b = xl330::POSITION_BLOCK;
                 let items = bus.sync_read(&active, b.address, b.length)?;
+                write_woken_goals(bus, &self.shared)?;
                 let mut s = lock(&self.shared);
                 let now = now_unix();
                 let fresh = apply_results(&mut s, &items, self.cfg.absent_after, |m, data| {
@@ -425,7 +437,9 @@ impl<C: Connector> LoopThread<C> {
         }
         let hw = xl330::HARDWARE_ERROR_STATUS;
         for id in alerts {
-            match bus.read(id, hw.address, hw.length) {
+            let r = bus.read(id, hw.address, hw.length);
+            between_transactions(bus, &self.shared, &r)?;
+            match r {
                 Ok((d, _)) => {
                     let Some(code) = hw.decode(&d) else { continue };
                     let mut s = lock(&self.shared);
@@ -449,7 +463,9 @@ impl<C: Connector> LoopThread<C> {
                 s.motors.iter().filter(|m| !m.responding).map(|m| m.id).collect()
             };
             for id in absent {
-                match bus.ping(id) {
+                let r = bus.ping(id);
+                between_transactions(bus, &self.shared, &r)?;
+                match r {
                     Ok((model, _)) => {
                         let mut s = lock(&self.shared);
                         let Some(m) = s.motor(id) else { continue };
@@ -468,6 +484,14 @@ impl<C: Connector> LoopThread<C> {
     }
 }
 
+/// After a transaction whose result is `r`: a lost link ends the cycle
+/// (no goal write on it); otherwise goals given meanwhile go out now.
+fn between_transactions<T>(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, r: &Result<T>) -> Result<()> {
+    match r {
+        Err(e) if e.is_disconnect() => Err(e.clone()),
+        _ => write_woken_goals(bus, shared),
+    }
+}
 
 /// Applies sync-read results; returns true if at least one motor answered.
 /// The first silent motor in a read is blamed; motors after it that are

@@ -69,7 +69,8 @@ pub struct LoopStats {
     pub write_errors: u64,
     /// Goals replaced by a newer one before they were written.
     pub goals_merged: u64,
-    /// Goals written at once on arrival (between cycles).
+    /// Goals written at once on arrival: between cycles, or between two
+    /// transactions of a cycle (not at its end).
     pub goals_immediate: u64,
     /// Trajectories executed to their last waypoint.
     pub trajectories_done: u64,

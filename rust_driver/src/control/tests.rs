@@ -445,3 +445,122 @@ fn a_watchdog_trip_after_an_outage_ends_the_trajectory() {
     assert_eq!(sim.get(11, xl330::GOAL_POSITION), held, "the hold is not undone by the stale trajectory");
     c.stop();
 }
+
+/// Holds the loop inside the next `instruction` at `address`, sends goal
+/// `raw` to motor 11 meanwhile (after `during`, still inside it), lets the
+/// transaction go on and returns the transactions from the held one on, once
+/// the goal and two more transactions are on the wire.
+fn goal_during<C: Connector>(
+    sim: &SimBus,
+    c: &Controller<C>,
+    instruction: u8,
+    address: u16,
+    raw: i32,
+    during: impl FnOnce(),
+) -> Vec<crate::transport::sim::Received> {
+    let (reached, release) = sim.hold_next(instruction, address);
+    reached.recv_timeout(LONG).expect("the loop reaches the held transaction");
+    let mark = sim.log().len(); // the held transaction is logged once released
+    during();
+    c.set_goals(&[(11, raw)]).unwrap();
+    release.send(()).expect("the held transaction is waiting");
+    assert!(wait_until(|| sim.get(11, xl330::GOAL_POSITION) == raw), "goal {raw} never written");
+    assert!(wait_until(|| sim.log().len() >= mark + 3), "the cycle goes on");
+    sim.log()[mark..].to_vec()
+}
+
+fn is_goal_write(r: &crate::transport::sim::Received, raw: i32) -> bool {
+    let g = xl330::GOAL_POSITION;
+    // params: address (2), length (2), then id + 4 data bytes per motor
+    r.instruction == inst::SYNC_WRITE
+        && r.address() == Some(g.address)
+        && r.params.len() == 9
+        && r.params[4] == 11
+        && r.params[5..9] == raw.to_le_bytes()
+}
+
+#[test]
+fn a_goal_sent_during_the_status_reads_is_written_before_the_next_transaction() {
+    // A status cycle has several transactions (status block, flag block,
+    // pings of absent motors): a goal waits for the one in progress only.
+    let sim = SimBus::new(&[11, 12]);
+    let c = start(&sim, LoopConfig { status_rate_hz: 4.0, ..cfg(&[11, 12]) });
+    samples(&c, 1);
+    let immediate = c.stats().goals_immediate;
+    let (st, fl) = (xl330::STATUS_BLOCK, xl330::FLAG_BLOCK);
+    let log = goal_during(&sim, &c, inst::SYNC_READ, st.address, 4321, || {});
+    assert!(log.len() >= 3, "{log:?}");
+    assert_eq!((log[0].instruction, log[0].address()), (inst::SYNC_READ, Some(st.address)), "{log:?}");
+    assert!(is_goal_write(&log[1], 4321), "the goal goes out right after the status block read: {log:?}");
+    assert_eq!((log[2].instruction, log[2].address()), (inst::SYNC_READ, Some(fl.address)), "{log:?}");
+    assert!(c.stats().goals_immediate > immediate, "counted as written at once");
+    // The same inside the flag read: before the pings of an absent motor.
+    sim.set_silent(12, true);
+    assert!(wait_until(|| !motor(&c, 12).responding), "motor 12 left out");
+    let log = goal_during(&sim, &c, inst::SYNC_READ, fl.address, 4322, || {});
+    assert_eq!((log[0].instruction, log[0].address()), (inst::SYNC_READ, Some(fl.address)), "{log:?}");
+    assert!(is_goal_write(&log[1], 4322), "the goal goes out before the ping: {log:?}");
+    assert!(log[2..].iter().any(|r| r.instruction == inst::PING && r.id == 12), "{log:?}");
+    sim.set_silent(12, false);
+    assert!(wait_until(|| motor(&c, 12).responding));
+    c.stop();
+}
+
+#[test]
+fn a_goal_sent_during_the_position_read_goes_out_before_the_alert_read() {
+    let sim = SimBus::new(&[11, 12]);
+    let c = start(&sim, LoopConfig { status_rate_hz: 0.05, ..cfg(&[11, 12]) });
+    samples(&c, 2);
+    let hw = xl330::HARDWARE_ERROR_STATUS;
+    // The held position read answers with the alert bit of motor 12: the
+    // same cycle then reads its hardware error, after the goal.
+    let log = goal_during(&sim, &c, inst::SYNC_READ, xl330::POSITION_BLOCK.address, 555, || sim.set(12, hw, 0x20));
+    assert_eq!(log[0].address(), Some(xl330::POSITION_BLOCK.address), "{log:?}");
+    assert!(is_goal_write(&log[1], 555), "the goal goes out right after the position read: {log:?}");
+    assert!(wait_until(|| motor(&c, 12).hardware_error == 0x20));
+    let log = sim.log();
+    let read = log.iter().position(|r| r.instruction == inst::READ && r.id == 12 && r.address() == Some(hw.address));
+    let goal = log.iter().position(|r| is_goal_write(r, 555));
+    assert!(matches!((goal, read), (Some(g), Some(r)) if g < r), "{log:?}");
+    c.stop();
+}
+
+#[test]
+fn goals_streamed_faster_than_the_bus_starve_neither_reads_nor_commands() {
+    // Goals written between transactions are at most one sync write after
+    // each: the cycle's reads and the queued commands still get their turn.
+    let sim = SimBus::new(&[11, 12]);
+    sim.set_write_delay(Duration::from_millis(2)); // every transaction >= 2 ms
+    let c = Arc::new(start(&sim, LoopConfig { loop_rate_hz: 1000.0, status_rate_hz: 20.0, ..cfg(&[11, 12]) }));
+    samples(&c, 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let streamer = {
+        let (c, stop) = (c.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut k = 0;
+            while !stop.load(Ordering::Relaxed) {
+                k += 1;
+                c.set_goals(&[(11, k)]).expect("valid goal");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            k
+        })
+    };
+    // Reads go on: a cycle is a few transactions of >= 2 ms here, ~80 in a
+    // second; a queue drain that served every goal wake ran 1-8.
+    let (cycles, t0) = (c.stats().cycles, Instant::now());
+    std::thread::sleep(Duration::from_millis(1000));
+    let ran = c.stats().cycles - cycles;
+    assert!(ran >= 25, "only {ran} cycles in {:?} while goals streamed", t0.elapsed());
+    let t0 = Instant::now();
+    assert_eq!(c.set_torque(&[12], true).unwrap(), vec![(12, None)]);
+    assert!(t0.elapsed() < Duration::from_millis(1500), "torque waited {:?}", t0.elapsed());
+    assert_eq!(c.ping(12).unwrap().0, xl330::MODEL_XL330_M288);
+    samples(&c, 3);
+    stop.store(true, Ordering::Relaxed);
+    let last = streamer.join().expect("streamer");
+    assert!(wait_until(|| sim.get(11, xl330::GOAL_POSITION) == last), "the latest goal wins");
+    let st = c.stats();
+    assert!(st.goals_merged > 0 && st.goals_immediate > 0, "merged {} immediate {}", st.goals_merged, st.goals_immediate);
+    c.stop();
+}

@@ -1,9 +1,11 @@
 //! The loop's bus writes that outlive one cycle: goals (re-queued when the
-//! write fails) and torque (goal := present position first, no jump).
+//! write fails; new ones written between any two transactions) and torque
+//! (goal := present position first, no jump).
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use super::{lock, EventKind, Reply, Shared};
+use super::{lock, trajectory, EventKind, Reply, Shared};
 use crate::bus::Bus;
 use crate::error::{DxlError, Result};
 use crate::registers::xl330;
@@ -33,6 +35,41 @@ pub(super) fn write_goals(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, goals: &[(
             s.event(EventKind::WriteError, None, msg);
             Err(e)
         }
+    }
+}
+
+/// What a wake (Command::Goals) asks for: clears the wake flag, starts a
+/// given trajectory (or samples the running one) and drains the goal queue.
+pub(super) fn take_woken_goals(s: &mut Shared) -> Vec<(u8, i32)> {
+    s.goals_wake_sent = false;
+    trajectory::advance(s, Instant::now());
+    s.pending_goals.drain().collect()
+}
+
+/// Called between two transactions of a cycle: goals given meanwhile (a
+/// wake is pending) are written at once, so a goal waits for the
+/// transaction in progress, not for the end of the cycle. The latest goal
+/// per motor wins (merged in `set_goals`). Goals re-queued by a failed write
+/// (no wake) wait for the next cycle. Only a lost link ends the cycle; any
+/// other failure is re-queued and reported by [`write_goals`].
+pub(super) fn write_woken_goals(bus: &mut Bus, shared: &Arc<Mutex<Shared>>) -> Result<()> {
+    let goals = {
+        let mut s = lock(shared);
+        if !s.goals_wake_sent {
+            return Ok(());
+        }
+        take_woken_goals(&mut s)
+    };
+    if goals.is_empty() {
+        return Ok(());
+    }
+    match write_goals(bus, shared, &goals) {
+        Ok(()) => {
+            lock(shared).stats.goals_immediate += goals.len() as u64;
+            Ok(())
+        }
+        Err(e) if e.is_disconnect() => Err(e),
+        Err(_) => Ok(()),
     }
 }
 

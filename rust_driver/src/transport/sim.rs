@@ -3,7 +3,8 @@
 //! sync write) from per-servo control tables laid out as in
 //! [`crate::registers::xl330`], and can inject faults: silent servos, latched
 //! hardware errors (alert bit), late replies, unplugging, failing opens and
-//! a slow bus.
+//! a slow bus. A test can also hold one transaction on the wire
+//! ([`SimBus::hold_next`]) to act while the loop is inside it.
 //!
 //! It is a [`Connector`]: every `connect` returns a fresh [`SimLink`]; an
 //! `unplug` makes every open link fail like a pulled adapter.
@@ -13,6 +14,7 @@ use crate::error::{DxlError, Result};
 use crate::protocol::{self, inst, ALERT_BIT, BROADCAST_ID, HEADER};
 use crate::registers::{xl330, RegValue, Register};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -123,7 +125,20 @@ pub struct SimState {
     pub log: Vec<Received>,
     /// Sleep per written packet (a slow bus).
     pub write_delay: Duration,
+    gate: Option<Gate>,
 }
+
+/// One transaction to hold on the wire (see [`SimBus::hold_next`]).
+#[derive(Debug)]
+struct Gate {
+    instruction: u8,
+    address: u16,
+    reached: Sender<()>,
+    release: Receiver<()>,
+}
+
+/// How long a held transaction waits for its release before going on.
+const GATE_MAX: Duration = Duration::from_secs(10);
 
 /// A shared handle to the simulated bus.
 #[derive(Debug, Clone, Default)]
@@ -168,6 +183,16 @@ impl SimBus {
     }
     pub fn set_write_delay(&self, d: Duration) {
         self.lock().write_delay = d;
+    }
+    /// Holds the next instruction `instruction` at `address` on the wire
+    /// (not yet answered nor logged) until the test releases it: the first
+    /// receiver says it has been reached, a send on the sender lets it go
+    /// (or dropping it; it also goes on by itself after 10 s).
+    pub fn hold_next(&self, instruction: u8, address: u16) -> (Receiver<()>, Sender<()>) {
+        let (reached, reached_rx) = mpsc::channel();
+        let (release_tx, release) = mpsc::channel();
+        self.lock().gate = Some(Gate { instruction, address, reached, release });
+        (reached_rx, release_tx)
     }
     pub fn log(&self) -> Vec<Received> {
         self.lock().log.clone()
@@ -295,9 +320,24 @@ impl Transport for SimLink {
         if !delay.is_zero() {
             std::thread::sleep(delay);
         }
+        let rx = decode_instruction(data);
+        let held = {
+            let mut s = self.bus.lock();
+            let hit = |g: &Gate| rx.as_ref().is_some_and(|r| g.instruction == r.instruction && Some(g.address) == r.address());
+            if s.gate.as_ref().is_some_and(hit) {
+                s.gate.take()
+            } else {
+                None
+            }
+        };
+        if let Some(g) = held {
+            // Without the bus lock: the test acts meanwhile.
+            let _ = g.reached.send(());
+            let _ = g.release.recv_timeout(GATE_MAX);
+        }
         let mut s = self.bus.lock();
         self.check(&s)?;
-        if let Some(rx) = decode_instruction(data) {
+        if let Some(rx) = rx {
             SimBus::respond(&mut s, &rx);
             s.log.push(rx);
         }
