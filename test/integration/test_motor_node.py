@@ -106,10 +106,13 @@ def test_joint_states_once_per_driver_sample(motor):
     steps = [b - a for a, b in zip(stamps, stamps[1:])]
     assert min(steps) > 0, "a sample published twice (or out of order)"
     assert 0.005 < sorted(steps)[len(steps) // 2] < 0.015, "median step is the 10 ms period"
-    assert last["joint_states skipped samples"] == "0"
     samples = int(last["driver samples"]) - int(first["driver samples"])
     published = int(last["joint_states published"]) - int(first["joint_states published"])
-    assert samples > 0 and abs(samples - published) <= 2, (samples, published)
+    skipped = int(last["joint_states skipped samples"]) - int(first["joint_states skipped samples"])
+    assert samples > 0 and abs(samples - published - skipped) <= 2, (samples, published, skipped)
+    # a publisher thread kept off the CPU longer than a period (two CPU hogs,
+    # make test-stress) misses a sample and counts it; more than 1 % is a fault
+    assert skipped <= samples // 100, (samples, published, skipped)
 
 
 def test_goals_converge_and_unknown_names_rejected(motor):
