@@ -73,15 +73,14 @@ def test_page_renders_and_updates_live(stack, browser, tmp_path):
     ctl = os.path.join(stack.tmp, "reachy_mini_sim", "ttyDXL.ctl")
     t0 = time.monotonic()
     send_command(ctl, {"cmd": "overheat", "id": 12})
-    wait_for(lambda: js(browser, "return document.querySelector('tr[data-motor=stewart_2]').className") == "s2",
-             timeout=5, period=0.02)
+    # (the fault itself, not a reply lost to a starved simulator under make test-stress, which also turns it ERROR)
+    row = "const r = document.querySelector('tr[data-motor=stewart_2]'); return [r.className, r.textContent]"
+    wait_for(lambda: (r := js(browser, row))[0] == "s2" and "overheat" in r[1].lower(), timeout=5, period=0.02)
     latency = time.monotonic() - t0
     print(f"fault injected -> page shows ERROR in {latency:.2f} s")
     assert latency <= 0.5, "an ERROR reaches the open page within 0.5 s"
     assert "ERROR" in js(browser, "return document.getElementById('state').textContent")
     assert js(browser, "return document.getElementById('banner').className") == "l2"
-    row = js(browser, "return document.querySelector('tr[data-motor=stewart_2]').textContent")
-    assert "overheat" in row.lower()
     # camera frame, audio level, plots and the incident log
     wait_for(lambda: js(browser, "return document.getElementById('camera').naturalWidth") > 0, timeout=10)
     wait_for(lambda: "dBFS" in js(browser, "return document.getElementById('audiotext').textContent"), timeout=5)
