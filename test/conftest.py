@@ -74,6 +74,8 @@ def ros_env(monkeypatch):
     w = int(worker[2:]) if worker[2:].isdigit() else 0
     fixed = os.environ.get("REACHY_MINI_TEST_DOMAIN_BASE")   # runs side by side: give each its own 40 ids
     base = int(fixed) + w * 40 if fixed else 20 + w * 40 + (os.getpid() % 7) * 5
+    # DDS ports of domains above 101 fall in Linux's ephemeral port range (ROS 2 docs, "The ROS_DOMAIN_ID")
+    assert 0 <= base and base + 39 <= 101, f"REACHY_MINI_TEST_DOMAIN_BASE={fixed}: the 40 ids must stay within 0..101"
     _domain[0] += 1
     dom = str(base + _domain[0] % 40)
     monkeypatch.setenv("ROS_DOMAIN_ID", dom)
