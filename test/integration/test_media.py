@@ -272,7 +272,7 @@ def test_audio_device_absent_then_plugged(ros_env, tmp_path, probe, mic):
     node = start_node(env, "audio_node", device="reachy_test")
     try:
         s = wait_for(lambda: (s := diag(probe, "audio_node: microphone")) and s, timeout=15)
-        assert s.level[0] == 2 and "no capture device 'reachy_test'" in s.message
+        assert s.level[0] == 2 and "no capture device 'reachy_test'" in s.message, (s.level, s.message, s.hardware_id)
         audio_env(ros_env, tmp_path)   # the board appears
         t1 = time.monotonic()
         s = wait_for(lambda: (s := diag(probe, "audio_node: microphone", t1)) and s.level[0] == 0 and s, timeout=12)

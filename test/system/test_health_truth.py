@@ -41,7 +41,8 @@ def test_dead_health_node_turns_health_503(tmp_path, ros_env):
     try:
         wait_for(lambda: _health(port)[0] == 200, timeout=60, period=0.3)
         code, body = _health(port)
-        assert body["groups"].get("Motors") == "OK" and body["age_s"] < 3.0
+        # (a rate WARN under two CPU hogs is healthy too: what matters here is what follows)
+        assert body["groups"].get("Motors") in ("OK", "WARN") and body["age_s"] < 3.0, body
         with open(state) as f:
             pid = json.load(f)["nodes"]["health_node"]["pid"]
         os.kill(pid, signal.SIGKILL)
