@@ -177,8 +177,15 @@ class Driver:
         return {self.map.by_id[i].name: err for i, err in self._c.set_torque(ids, enable)}
 
     def reboot(self, name: str) -> None:
-        """Reboots one motor, clearing its latched hardware error."""
-        self._c.reboot(self._motor(name).id)
+        """Reboots one motor, clearing its latched hardware error. A status
+        reply that does not come in time (a late USB adapter or a starved
+        bus) is retried once: the reboot may or may not have run, and a
+        second one is harmless."""
+        mid = self._motor(name).id
+        try:
+            self._c.reboot(mid)
+        except CommTimeout:
+            self._c.reboot(mid)
 
     def ping(self, name: str) -> tuple[int, int]:
         return self._c.ping(self._motor(name).id)
