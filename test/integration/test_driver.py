@@ -141,9 +141,15 @@ def test_latency_spike_times_out_then_recovers(sim):
         time.sleep(0.6)
         t = time.time()
         wait_for(lambda: all(m.position_stamp > t and m.responding for m in drv.snapshot()), timeout=3)
-        n = drv.stats()["timeouts"]
-        time.sleep(0.3)
-        assert drv.stats()["timeouts"] == n, "no more timeouts once latency is gone"
+        # Once the latency is gone, timeouts stop: during the spike every
+        # transaction timed out; now at most one in 50 cycles may, for a
+        # simulator starved of CPU past the 5 ms bound (two CPU hogs do that).
+        st0 = drv.stats()
+        st1 = wait_for(lambda: (s := drv.stats())["cycles"] >= st0["cycles"] + 50 and s, timeout=3)
+        stray = st1["timeouts"] - st0["timeouts"]
+        cycles = st1["cycles"] - st0["cycles"]
+        assert stray <= cycles // 50, f"timeouts went on once latency was gone: {stray} in {cycles} cycles"
+        assert all(m.responding for m in drv.snapshot())
 
 
 def test_port_vanishes_and_returns(sim):
