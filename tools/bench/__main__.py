@@ -5,8 +5,9 @@ media, web, stack (see bench_stack.py).
 Motors: ours and the baseline measured in the same run against the same
 simulator (1 Mbaud wire timing).
 
-Baseline: ROBOTIS's dynamixel-sdk (PyPI), GroupSyncWrite + GroupSyncRead,
-the same transactions as our cycle.
+Baselines: ROBOTIS's dynamixel-sdk (PyPI), GroupSyncWrite + GroupSyncRead,
+the same transactions as our cycle; and for the goal latency the vendor's
+control loop, reachy-mini-motor-controller (PyPI), at 100 Hz.
 """
 from __future__ import annotations
 
@@ -154,8 +155,8 @@ def _latencies(control: str, sent: list[tuple[float, int]], motor_id: int) -> li
 
 def bench_goal_latency(port: str, control: str, sdk_ok: bool, n: int = 300) -> None:
     """A goal call to its bytes on the wire, at 100 Hz: ours (the loop wakes
-    and writes in the next free bus slot) and dynamixel-sdk (a direct sync
-    write, no loop) as the baseline."""
+    and writes in the next free bus slot), with dynamixel-sdk (a direct sync
+    write, no loop) and the vendor's control loop as baselines."""
     import random
 
     from reachy_mini.sim.bus import send_command
@@ -186,8 +187,17 @@ def bench_goal_latency(port: str, control: str, sdk_ok: bool, n: int = 300) -> N
     out("goal_to_wire_p50", ours[len(ours) // 2], "ms")
     out("goal_to_wire_p99", ours[int(0.99 * (len(ours) - 1))], "ms")
     out("goals_merged", merged, "goals")
-    if not sdk_ok:
-        return
+    if sdk_ok:
+        sdk_goal_latency(port, control, n)
+    vendor_goal_latency(port, control, n)
+
+
+def sdk_goal_latency(port: str, control: str, n: int) -> None:
+    """dynamixel-sdk: a direct sync write, no loop."""
+    import random
+
+    rng = random.Random(4)
+    m = MotorMap.load().by_name["stewart_1"]
     from dynamixel_sdk import GroupSyncWrite, PacketHandler, PortHandler
 
     ph = PortHandler(port)
@@ -218,6 +228,46 @@ def _sched_fifo_all_threads(pid: int, priority: int) -> str:
     except OSError as e:
         return f"normal scheduler (SCHED_FIFO refused: {e})"
     return f"SCHED_FIFO {priority}" if priority > 0 else "normal scheduler"
+
+
+def vendor_goal_latency(port: str, control: str, n: int = 300) -> None:
+    """The vendor's `reachy-mini-motor-controller` (PyPI, the daemon's Rust
+    control loop) at 100 Hz on the same simulator: a goal call to its sync
+    write on the wire, the baseline beside ours."""
+    import datetime
+    import math
+    import random
+
+    from reachy_mini.sim.bus import send_command
+
+    try:
+        from reachy_mini_motor_controller import ReachyMiniPyControlLoop
+    except ImportError:
+        print("# reachy-mini-motor-controller not installed (requirements-dev.txt): vendor baseline skipped")
+        return
+    rng = random.Random(3)
+    loop = ReachyMiniPyControlLoop(port, datetime.timedelta(milliseconds=10))
+    try:
+        loop.enable_torque()
+        time.sleep(0.3)
+        send_command(control, {"cmd": "goals"})   # clears the log
+        sent = []
+        for k in range(n):
+            time.sleep(rng.uniform(0.003, 0.013))
+            raw = 1000 + k
+            rad = (raw - 2048 + 0.25) * 2 * math.pi / 4096   # 2048 = 0 rad; rounds or truncates to raw
+            t = time.monotonic()
+            loop.set_stewart_platform_position([rad, 0.0, 0.0, 0.0, 0.0, 0.0])
+            sent.append((t, raw))
+        time.sleep(0.1)
+    finally:
+        loop.close()
+    lat = _latencies(control, sent, MotorMap.load().by_name["stewart_1"].id)
+    if len(lat) < n // 2:
+        print(f"# vendor baseline: only {len(lat)}/{n} goals seen on the wire; not reported")
+        return
+    out("vendor_goal_to_wire_p50", lat[len(lat) // 2], "ms")
+    out("vendor_goal_to_wire_p99", lat[int(0.99 * (len(lat) - 1))], "ms")
 
 
 def bench_realtime(port: str, sim_pid: int) -> None:
