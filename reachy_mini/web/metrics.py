@@ -26,6 +26,7 @@ from reachy_mini import __version__
 from reachy_mini.core.health.system import HOST_KEYS, NODE_KEYS
 from reachy_mini.core.levels import DESCRIPTION as LEVELS
 from reachy_mini.core.levels import Level
+from reachy_mini.web.state import number, group_items, group_values
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 disable_created_metrics()   # no *_created series: they double the counters and nobody graphs them
@@ -70,13 +71,6 @@ def exposed_names() -> set[str]:
         out |= {f"{name}_total"} if kind == "counter" else \
             {f"{name}_bucket", f"{name}_sum", f"{name}_count"} if kind == "histogram" else {name}
     return out
-
-
-def _num(v) -> float | None:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
 
 
 class HttpMetrics:
@@ -154,25 +148,22 @@ class StateCollector(Collector):
                 if m[key] is not None:
                     per_motor[name].add_metric([r, m["name"]], m[key] * scale)
         if up:   # figures of a silent monitor are not current: leave them out rather than repeat them
-            for st in s["tree"]:
-                parts = st["name"].rsplit("/", 2)
-                vals = st["values"]
-                if len(parts) == 3 and parts[1] == "Motors" and parts[2] == "bus":
-                    for key, name in (("achieved rate (Hz)", "reachy_mini_motor_loop_rate_hertz"),
-                                      ("target rate (Hz)", "reachy_mini_motor_loop_target_hertz")):
-                        if _num(vals.get(key)) is not None:
-                            out[name].add_metric([r], _num(vals[key]))
-                elif len(parts) == 3 and parts[1] == "Host" and parts[2] == "system":
-                    for key, (name, scale) in HOST_KEYS.items():
-                        if _num(vals.get(key)) is not None:
-                            out[name].add_metric([r], _num(vals[key]) * scale)
-                    for key, v in vals.items():
-                        if key.startswith("temperature ") and key.endswith(" (C)") and _num(v) is not None:
-                            temps.add_metric([r, key[len("temperature "):-len(" (C)")]], _num(v))
-                elif len(parts) == 3 and parts[1] == "Nodes":
-                    for key, (name, scale) in NODE_KEYS.items():
-                        if _num(vals.get(key)) is not None:
-                            per_node[name].add_metric([r, parts[2]], _num(vals[key]) * scale)
+            bus = group_values(s["tree"], "Motors", "bus")
+            for key, name in (("achieved rate (Hz)", "reachy_mini_motor_loop_rate_hertz"),
+                              ("target rate (Hz)", "reachy_mini_motor_loop_target_hertz")):
+                if number(bus.get(key)) is not None:
+                    out[name].add_metric([r], number(bus[key]))
+            host = group_values(s["tree"], "Host", "system")
+            for key, (name, scale) in HOST_KEYS.items():
+                if number(host.get(key)) is not None:
+                    out[name].add_metric([r], number(host[key]) * scale)
+            for key, v in host.items():
+                if key.startswith("temperature ") and key.endswith(" (C)") and number(v) is not None:
+                    temps.add_metric([r, key[len("temperature "):-len(" (C)")]], number(v))
+            for node, st in group_items(s["tree"], "Nodes"):
+                for key, (name, scale) in NODE_KEYS.items():
+                    if number(st["values"].get(key)) is not None:
+                        per_node[name].add_metric([r, node], number(st["values"][key]) * scale)
         if s["audio_level_dbfs"] is not None:
             out["reachy_mini_audio_level_dbfs"].add_metric([r], s["audio_level_dbfs"])
         out["reachy_mini_web_sse_clients"].add_metric([r], len(self.hub.clients))

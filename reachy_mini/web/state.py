@@ -27,11 +27,25 @@ def status_dict(name: str, level: int, message: str, values=(), hardware_id: str
             "hardware_id": hardware_id, "values": {k: v for k, v in values}}
 
 
-def _num(v):
+def number(v):
     try:
         return float(v)
     except (TypeError, ValueError):
         return None
+
+
+def group_items(tree: list[dict], group: str):
+    """(leaf name, item) of each item directly under `group` of the aggregated
+    tree ("/Reachy Mini/Motors/bus" is leaf "bus" of group "Motors")."""
+    for st in tree:
+        parts = st["name"].rsplit("/", 2)
+        if len(parts) == 3 and parts[1] == group:
+            yield parts[2], st
+
+
+def group_values(tree: list[dict], group: str, leaf: str) -> dict:
+    """The values of item `leaf` of `group` ({} when absent)."""
+    return next((st["values"] for name, st in group_items(tree, group) if name == leaf), {})
 
 
 class StateStore:
@@ -150,16 +164,13 @@ class StateStore:
             return
         self._last_sample = now
         temps, rate = {}, None
-        for st in self.tree:
-            n = st["name"]
-            if "/Motors/" in n:
-                leaf = n.rsplit("/", 1)[-1]
-                if leaf == "bus":
-                    rate = _num(st["values"].get("achieved rate (Hz)"))
-                else:
-                    t = _num(st["values"].get("temperature (C)"))
-                    if t is not None:
-                        temps[leaf] = t
+        for leaf, st in group_items(self.tree, "Motors"):
+            if leaf == "bus":
+                rate = number(st["values"].get("achieved rate (Hz)"))
+            else:
+                t = number(st["values"].get("temperature (C)"))
+                if t is not None:
+                    temps[leaf] = t
         self.history.append({"t": now, "temperature_c": temps, "loop_rate_hz": rate})
 
     # ---- readers (HTTP side)
@@ -186,13 +197,12 @@ class StateStore:
     def motors(self) -> list[dict]:
         s = self.snapshot()
         out = []
-        for st in s["tree"]:
-            if "/Motors/" in st["name"] and device_of(st["hardware_id"]).startswith("dynamixel:"):   # servos only
-                name = st["name"].rsplit("/", 1)[-1]
+        for name, st in group_items(s["tree"], "Motors"):
+            if device_of(st["hardware_id"]).startswith("dynamixel:"):   # servos only
                 m = {"name": name, "level": st["level"], "level_name": st["level_name"], "message": st["message"],
                      "hardware_id": st.get("hardware_id", ""), "position_rad": s["joints"].get(name)}
                 for k, key in MOTOR_KEYS.items():
                     v = st["values"].get(k)
-                    m[key] = _num(v) if key in ("temperature_c", "voltage_v", "current_ma", "goal_rad") else v
+                    m[key] = number(v) if key in ("temperature_c", "voltage_v", "current_ma", "goal_rad") else v
                 out.append(m)
         return out
