@@ -25,7 +25,7 @@ from reachy_mini.ros.params import ParameterError, declare
 from reachy_mini.ros.runner import run_node
 from reachy_mini.ros.tasks import WebServerCheck
 from reachy_mini.web.app import Actions, WebConfig, create_app
-from reachy_mini.web.config import WebBridgeConfig
+from reachy_mini.web.config import WILDCARD_HOSTS, WebBridgeConfig
 from reachy_mini.web.state import StateStore, status_dict
 
 CONFIG = WebBridgeConfig
@@ -95,11 +95,12 @@ class WebBridge(Node):
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
         self.thread.start()
         self.updater = RobotUpdater(self, self.robot, period=1.0)
-        url = f"{'https' if tls else 'http'}://{c.host}:{c.port}"
+        url = c.url()
         self.updater.setHardwareID(url)
         self.app = app
         self.updater.add(WebServerCheck(self))
-        self.get_logger().info(f"web status page on {url} (writes {'enabled' if token else 'disabled: no token'}; "
+        where = url + (f", listening on {c.host}:{c.port}" if c.host in WILDCARD_HOSTS else "")
+        self.get_logger().info(f"web status page on {where} (writes {'enabled' if token else 'disabled: no token'}; "
                                + ("reads need the token: host is not loopback" if c.exposed() else
                                   "reads open: loopback only") + ")")
 

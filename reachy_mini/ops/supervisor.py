@@ -26,6 +26,7 @@ from reachy_mini.core.identity import check_robot_name
 from reachy_mini.ops.node_table import EXIT_INVALID_PARAMETER, NODES, NodeSpec, log_level_args, normalize_namespace, remappings
 from reachy_mini.ops.paths import config_path, robot_key
 from reachy_mini.ops.sdnotify import Notifier
+from reachy_mini.web.config import WebBridgeConfig
 from reachy_mini.ops.paths import state_file as default_state_file
 
 
@@ -370,7 +371,11 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     if "web_bridge" in [s.name for s in specs]:
-        sup._log(f"web status page: http://127.0.0.1:{a.web_port or 8000}")
+        try:   # as web_bridge will read it (a bad file is reported by the nodes themselves)
+            web = WebBridgeConfig.from_params_file(a.params_file, "web_bridge")
+            sup._log(f"web status page: {web.replaced({'port': a.web_port} if a.web_port else {}).url()}")
+        except (ValueError, TypeError):
+            pass
     return sup.run()
 
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from reachy_mini.core.config import NodeConfig, absolute_or_empty, setting
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")   # listen on every interface
+
+
 def _relative_name(v: str) -> str | None:
     return None if v and not v.startswith("/") and " " not in v else "must be a relative node name"
 
@@ -110,6 +113,15 @@ class WebBridgeConfig(NodeConfig):
             raise ValueError(f"parameters 'certfile' = {self.certfile!r} and 'keyfile' = {self.keyfile!r}: "
                              f"cannot be used together ({e})") from None
         return {"ssl_certfile": self.certfile, "ssl_keyfile": self.keyfile}
+
+    def url(self) -> str:
+        """Where the page is served: https with a certificate; for a wildcard
+        host, this machine's name (the server listens on every interface)."""
+        import socket
+
+        host = socket.gethostname() if self.host in WILDCARD_HOSTS else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.certfile else 'http'}://{host}:{self.port}"
 
     def token_file_exposed(self) -> list[str]:
         """The token files other users may read (chmod 600 them)."""

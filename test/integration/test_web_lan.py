@@ -312,7 +312,8 @@ def test_web_bridge_on_the_lan_with_tls(ros_env, tmp_path):
         probe.close()
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=15)[0]
-    assert f"web status page on https://0.0.0.0:{port}" in out and "reads need the token" in out, out
+    assert f"web status page on https://{socket.gethostname()}:{port}, listening on 0.0.0.0:{port}" in out, out
+    assert "reads need the token" in out, out
 
 
 @pytest.mark.parametrize("params,env,named", [

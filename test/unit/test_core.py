@@ -118,6 +118,25 @@ def test_web_token_rules(tmp_path, monkeypatch):
         WebBridgeConfig(token_file=str(tmp_path / "missing")).token({})
 
 
+def test_config_from_a_params_file_and_the_page_url(tmp_path):
+    """What the supervisor prints: the page's URL as web_bridge will serve it."""
+    import socket
+
+    assert WebBridgeConfig().url() == "http://127.0.0.1:8000"
+    f = tmp_path / "p.yaml"
+    f.write_text("/**:\n  ros__parameters:\n    robot_name: r1\n    port: 8100\n"
+                 "motor_node:\n  ros__parameters:\n    port: 9999\n"
+                 "/**/web_bridge:\n  ros__parameters:\n    host: 0.0.0.0\n    certfile: /etc/c.pem\n"
+                 "    not_a_parameter: 1\n")
+    cfg = WebBridgeConfig.from_params_file(str(f), "web_bridge")
+    assert (cfg.robot_name, cfg.port, cfg.host) == ("r1", 8100, "0.0.0.0"), "later sections win; others' ignored"
+    assert cfg.url() == f"https://{socket.gethostname()}:8100"
+    assert WebBridgeConfig(host="::1").url() == "http://[::1]:8000"
+    f.write_text("/**: [unclosed")
+    with pytest.raises(ValueError, match="--params-file"):
+        WebBridgeConfig.from_params_file(str(f), "web_bridge")
+
+
 # ---------------------------------------------------------------- motors
 def reading(**kw) -> MotorReading:
     base = dict(id=11, name="stewart_1", responding=True, position_rad=0.0, position_raw=2048, position_stamp=100.0,
