@@ -177,10 +177,11 @@ class Driver:
         return {self.map.by_id[i].name: err for i, err in self._c.set_torque(ids, enable)}
 
     def reboot(self, name: str) -> None:
-        """Reboots one motor, clearing its latched hardware error. A status
-        reply that does not come in time (a late USB adapter or a starved
-        bus) is retried once: the reboot may or may not have run, and a
-        second one is harmless."""
+        """Reboots one motor, clearing its latched hardware error. Its
+        acknowledgement is waited for 50 ms at least (the driver's
+        REBOOT_REPLY_WAIT: a starved host or a late USB adapter); one that
+        never comes (lost on the wire) is retried once: the reboot may or may
+        not have run, and a second one is harmless."""
         mid = self._motor(name).id
         try:
             self._c.reboot(mid)

@@ -6,6 +6,13 @@ use crate::protocol::{self, ParseEvent, StatusPacket, StatusParser};
 use crate::transport::Transport;
 use std::time::{Duration, Instant};
 
+/// How long a reboot's acknowledgement is waited for, at least. A servo
+/// acknowledges at once; a later answer is the host's or the adapter's
+/// latency (a starved process, a USB hiccup). A reboot is rare (a person, or
+/// bounded recovery), so a longer wait costs at most one late cycle, while a
+/// missed acknowledgement would have the caller reboot the motor again.
+pub const REBOOT_REPLY_WAIT: Duration = Duration::from_millis(50);
+
 /// Counters kept by the bus across transactions.
 #[derive(Debug, Default, Clone)]
 pub struct BusCounters {
@@ -87,7 +94,11 @@ impl Bus {
     }
 
     fn deadline_for(&self, tx_len: usize, rx_len: usize) -> Instant {
-        Instant::now() + self.io_timeout + self.wire_time(tx_len + rx_len) * 2
+        self.deadline_within(tx_len, rx_len, self.io_timeout)
+    }
+
+    fn deadline_within(&self, tx_len: usize, rx_len: usize, slack: Duration) -> Instant {
+        Instant::now() + slack + self.wire_time(tx_len + rx_len) * 2
     }
 
     /// Waits for the next status packet from any id, up to `deadline`.
@@ -133,9 +144,14 @@ impl Bus {
 
     /// One request, one answer from `id`.
     fn transact(&mut self, id: u8, pkt: &[u8], rx_params: usize) -> Result<StatusPacket> {
+        self.transact_within(id, pkt, rx_params, self.io_timeout)
+    }
+
+    /// `transact`, with `slack` instead of `io_timeout` added to the deadline.
+    fn transact_within(&mut self, id: u8, pkt: &[u8], rx_params: usize, slack: Duration) -> Result<StatusPacket> {
         let start = Instant::now();
         self.send(pkt)?;
-        let deadline = self.deadline_for(pkt.len(), protocol::status_wire_len(rx_params));
+        let deadline = self.deadline_within(pkt.len(), protocol::status_wire_len(rx_params), slack);
         loop {
             match self.next_status(deadline, id) {
                 Ok(p) if p.id == id && (p.params.len() == rx_params || p.error_code() != 0) => {
@@ -194,9 +210,10 @@ impl Bus {
         Ok(p.alert())
     }
 
-    /// Reboots a motor (clears latched hardware errors).
+    /// Reboots a motor (clears latched hardware errors). Its acknowledgement
+    /// is waited for at least [`REBOOT_REPLY_WAIT`].
     pub fn reboot(&mut self, id: u8) -> Result<()> {
-        self.transact(id, &protocol::reboot(id), 0).map(|_| ())
+        self.transact_within(id, &protocol::reboot(id), 0, self.io_timeout.max(REBOOT_REPLY_WAIT)).map(|_| ())
     }
 
     /// Sync write (no answer on the wire). Fails only on transport errors.
@@ -294,6 +311,24 @@ mod tests {
     fn bus() -> (Bus, MockTransport) {
         let t = MockTransport::default();
         (Bus::new(Box::new(t.clone()), 1_000_000, Duration::from_millis(2)), t)
+    }
+
+    #[test]
+    fn a_late_reboot_acknowledgement_is_still_taken() {
+        let (mut b, t) = bus(); // io_timeout 2 ms
+        let late = |t: MockTransport, id: u8| {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(15));
+                t.feed(&encode_status(id, 0, &[]));
+            })
+        };
+        let h = late(t.clone(), 11);
+        assert!(b.reboot(11).is_ok(), "15 ms late is within REBOOT_REPLY_WAIT");
+        h.join().unwrap();
+        // an ordinary transaction keeps its io_timeout
+        let h = late(t.clone(), 12);
+        assert!(matches!(b.write(12, 65, &[1]), Err(DxlError::Timeout { id: 12, .. })));
+        h.join().unwrap();
     }
 
     #[test]

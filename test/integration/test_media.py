@@ -45,9 +45,13 @@ def stop_node(p):
 
 
 def diag(probe, name, since=0.0):
+    """The latest status `name` that is a check's result: the updater's
+    "Node starting up" broadcast (OK, published when a task is added, before
+    its first run; diagnostic_updater does the same) is not one. A probe that
+    discovers the node early under load sees it first."""
     for _, m in reversed(probe.get("/diagnostics", since)):
         for s in m.status:
-            if s.name == name:
+            if s.name == name and s.message != "Node starting up":
                 return s
     return None
 
