@@ -72,7 +72,11 @@ class WebBridge(Node):
         # the latest sample is taken (KEEP_LAST 1), so 100 Hz never wakes Python.
         self.on_demand = {"joints": (JointState, "joint_states", lambda m: s.set_joints(m.name, m.position, 0.1)),
                           "camera": (CompressedImage, "camera/image_raw/compressed", lambda m: s.set_camera(m.data))}
-        self.reader = rclpy.create_node("web_bridge_reader", context=self.context)
+        # Its own `__node` remap: ros2 launch passes `-r __node:=web_bridge`
+        # to the whole process, which would rename this one too (two
+        # /web_bridge nodes). No parameter services: nobody configures it.
+        self.reader = rclpy.create_node("web_bridge_reader", context=self.context, start_parameter_services=False,
+                                        cli_args=["--ros-args", "-r", "__node:=web_bridge_reader"])
         self.demand_subs: dict = {}
         self.audio_sub = self.reader.create_subscription(Float32, "audio/level_dbfs", lambda m: None, qos.LATEST)
         # One 5 Hz tick does all the periodic work (each wake-up of the Python

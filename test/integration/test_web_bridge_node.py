@@ -23,14 +23,18 @@ def test_runtime_rate_limit_and_service_timeout(ros_env, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(ros_env, REACHY_MINI_WEB_TOKEN=TOKEN)
-    proc = subprocess.Popen([sys.executable, "-m", "reachy_mini.nodes.web_bridge", "--ros-args", "-p", f"port:={port}",
-                             "-p", f"data_dir:={tmp_path}"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    # `-r __node:=web_bridge` for the whole process, as ros2 launch passes it
+    proc = subprocess.Popen([sys.executable, "-m", "reachy_mini.nodes.web_bridge", "--ros-args", "-r",
+                             "__node:=web_bridge", "-p", f"port:={port}", "-p", f"data_dir:={tmp_path}"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     probe = RosProbe("web_param_test")
     url = f"http://127.0.0.1:{port}/api/motors/torque"
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
         wait_for(lambda: _ok(f"http://127.0.0.1:{port}/api/system/info"), timeout=20, period=0.2)
+        names = wait_for(lambda: (n := [x for x, _ in probe.node.get_node_names_and_namespaces()
+                                        if x.startswith("web_bridge")]) and len(n) >= 2 and n, timeout=10)
+        assert sorted(names) == ["web_bridge", "web_bridge_reader"], "one node of each name, none renamed by launch"
 
         def set_(**values):
             req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()

@@ -17,10 +17,10 @@ import pytest
 launch_testing = pytest.importorskip("launch_testing", reason="launch_testing is not installed")
 pytest.importorskip("launch_ros", reason="launch_ros is not installed")
 try:
-    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    from ament_index_python.packages import get_package_share_directory
 
     SHARE = get_package_share_directory("reachy_mini")
-except (ImportError, PackageNotFoundError):
+except (ImportError, LookupError, OSError):   # no ament index, not in it (a KeyError), AMENT_PREFIX_PATH unset
     pytest.skip("reachy_mini is not installed in an ament index (colcon build)", allow_module_level=True)
 
 import launch_testing.actions  # noqa: E402

@@ -257,3 +257,31 @@ def test_prune_forgets_names_gone_for_an_hour():
     names = set(by_name(a.report(3700.0)[0]))
     assert "/Robot/Motors/bus" in names and not any("stray" in n for n in names)
     assert len(a.items) == 1 and len(a.routes) == 1
+
+
+def test_process_scan_finds_the_monitor_itself_and_its_siblings():
+    """Under ros2 launch the monitor finds the nodes among its launch's
+    children by command line, its own process (health_node) included."""
+    import json
+    import subprocess
+    import sys
+
+    nodes = {n: f"reachy_mini.nodes.{n}" for n in ("health_node", "motor_node", "web_bridge")}
+    other_ns = [sys.executable, "-c", "import time; time.sleep(30)", nodes["web_bridge"], "--ros-args", "-r",
+                "__ns:=/robot2"]   # another robot's node on the same machine
+    sibling = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", nodes["motor_node"]])
+    other = subprocess.Popen(other_ns)
+    code = ("import json, sys; from reachy_mini.core.health.system import ProcessMonitor; "
+            f"m = ProcessMonitor({nodes!r}, None); "
+            "print(json.dumps({n: [i.pid, i.alive] for n, i in m.sample().items()}))")
+    try:
+        me = subprocess.run([sys.executable, "-c", code, nodes["health_node"]], capture_output=True, text=True,
+                            timeout=30)
+        got = json.loads(me.stdout)
+    finally:
+        for p in (sibling, other):
+            p.kill()
+            p.wait()
+    assert got["motor_node"] == [sibling.pid, True]
+    assert got["health_node"][1] is True and got["health_node"][0] not in (None, sibling.pid, other.pid)
+    assert got["web_bridge"] == [None, False], "another namespace's node is not ours"

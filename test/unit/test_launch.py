@@ -61,16 +61,19 @@ sys.exit(ls.run())
 def _installed_launch_file():
     pytest.importorskip("launch_ros", reason="launch_ros is not installed (ROS 2 from PyPI wheels)")
     try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+        from ament_index_python.packages import get_package_share_directory
 
         return os.path.join(get_package_share_directory("reachy_mini"), "launch", "bringup.launch.py")
-    except (ImportError, PackageNotFoundError):
+    except (ImportError, LookupError, OSError):   # no ament index, not in it (a KeyError), AMENT_PREFIX_PATH unset
         pytest.skip("reachy_mini is not installed in an ament index (colcon build)")
 
 
 def test_launch_respawn_rules(tmp_path, ros_env):
     """Real launch: exit 2 (invalid parameter) is never respawned; another
-    exit is respawned up to respawn_max_retries."""
+    exit (web_bridge's 3: its HTTP thread died, the port is taken) is
+    respawned up to respawn_max_retries; a node waiting for its absent device
+    stays up and is not restarted."""
+    import socket
     import subprocess
     import sys
     import time
@@ -78,16 +81,26 @@ def test_launch_respawn_rules(tmp_path, ros_env):
     launch_file = _installed_launch_file()
     params = tmp_path / "bad.yaml"
     params.write_text("/**/camera_node:\n  ros__parameters:\n    fps: -3.0\n"
-                      "/**/motor_node:\n  ros__parameters:\n    serial_port: /dev/reachy_mini_no_such_port\n")
+                      "/**/motor_node:\n  ros__parameters:\n    serial_port: /dev/reachy_mini_no_such_port\n"
+                      f"/**/web_bridge:\n  ros__parameters:\n    data_dir: {tmp_path}\n")
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen(1)
     args = [f"params_file:={params}", "respawn_max_retries:=1", "enable_audio_node:=false",
-            "enable_health_node:=false", "enable_web_bridge:=false"]
+            "enable_health_node:=false", f"web_port:={held.getsockname()[1]}"]
     env = dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path), ROS_LOG_DIR=str(tmp_path / "log"))
-    p = subprocess.Popen([sys.executable, "-c", RUN_LAUNCH, launch_file, *args], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-    time.sleep(12.0)     # respawn_delay is 2 s: long enough for several respawns
-    p.send_signal(2)
-    out = p.communicate(timeout=30)[0]
+    try:
+        p = subprocess.Popen([sys.executable, "-c", RUN_LAUNCH, launch_file, *args], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        time.sleep(12.0)     # respawn_delay is 2 s: long enough for several respawns
+        p.send_signal(2)
+        out = p.communicate(timeout=30)[0]
+    finally:
+        held.close()
     starts = lambda name: sum(1 for line in out.splitlines() if "process started" in line and f"[{name}-" in line)  # noqa: E731
     assert starts("camera_node") == 1, out[-3000:]
     assert "camera_node: invalid parameter (exit 2); not respawning" in out
-    assert starts("motor_node") == 2, out[-3000:]          # the start and one respawn (respawn_max_retries:=1)
+    assert starts("web_bridge") == 2, out[-3000:]          # the start and one respawn (respawn_max_retries:=1)
+    assert "exit code 3" in out, out[-3000:]
+    assert starts("motor_node") == 1, out[-3000:]          # waits for its adapter: no exit, no respawn
+    assert "waiting for the servo adapter" in out

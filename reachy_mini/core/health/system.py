@@ -166,7 +166,7 @@ class ProcessMonitor:
             return self._scan
         self._scan_at = now
         found: dict[str, int] = {}
-        for p in siblings():
+        for p in [psutil.Process()] + siblings():   # the monitor's own node too (health_node)
             try:
                 cmd = p.cmdline()
                 for name, module in self.nodes.items():
