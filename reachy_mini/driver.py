@@ -177,16 +177,11 @@ class Driver:
         return {self.map.by_id[i].name: err for i, err in self._c.set_torque(ids, enable)}
 
     def reboot(self, name: str) -> None:
-        """Reboots one motor, clearing its latched hardware error. Its
-        acknowledgement is waited for 50 ms at least (the driver's
-        REBOOT_REPLY_WAIT: a starved host or a late USB adapter); one that
-        never comes (lost on the wire) is retried once: the reboot may or may
-        not have run, and a second one is harmless."""
-        mid = self._motor(name).id
-        try:
-            self._c.reboot(mid)
-        except CommTimeout:
-            self._c.reboot(mid)
+        """Reboots one motor, clearing its latched hardware error. The bus
+        waits 50 ms at least for its acknowledgement (REBOOT_REPLY_WAIT: a
+        starved host or a late USB adapter) and retries once one lost on the
+        wire."""
+        self._c.reboot(self._motor(name).id)
 
     def ping(self, name: str) -> tuple[int, int]:
         return self._c.ping(self._motor(name).id)

@@ -211,9 +211,15 @@ impl Bus {
     }
 
     /// Reboots a motor (clears latched hardware errors). Its acknowledgement
-    /// is waited for at least [`REBOOT_REPLY_WAIT`].
+    /// is waited for at least [`REBOOT_REPLY_WAIT`]; one that never comes
+    /// (lost on the wire) is retried once: the reboot may or may not have
+    /// run, and a second one is harmless.
     pub fn reboot(&mut self, id: u8) -> Result<()> {
-        self.transact_within(id, &protocol::reboot(id), 0, self.io_timeout.max(REBOOT_REPLY_WAIT)).map(|_| ())
+        let (pkt, wait) = (protocol::reboot(id), self.io_timeout.max(REBOOT_REPLY_WAIT));
+        match self.transact_within(id, &pkt, 0, wait) {
+            Err(DxlError::Timeout { .. }) => self.transact_within(id, &pkt, 0, wait).map(|_| ()),
+            r => r.map(|_| ()),
+        }
     }
 
     /// Sync write (no answer on the wire). Fails only on transport errors.
@@ -329,6 +335,19 @@ mod tests {
         let h = late(t.clone(), 12);
         assert!(matches!(b.write(12, 65, &[1]), Err(DxlError::Timeout { id: 12, .. })));
         h.join().unwrap();
+    }
+
+    #[test]
+    fn a_lost_reboot_acknowledgement_is_retried_once() {
+        let (mut b, t) = bus();
+        t.on_write(vec![]); // the first acknowledgement is lost
+        t.on_write(encode_status(11, 0, &[]));
+        assert!(b.reboot(11).is_ok());
+        assert_eq!(t.written().len(), 2);
+        assert_eq!(b.counters.timeouts, 1);
+        // never answered: a timeout after the second try, not a third
+        assert!(matches!(b.reboot(12), Err(DxlError::Timeout { id: 12, .. })));
+        assert_eq!(t.written().len(), 4);
     }
 
     #[test]
