@@ -151,19 +151,19 @@ class StateCollector(Collector):
             bus = group_values(s["tree"], "Motors", "bus")
             for key, name in (("achieved rate (Hz)", "reachy_mini_motor_loop_rate_hertz"),
                               ("target rate (Hz)", "reachy_mini_motor_loop_target_hertz")):
-                if number(bus.get(key)) is not None:
-                    out[name].add_metric([r], number(bus[key]))
+                if (v := number(bus.get(key))) is not None:
+                    out[name].add_metric([r], v)
             host = group_values(s["tree"], "Host", "system")
             for key, (name, scale) in HOST_KEYS.items():
-                if number(host.get(key)) is not None:
-                    out[name].add_metric([r], number(host[key]) * scale)
-            for key, v in host.items():
-                if key.startswith("temperature ") and key.endswith(" (C)") and number(v) is not None:
-                    temps.add_metric([r, key[len("temperature "):-len(" (C)")]], number(v))
+                if (v := number(host.get(key))) is not None:
+                    out[name].add_metric([r], v * scale)
+            for key, raw in host.items():
+                if key.startswith("temperature ") and key.endswith(" (C)") and (v := number(raw)) is not None:
+                    temps.add_metric([r, key[len("temperature "):-len(" (C)")]], v)
             for node, st in group_items(s["tree"], "Nodes"):
                 for key, (name, scale) in NODE_KEYS.items():
-                    if number(st["values"].get(key)) is not None:
-                        per_node[name].add_metric([r, node], number(st["values"][key]) * scale)
+                    if (v := number(st["values"].get(key))) is not None:
+                        per_node[name].add_metric([r, node], v * scale)
         if s["audio_level_dbfs"] is not None:
             out["reachy_mini_audio_level_dbfs"].add_metric([r], s["audio_level_dbfs"])
         out["reachy_mini_web_sse_clients"].add_metric([r], len(self.hub.clients))
