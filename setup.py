@@ -26,7 +26,7 @@ class _RustExtension(RustExtension):
 # One definition each: the version is package.xml's, the executables are the node table's.
 with open(os.path.join(HERE, "package.xml")) as _f:
     VERSION = re.search(r"<version>([^<]+)</version>", _f.read()).group(1)
-NODES = [n.name for n in runpy.run_path(os.path.join(HERE, PACKAGE, "ops", "node_table.py"))["NODES"]]
+NODES = [n.name for n in runpy.run_path(os.path.join(HERE, PACKAGE, "common", "node_table.py"))["NODES"]]
 
 setup(
     name=PACKAGE,

@@ -4,7 +4,7 @@
     ros2 launch reachy_mini bringup.launch.py use_sim:=true   # simulated bus, camera and audio
     ros2 launch reachy_mini bringup.launch.py namespace:=robot1 web_port:=8001   # one of several robots
 
-The nodes come from reachy_mini.ops.node_table.NODES, the same table the
+The nodes come from reachy_mini.common.node_table.NODES, the same table the
 no-ROS-install supervisor (reachy-mini-bringup) reads, with the same
 namespace remappings and log-level rule.
 
@@ -23,7 +23,7 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from reachy_mini.core.identity import check_robot_name
-from reachy_mini.ops.node_table import EXIT_INVALID_PARAMETER, NODES, log_level_args, remappings
+from reachy_mini.common.node_table import EXIT_INVALID_PARAMETER, NODES, log_level_args, remappings
 
 TRUE = ("true", "1", "yes", "on")
 

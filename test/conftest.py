@@ -90,7 +90,7 @@ def params_ignoring_host_cpu(tmp_path) -> str:
     true ERROR."""
     import yaml
 
-    from reachy_mini.ops.paths import config_path
+    from reachy_mini.common.paths import config_path
 
     with open(config_path("reachy_mini.yaml")) as f:
         params = yaml.safe_load(f)

@@ -42,8 +42,8 @@ import yaml
 from tools.bench.stack import Stack
 from tools.harness.diag_listener import DiagnosticsListener
 from reachy_mini.core.levels import ERROR, OK, STALE, WARN
-from reachy_mini.ops.node_table import NODES
-from reachy_mini.ops.paths import config_path
+from reachy_mini.common.node_table import NODES
+from reachy_mini.common.paths import config_path
 from reachy_mini.sim.bus import send_command
 from tools.harness.fifo_mic import ASOUNDRC, FifoMic
 

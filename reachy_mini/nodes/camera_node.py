@@ -14,7 +14,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from reachy_mini.core.media.camera import OpenCVSource, SyntheticCamera, load_camera_info
 from reachy_mini.core.media.capture import SourceLoop
 from reachy_mini.core.media.config import CameraConfig
-from reachy_mini.ops.paths import config_path
+from reachy_mini.common.paths import config_path
 from reachy_mini.ros import qos
 from reachy_mini.core.identity import robot_name
 from reachy_mini.ros.diagnostics import RobotUpdater

@@ -19,8 +19,8 @@ from reachy_mini.core.health.nodes import LevelChanges, NodeWatch, RestartLog, n
 from reachy_mini.core.health.notify import Notifier, TopLevelWatch
 from reachy_mini.core.health.system import ProcessMonitor, siblings
 from reachy_mini.core.levels import ERROR, Level
-from reachy_mini.ops.node_table import NODES
-from reachy_mini.ops.paths import data_dir, heartbeat_file, state_file
+from reachy_mini.common.node_table import NODES
+from reachy_mini.common.paths import data_dir, heartbeat_file, state_file
 from reachy_mini.ros import qos
 from reachy_mini.core.identity import robot_name
 from reachy_mini.ros.diagnostics import RobotUpdater

@@ -24,7 +24,7 @@ from reachy_mini.core.head import HEAD_JOINTS, HeadKinematics, Limits, Target, l
     quaternion_to_rpy, rpy_to_quaternion
 from reachy_mini.core.motors.config import MotorConfig
 from reachy_mini.core.motors.map import MotorMap
-from reachy_mini.ops.paths import config_path, sim_link
+from reachy_mini.common.paths import config_path, sim_link
 from reachy_mini.ros import qos
 from reachy_mini.core.identity import robot_name
 from reachy_mini.ros.diagnostics import RobotUpdater

@@ -17,7 +17,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from reachy_mini.core.health.incidents import db_path, query, summary
 from reachy_mini.core.levels import Level
-from reachy_mini.ops.paths import data_dir
+from reachy_mini.common.paths import data_dir
 from reachy_mini.ros import qos
 from reachy_mini.core.identity import robot_name
 from reachy_mini.ros.diagnostics import RobotUpdater

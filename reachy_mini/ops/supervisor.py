@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 
 from reachy_mini.core.health.nodes import is_hung
 from reachy_mini.core.identity import check_robot_name
-from reachy_mini.ops.node_table import EXIT_INVALID_PARAMETER, NODES, NodeSpec, log_level_args, normalize_namespace, remappings
-from reachy_mini.ops.paths import config_path, robot_key
+from reachy_mini.common.node_table import EXIT_INVALID_PARAMETER, NODES, NodeSpec, log_level_args, normalize_namespace, remappings
+from reachy_mini.common.paths import config_path, robot_key
 from reachy_mini.ops.sdnotify import Notifier
 from reachy_mini.web.config import WebBridgeConfig
-from reachy_mini.ops.paths import state_file as default_state_file
+from reachy_mini.common.paths import state_file as default_state_file
 
 
 @dataclass

@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import sys
 
-from reachy_mini.ops.paths import config_path
+from reachy_mini.common.paths import config_path
 
 UNIT = "reachy-mini.service"
 RULES = "99-reachy-mini.rules"

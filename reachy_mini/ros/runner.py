@@ -1,8 +1,8 @@
 """The standard main() of every node: init, build, spin, clean exit."""
 from __future__ import annotations
 
-from reachy_mini.ops.node_table import EXIT_BROKEN, namespace_of
-from reachy_mini.ops.paths import heartbeat_file
+from reachy_mini.common.node_table import EXIT_BROKEN, namespace_of
+from reachy_mini.common.paths import heartbeat_file
 from reachy_mini.ros.params import ParameterError
 
 

@@ -25,7 +25,7 @@ import os
 import signal
 import sys
 
-from reachy_mini.ops.paths import sim_link
+from reachy_mini.common.paths import sim_link
 
 DEFAULT_LINK = sim_link()
 COMMANDS = ["overheat", "overload", "voltage", "encoder", "shock", "clear", "mute", "unmute",

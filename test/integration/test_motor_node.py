@@ -15,7 +15,7 @@ from std_srvs.srv import SetBool, Trigger
 
 from reachy_mini.core.identity import robot_name
 from reachy_mini.core.levels import Level
-from reachy_mini.ops.paths import config_path
+from reachy_mini.common.paths import config_path
 from reachy_mini.sim.bus import send_command
 from reachy_mini.ops.supervisor import override_file
 

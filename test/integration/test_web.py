@@ -282,7 +282,7 @@ def test_alert_rules_use_exported_metrics(srv):
 
     import yaml
 
-    from reachy_mini.ops.paths import config_path
+    from reachy_mini.common.paths import config_path
 
     fill(srv.store)
     text = httpx.get(f"{srv.url}/metrics").text

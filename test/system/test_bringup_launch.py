@@ -31,7 +31,7 @@ from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription, SetEnvironmentVariable  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
-from reachy_mini.ops.node_table import NODES  # noqa: E402
+from reachy_mini.common.node_table import NODES  # noqa: E402
 
 NS = "lt_robot"
 SCRATCH = tempfile.mkdtemp(prefix="reachy_mini_launch_test_")

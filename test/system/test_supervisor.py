@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from reachy_mini.ops.node_table import NODES
+from reachy_mini.common.node_table import NODES
 from reachy_mini.ops.supervisor import Child
 
 from conftest import wait_for
@@ -145,8 +145,8 @@ def test_supervisor_watchdog_restarts_a_stopped_health_node(tmp_path, ros_env):
 def test_health_node_expects_only_the_started_nodes(tmp_path):
     import yaml
 
-    from reachy_mini.ops.node_table import BY_NAME
-    from reachy_mini.ops.paths import config_path
+    from reachy_mini.common.node_table import BY_NAME
+    from reachy_mini.common.paths import config_path
     from reachy_mini.ops.supervisor import node_argv
 
     argv = node_argv(BY_NAME["health_node"], config_path("reachy_mini.yaml"), True, "", "info", None, str(tmp_path),
@@ -159,7 +159,7 @@ def test_health_node_expects_only_the_started_nodes(tmp_path):
 def test_node_argv_namespace_remaps_and_log_level(tmp_path):
     """Same rules as the launch file: a namespace remaps the diagnostics topics
     into it; log_level is our node logger's, not rcl's."""
-    from reachy_mini.ops.node_table import BY_NAME, logger_name, remappings
+    from reachy_mini.common.node_table import BY_NAME, logger_name, remappings
     from reachy_mini.ops.supervisor import node_argv
 
     spec = BY_NAME["motor_node"]
@@ -178,7 +178,7 @@ def test_node_argv_namespace_remaps_and_log_level(tmp_path):
 def test_log_level_reaches_our_logger_not_rcl(tmp_path, ros_env):
     """`--log-level motor_node:=debug` as the supervisor passes it: our debug
     lines appear, rcl's do not."""
-    from reachy_mini.ops.node_table import BY_NAME
+    from reachy_mini.common.node_table import BY_NAME
     from reachy_mini.ops.supervisor import node_argv
 
     argv = node_argv(BY_NAME["health_node"], os.path.join(os.path.dirname(__file__), "..", "..", "config",

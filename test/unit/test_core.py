@@ -59,6 +59,20 @@ def test_the_blocker_blocks():
     assert r.returncode != 0 and "blocked: rclpy" in r.stderr
 
 
+
+def test_common_is_the_ground_floor():
+    """reachy_mini.common (paths, node table) is imported by every layer, so it
+    imports no other part of reachy_mini (nor ROS, nor the driver)."""
+    code = ("import sys, importlib\n"
+            "for m in ('reachy_mini.common.paths', 'reachy_mini.common.node_table'): importlib.import_module(m)\n"
+            "ours = sorted(m for m in sys.modules if m.startswith('reachy_mini.') and not m.startswith('reachy_mini.common'))\n"
+            "assert not ours, ours\n"
+            "assert not [m for m in sys.modules if m.startswith('rclpy')]\n"
+            "print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
+
 # ---------------------------------------------------------------- levels
 def test_level_conversions_and_names():
     assert [int(x) for x in Level] == [0, 1, 2, 3]
@@ -286,7 +300,7 @@ def test_head_kinematics_round_trip_and_reach():
     import math
 
     from reachy_mini.core.head import HeadKinematics, Target, load_geometry, quaternion_to_rpy, rpy_to_quaternion
-    from reachy_mini.ops.paths import config_path
+    from reachy_mini.common.paths import config_path
 
     k = HeadKinematics(load_geometry(config_path("head_kinematics.yaml")))
     for roll, pitch, yaw, body in [(0, 10, 0, 0), (-15, 5, 30, 10), (10, -10, -20, -10)]:

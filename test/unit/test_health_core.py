@@ -8,7 +8,7 @@ from reachy_mini.core.levels import ERROR, OK, STALE, WARN
 from reachy_mini.core.health.aggregator import (Aggregator, ConfigError, analyzer_params, combine, load_aggregator,
                                                remove_chaff)
 from reachy_mini.core.health.nodes import NodeWatch, node_status
-from reachy_mini.ops.paths import config_path
+from reachy_mini.common.paths import config_path
 from reachy_mini.core.health.system import ProcInfo
 
 EVERY_KEY = """

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from reachy_mini.ops.node_table import NODES
+from reachy_mini.common.node_table import NODES
 
 LAUNCH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))), "launch", "bringup.launch.py")
 
@@ -14,7 +14,7 @@ LAUNCH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.re
 def test_launch_file_reads_node_table_and_declares_arguments():
     src = open(LAUNCH).read()
     tree = ast.parse(src)
-    imported = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "reachy_mini.ops.node_table"]
+    imported = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "reachy_mini.common.node_table"]
     assert imported and "NODES" in [a.name for a in imported[0].names]
     for arg in ("namespace", "params_file", "use_sim", "log_level", "use_respawn", "web_port"):
         assert f'"{arg}"' in src

@@ -14,7 +14,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 import reachy_mini
-from reachy_mini.ops.node_table import NODES
+from reachy_mini.common.node_table import NODES
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 

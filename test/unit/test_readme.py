@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from reachy_mini.ops.node_table import NODES
-from reachy_mini.ops.paths import share_dir
+from reachy_mini.common.node_table import NODES
+from reachy_mini.common.paths import share_dir
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))), "README.md")
 # declared by diagnostic_updater's Updater in every node (read once, at start)

@@ -54,7 +54,7 @@ def bench_health() -> None:
 
     from reachy_mini.core.health.aggregator import load_aggregator
     from reachy_mini.core.levels import Level
-    from reachy_mini.ops.paths import config_path
+    from reachy_mini.common.paths import config_path
 
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})   # one core
     tmp = tempfile.mkdtemp(prefix="reachy_bench_health_")

@@ -7,8 +7,8 @@ from dataclasses import dataclass, fields
 from reachy_mini.core.config import NodeConfig, absolute_or_empty, setting
 from reachy_mini.core.health.notify import check_url
 from reachy_mini.core.health.system import Thresholds
-from reachy_mini.ops.node_table import NODES
-from reachy_mini.ops.paths import config_path
+from reachy_mini.common.node_table import NODES
+from reachy_mini.common.paths import config_path
 
 NODE_NAMES = [n.name for n in NODES]
 

@@ -41,7 +41,7 @@ CREATE INDEX IF NOT EXISTS incidents_name ON incidents(name, id);
 
 
 def default_data_dir(namespace: str | None = None) -> str:
-    from reachy_mini.ops.paths import data_dir
+    from reachy_mini.common.paths import data_dir
 
     return data_dir(namespace)
 

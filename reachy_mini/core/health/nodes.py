@@ -4,7 +4,7 @@ diagnostics, are they hung, how often did they restart, and what to record.
 Who does what (one owner per job):
 - The hang signal is each node's spin-loop heartbeat: ros/runner.py touches
   `<runtime dir>/reachy_mini_run[/<namespace>]/<node>.alive` every second
-  (ops/paths.heartbeat_file). A live process whose heartbeat is older than
+  (common/paths.heartbeat_file). A live process whose heartbeat is older than
   the hang timeout is hung (SIGSTOP, a deadlock, a callback that never
   returns).
 - Restarts are owned by the process manager that started the stack:

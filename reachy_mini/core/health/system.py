@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import psutil
 
 from reachy_mini.core.levels import ERROR, OK, WARN
-from reachy_mini.ops.node_table import namespace_of
+from reachy_mini.common.node_table import namespace_of
 
 
 @dataclass

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from reachy_mini.core.config import read_yaml
-from reachy_mini.ops.paths import config_path
+from reachy_mini.common.paths import config_path
 
 
 @dataclass(frozen=True)
