@@ -72,12 +72,15 @@ def ros_env(monkeypatch):
     """A distinct ROS_DOMAIN_ID per test (and per xdist worker), loopback only."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     w = int(worker[2:]) if worker[2:].isdigit() else 0
-    fixed = os.environ.get("REACHY_MINI_TEST_DOMAIN_BASE")   # runs side by side: give each its own 40 ids
-    base = int(fixed) + w * 40 if fixed else 20 + w * 40 + (os.getpid() % 7) * 5
+    # runs side by side: give each its own ids (REACHY_MINI_TEST_DOMAIN_SPAN of them, default 40)
+    fixed = os.environ.get("REACHY_MINI_TEST_DOMAIN_BASE")
+    span = int(os.environ.get("REACHY_MINI_TEST_DOMAIN_SPAN", "40"))
+    base = int(fixed) + w * span if fixed else 20 + w * 40 + (os.getpid() % 7) * 5
     # DDS ports of domains above 101 fall in Linux's ephemeral port range (ROS 2 docs, "The ROS_DOMAIN_ID")
-    assert 0 <= base and base + 39 <= 101, f"REACHY_MINI_TEST_DOMAIN_BASE={fixed}: the 40 ids must stay within 0..101"
+    assert 0 <= base and 1 <= span and base + span - 1 <= 101, \
+        f"REACHY_MINI_TEST_DOMAIN_BASE={fixed}, _SPAN={span}: the ids must stay within 0..101"
     _domain[0] += 1
-    dom = str(base + _domain[0] % 40)
+    dom = str(base + _domain[0] % span)
     monkeypatch.setenv("ROS_DOMAIN_ID", dom)
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     return dict(os.environ)
