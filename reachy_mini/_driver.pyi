@@ -7,6 +7,10 @@ control loop (`Controller`), direct bus access (`Bus`) and typed errors."""
 from typing import Any, Literal, Sequence
 
 
+TRAJECTORY_MAX_DURATION_S: float
+TRAJECTORY_MAX_POINTS: int
+
+
 class DynamixelError(Exception):
     """Base class of every driver error."""
     motor_id: int | None
@@ -63,7 +67,7 @@ class Bus:
 
 class Controller:
     """The background control loop."""
-    def __init__(self, port: str, ids: Sequence[int], baudrate: int = 1000000, loop_rate_hz: float = 100.0, status_rate_hz: float = 2.0, io_timeout_ms: float = 5.0, absent_after: int = 3, reconnect_min_s: float = 0.1, reconnect_max_s: float = 2.0, command_timeout_s: float = 0.0, timeout_action: Literal["hold", "torque_off"] = 'hold', realtime_priority: int = 0, lock_memory: bool = False) -> None: ...
+    def __init__(self, port: str, ids: Sequence[int], baudrate: int = 1000000, loop_rate_hz: float = 100.0, status_rate_hz: float = 2.0, io_timeout_ms: float = 5.0, absent_after: int = 3, reconnect_min_s: float = 0.1, reconnect_max_s: float = 2.0, command_timeout_s: float = 0.0, timeout_action: Literal["hold", "torque_off"] = 'hold', realtime_priority: int = 0, lock_memory: bool = False, limits: Sequence[tuple[int, int, int, float]] = Ellipsis, limit_policy: Literal["clamp", "reject"] = 'clamp') -> None: ...
     def configure(self, loop_rate_hz: float | None = None, status_rate_hz: float | None = None, command_timeout_s: float | None = None, timeout_action: Literal["hold", "torque_off"] | None = None) -> dict[str, Any]:
         """Changes loop rate, status rate and the goal watchdog while running.
         Omitted arguments keep their value. Returns the configuration in force
@@ -73,6 +77,8 @@ class Controller:
         """Events since the last call: list of (stamp, kind, motor_id, message)."""
     def is_running(self) -> bool:
         """True while the loop thread runs."""
+    def limits(self) -> tuple[list[tuple[int, int, int, float]], str]:
+        """The joint limits in force: ([(id, min, max, max_velocity ticks/s)], policy)."""
     def ping(self, id: int) -> tuple[int, int]:
         """Pings a motor between cycles; returns (model number, firmware version)."""
     def read(self, id: int, address: int, length: int) -> bytes:
@@ -81,14 +87,21 @@ class Controller:
         """Reboots a motor (clears a latched hardware error), between cycles."""
     def reset_timing(self) -> None:
         """Clears the cycle/jitter percentile windows."""
-    def set_goals(self, goals: Sequence[tuple[int, int]]) -> None:
-        """Queues raw goal positions {id: raw}; written by the next cycle."""
+    def set_goals(self, goals: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
+        """Queues raw goal positions [(id, raw)]; written by the next cycle,
+        within each joint's range and maximum velocity. Returns the goals
+        clamped into their range [(id, requested, applied)]; with the reject
+        policy a goal beyond its range raises ValueError (motor_id set) and
+        nothing of the command is executed.
+        """
     def set_torque(self, ids: Sequence[int], enable: bool) -> list[tuple[int, str | None]]:
         """Torque on/off; returns [(id, error message or None)]."""
-    def set_trajectory(self, points: Sequence[tuple[float, Sequence[tuple[int, int]]]], interpolation: Literal["linear", "minjerk"] = 'minjerk') -> None:
+    def set_trajectory(self, points: Sequence[tuple[float, Sequence[tuple[int, int]]]], interpolation: Literal["linear", "minjerk"] = 'minjerk') -> list[tuple[int, int, int]]:
         """Executes waypoints [(seconds from now, [(id, raw)])] in the loop,
         interpolated ("linear" or "minjerk" per segment) at loop rate;
         preempts the running trajectory; streamed goals preempt it too.
+        Waypoints are limited as in set_goals; returns the largest clamp per
+        motor [(id, requested, applied)].
         """
     def snapshot(self) -> list[dict[str, Any]]:
         """List of per-motor dicts (raw units), in configured order."""

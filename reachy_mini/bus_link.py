@@ -9,19 +9,34 @@ goals. motor_node only turns ROS messages and services into these calls.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 from reachy_mini.core.motors.config import MotorConfig
+from reachy_mini.core.motors.envelope import MechanismRules, check_command, check_names
 from reachy_mini.core.motors.health import bus_health, motor_health
 from reachy_mini.core.motors.map import MotorMap
 from reachy_mini.core.motors.ports import open_failure, resolve_port
 from reachy_mini.core.motors.recovery import AutoRecovery, Escalation, torque_off_targets
-from reachy_mini.driver import Driver, DynamixelError, PortError
+from reachy_mini.driver import TRAJECTORY_MAX_POINTS, Driver, DynamixelError, PortError
+
+
+@dataclass
+class Outcome:
+    """What became of a motion command. `refused`: why nothing of it was
+    executed (None when it was); `clamped`: goals limited to their joint
+    range [(name, requested rad, applied rad)]; `torque_off`: motors that
+    will not move (torque off); `motors`: the motors the command names."""
+    motors: list[str]
+    refused: str | None = None
+    clamped: list[tuple[str, float, float]] = field(default_factory=list)
+    torque_off: list[str] = field(default_factory=list)
 
 
 class BusLink:
-    def __init__(self, cfg: MotorConfig, motor_map: MotorMap, sim_link: str, log) -> None:
-        self.cfg, self.map, self.log = cfg, motor_map, log
+    def __init__(self, cfg: MotorConfig, motor_map: MotorMap, sim_link: str, log,
+                 rules: MechanismRules | None = None) -> None:
+        self.cfg, self.map, self.log, self.rules = cfg, motor_map, log, rules
         self.sim_proc, port = None, cfg.serial_port
         if cfg.simulated:
             from reachy_mini.sim.child import start_sim
@@ -50,7 +65,8 @@ class BusLink:
         return Driver(port, self.map, baudrate=c.baudrate, loop_rate_hz=c.loop_rate_hz,
                       status_rate_hz=c.status_rate_hz, io_timeout_ms=c.io_timeout_ms,
                       command_timeout_s=c.command_timeout_s, timeout_action=c.command_timeout_action,
-                      realtime_priority=c.realtime_priority, lock_memory=c.lock_memory)
+                      realtime_priority=c.realtime_priority, lock_memory=c.lock_memory,
+                      limit_policy=c.limit_policy)
 
     # ---- connection
     def connect(self) -> bool:
@@ -110,37 +126,61 @@ class BusLink:
         return stamp, readings
 
     # ---- commands
-    def goal(self, names: list[str], positions: list[float]) -> tuple[str | None, list[str]]:
-        """Sends a goal. Returns (why it was rejected or None, the motors that
-        will not move because their torque is off)."""
-        if len(positions) != len(names):
-            return f"{len(names)} names but {len(positions)} positions", []
-        return self._command(names, lambda: self.drv.set_goals(dict(zip(names, positions))))
+    def goal(self, names: list[str], positions: list[float], mechanism: bool = True) -> Outcome:
+        """Sends a goal (rad by name), after the checks: well formed, no
+        emergency stop, the mechanism's rules (unless `mechanism` is False:
+        the head pose path has applied them to the pose); the driver then
+        enforces each joint's range and velocity."""
+        out = Outcome(list(names))
+        out.refused = check_command(names, positions, self.map) or self._estop()
+        if out.refused is None and mechanism and self.rules is not None and self.rules.applies(names):
+            out.refused = self.rules.check(dict(zip(names, positions)), self._present())
+        if out.refused is None:
+            self._send(out, lambda: self.drv.set_goals(dict(zip(names, positions))))
+        return out
 
-    def trajectory(self, names: list[str], points: list[tuple[float, list[float]]]) -> tuple[str | None, list[str]]:
+    def trajectory(self, names: list[str], points: list[tuple[float, list[float]]]) -> Outcome:
         """Runs waypoints [(seconds from now, positions)] for `names` in the
-        driver thread (cfg.trajectory_interpolation); same answer as goal()."""
+        driver thread (cfg.trajectory_interpolation); checked as goal() is,
+        every waypoint (the driver bounds their number and duration)."""
+        out = Outcome(list(names))
+        out.refused = check_names(names, self.map) or ("no waypoint" if not points else None)
+        if len(points) > TRAJECTORY_MAX_POINTS:   # before any per-point work
+            out.refused = f"{len(points)} waypoints; at most {TRAJECTORY_MAX_POINTS} are accepted"
         for i, (_, pos) in enumerate(points):
-            if len(pos) != len(names):
-                return f"point {i}: {len(names)} names but {len(pos)} positions", []
-        return self._command(names, lambda: self.drv.follow([(t, dict(zip(names, pos))) for t, pos in points],
-                                                            self.cfg.trajectory_interpolation))
+            if out.refused is None:
+                out.refused = check_command(names, pos, self.map, f"point {i}")
+        out.refused = out.refused or self._estop()
+        if out.refused is None and self.rules is not None and self.rules.applies(names):
+            present = self._present()
+            for i, (_, pos) in enumerate(points):
+                why = self.rules.check(dict(zip(names, pos)), present)
+                if why:
+                    out.refused = f"point {i}: {why}"
+                    break
+        if out.refused is None:
+            self._send(out, lambda: self.drv.follow([(t, dict(zip(names, pos))) for t, pos in points],
+                                                    self.cfg.trajectory_interpolation))
+        return out
 
-    def _command(self, names: list[str], send) -> tuple[str | None, list[str]]:
-        unknown = [n for n in names if n not in self.map.by_name]
-        if unknown:
-            return f"unknown joint names {unknown}; known: {self.map.names}", []
-        if self.estopped:
-            return "emergency stop active (call ~/set_torque true to resume)", []
+    def _estop(self) -> str | None:
+        return "emergency stop active (call ~/set_torque true to resume)" if self.estopped else None
+
+    def _present(self) -> Callable[[str], float | None]:
+        """Each joint's last goal written (else its position), as of now."""
+        now = {r.name: r.goal_rad if r.goal_rad is not None else r.position_rad for r in self.drv.snapshot()}
+        return now.get
+
+    def _send(self, out: Outcome, send) -> None:
         try:
-            send()
+            out.clamped = send()
         except ValueError as e:
-            return str(e), []
-        off = torque_off_targets(self.readings, names)
-        if off:
+            out.refused = str(e)
+            return
+        out.torque_off = torque_off_targets(self.readings, out.motors)
+        if out.torque_off:
             self.ignored_goals += 1
-            self.ignored_at, self.ignored_names = time.monotonic(), off
-        return None, off
+            self.ignored_at, self.ignored_names = time.monotonic(), out.torque_off
 
     def goals_ignored(self, within_s: float = 2.0) -> list[str]:
         """Motors that received goals with torque off in the last `within_s`."""

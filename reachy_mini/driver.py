@@ -21,6 +21,11 @@ from reachy_mini import _driver
 from reachy_mini.core.motors.map import MotorMap
 from reachy_mini.core.motors.reading import DriverEvent, MotorReading
 
+RAW_MIN, RAW_MAX = -(2 ** 31), 2 ** 31 - 1   # goal position register (int32)
+# The largest trajectory the driver accepts (rust_driver/src/control/trajectory.rs).
+TRAJECTORY_MAX_POINTS: int = _driver.TRAJECTORY_MAX_POINTS
+TRAJECTORY_MAX_DURATION_S: float = _driver.TRAJECTORY_MAX_DURATION_S
+
 DynamixelError = _driver.DynamixelError
 PortError = _driver.PortError
 CommTimeout = _driver.CommTimeout
@@ -39,15 +44,20 @@ class Driver:
                  loop_rate_hz: float = 100.0, status_rate_hz: float = 2.0, io_timeout_ms: float = 5.0,
                  absent_after: int = 3, command_timeout_s: float = 0.0, timeout_action: str = "hold",
                  reconnect_min_s: float = 0.1, reconnect_max_s: float = 2.0, realtime_priority: int = 0,
-                 lock_memory: bool = False) -> None:
+                 lock_memory: bool = False, limit_policy: str = "clamp", enforce_limits: bool = True) -> None:
+        """The joint ranges and maximum velocities of `motor_map` are enforced
+        in the driver on every goal (`limit_policy`: 'clamp' or 'reject');
+        `enforce_limits=False` leaves them out (benchmarks, bring-up only)."""
         self.port = port
         self.map = motor_map
+        limits = [(m.id, *lim) for m in motor_map.motors if (lim := m.raw_limits())] if enforce_limits else []
         self._c = _driver.Controller(
             port, motor_map.ids, baudrate=baudrate, loop_rate_hz=loop_rate_hz,
             status_rate_hz=status_rate_hz, io_timeout_ms=io_timeout_ms, absent_after=absent_after,
             reconnect_min_s=reconnect_min_s, reconnect_max_s=reconnect_max_s,
             command_timeout_s=command_timeout_s, timeout_action=timeout_action,
-            realtime_priority=realtime_priority, lock_memory=lock_memory)
+            realtime_priority=realtime_priority, lock_memory=lock_memory, limits=limits,
+            limit_policy=limit_policy)
 
     # -- lifecycle
     def start(self) -> list[int]:
@@ -95,7 +105,9 @@ class Driver:
                 torque_enabled=d["torque_enabled"], hardware_error=d["hardware_error"],
                 hardware_error_names=list(d["hardware_error_names"]), alert=d["alert"],
                 status_stamp=d["status_stamp"], comm_errors=d["comm_errors"], timeouts=d["timeouts"],
-                crc_errors=d["crc_errors"], last_error=d["last_error"]))
+                crc_errors=d["crc_errors"], last_error=d["last_error"],
+                eeprom_limits_raw=(d["eeprom_min"], d["eeprom_max"]) if d["eeprom_min"] is not None else None,
+                limit_clamps=d["limit_clamps"]))
         return out
 
     def wait_sample(self, after_seq: int, timeout_s: float,
@@ -133,42 +145,77 @@ class Driver:
         except KeyError:
             raise ValueError(f"unknown motor {name!r}; known: {', '.join(self.map.names)}") from None
 
-    def set_goals(self, goals: dict[str, float]) -> None:
-        """Goal positions in rad by motor name. Written on the next cycle."""
-        raw = []
-        for name, rad in goals.items():
-            if not math.isfinite(rad):
-                raise ValueError(f"goal for {name} is not finite: {rad}")
-            m = self._motor(name)
-            raw.append((m.id, m.rad_to_raw(rad)))
-        self._c.set_goals(raw)
+    def _raw(self, name: str, rad: float, where: str = "") -> tuple[int, int]:
+        if not math.isfinite(rad):
+            raise ValueError(f"{where}goal for {name} is not finite: {rad}")
+        m = self._motor(name)
+        raw = m.rad_to_raw(rad)
+        if not RAW_MIN <= raw <= RAW_MAX:
+            raise ValueError(f"{where}goal for {name} ({rad:g} rad) is out of any servo's range")
+        return m.id, raw
 
-    def goto(self, goals: dict[str, float], duration: float, interpolation: str = "minjerk") -> None:
+    def _clamps(self, clamped) -> list[tuple[str, float, float]]:
+        out = []
+        for mid, requested, applied in clamped:
+            m = self.map.by_id[mid]
+            out.append((m.name, m.raw_to_rad(requested), m.raw_to_rad(applied)))
+        return out
+
+    def _refused(self, e: ValueError) -> ValueError:
+        """A refusal by the joint limits, in names and radians."""
+        m = self.map.by_id.get(getattr(e, "motor_id", None))
+        if m is None or getattr(e, "cause", None) != "out_of_limits":
+            return e
+        where = str(e).split("motor ")[0]
+        return ValueError(f"{where}{m.name}: goal beyond its joint limits [{m.min_rad:g}, {m.max_rad:g}] rad "
+                          "(limit_policy reject)")
+
+    def set_goals(self, goals: dict[str, float]) -> list[tuple[str, float, float]]:
+        """Goal positions in rad by motor name. Written on the next cycle,
+        within each joint's range and maximum velocity. Returns the goals
+        clamped into their range [(name, requested, applied)]; with
+        limit_policy 'reject' a goal beyond it raises ValueError instead."""
+        raw = [self._raw(name, rad) for name, rad in goals.items()]
+        try:
+            return self._clamps(self._c.set_goals(raw))
+        except ValueError as e:
+            raise self._refused(e) from None
+
+    def goto(self, goals: dict[str, float], duration: float,
+             interpolation: str = "minjerk") -> list[tuple[str, float, float]]:
         """Moves to `goals` (rad by motor name) in `duration` s, interpolated in
         the driver thread at loop rate; returns at once (see trajectory_active)."""
-        self.follow([(duration, goals)], interpolation)
+        return self.follow([(duration, goals)], interpolation)
 
-    def follow(self, points: list[tuple[float, dict[str, float]]], interpolation: str = "minjerk") -> None:
+    def follow(self, points: list[tuple[float, dict[str, float]]],
+               interpolation: str = "minjerk") -> list[tuple[str, float, float]]:
         """Waypoints [(seconds from now, {name: rad})], the same motors in each,
-        times increasing; preempts the running trajectory (and streamed goals
-        preempt it). Raises ValueError for an invalid trajectory."""
-        raw = []
-        for t, goals in points:
-            row = []
-            for name, rad in goals.items():
-                if not math.isfinite(rad):
-                    raise ValueError(f"waypoint at {t} s: goal for {name} is not finite: {rad}")
-                m = self._motor(name)
-                row.append((m.id, m.rad_to_raw(rad)))
-            raw.append((float(t), row))
-        self._c.set_trajectory(raw, interpolation)
+        times increasing (at most 10 000 waypoints within 120 s); preempts the
+        running trajectory (and streamed goals preempt it). Raises ValueError
+        for an invalid trajectory. Joint limits as in set_goals (returns the
+        largest clamp per motor)."""
+        raw = [(float(t), [self._raw(name, rad, f"waypoint at {t} s: ") for name, rad in goals.items()])
+               for t, goals in points]
+        try:
+            return self._clamps(self._c.set_trajectory(raw, interpolation))
+        except ValueError as e:
+            raise self._refused(e) from None
 
     @property
     def trajectory_active(self) -> bool:
         return self._c.trajectory_active()
 
-    def set_goals_raw(self, goals: dict[int, int]) -> None:
-        self._c.set_goals(list(goals.items()))
+    def set_goals_raw(self, goals: dict[int, int]) -> list[tuple[int, int, int]]:
+        """Raw goals by motor id: the same joint limits as set_goals; returns
+        the clamps [(id, requested, applied)]."""
+        for mid, raw in goals.items():
+            if not RAW_MIN <= raw <= RAW_MAX:
+                raise ValueError(f"raw goal {raw} for motor {mid} is out of any servo's range")
+        return self._c.set_goals(list(goals.items()))
+
+    def limits(self) -> tuple[list[tuple[int, int, int, float]], str]:
+        """The limits in force in the driver: ([(id, min, max, max ticks/s)], policy)."""
+        return self._c.limits()
 
     def set_torque(self, enable: bool, names: Iterable[str] | None = None) -> dict[str, str | None]:
         """Torque on/off (all motors by default). Returns {name: error or None}.

@@ -56,6 +56,8 @@ SIGNATURES: dict[str, dict[str, str]] = {
         "timeout_action": ACTION,
         "realtime_priority": "int",
         "lock_memory": "bool",
+        "limits": "Sequence[tuple[int, int, int, float]]",
+        "limit_policy": 'Literal["clamp", "reject"]',
         "return": "None",
     },
     "Controller.start": {"return": "list[int]"},
@@ -73,9 +75,11 @@ SIGNATURES: dict[str, dict[str, str]] = {
     "Controller.wait_sample": {"after_seq": "int", "timeout_s": "float", "return": "tuple[int, float] | None"},
     "Controller.reset_timing": {"return": "None"},
     "Controller.drain_events": {"return": "list[tuple[float, str, int | None, str]]"},
-    "Controller.set_goals": {"goals": "Sequence[tuple[int, int]]", "return": "None"},
+    "Controller.set_goals": {"goals": "Sequence[tuple[int, int]]", "return": "list[tuple[int, int, int]]"},
+    "Controller.limits": {"return": "tuple[list[tuple[int, int, int, float]], str]"},
     "Controller.set_trajectory": {"points": "Sequence[tuple[float, Sequence[tuple[int, int]]]]",
-                                  "interpolation": 'Literal["linear", "minjerk"]', "return": "None"},
+                                  "interpolation": 'Literal["linear", "minjerk"]',
+                                  "return": "list[tuple[int, int, int]]"},
     "Controller.trajectory_active": {"return": "bool"},
     "Controller.set_torque": {"enable": "bool", "return": "list[tuple[int, str | None]]"},
     "Controller.reboot": {"return": "None"},
@@ -219,7 +223,8 @@ def generate(mod: types.ModuleType) -> str:
     exceptions = [n for n in names if is_exception(getattr(mod, n))]
     classes = [n for n in names if isinstance(getattr(mod, n), type) and n not in exceptions]
     functions = [n for n in names if isinstance(getattr(mod, n), types.BuiltinFunctionType)]
-    rest = sorted(set(names) - set(exceptions) - set(classes) - set(functions))
+    constants = [n for n in names if type(getattr(mod, n)) in (int, float, str, bool)]
+    rest = sorted(set(names) - set(exceptions) - set(classes) - set(functions) - set(constants))
     if rest:
         raise StubError(f"module attributes of unsupported kinds: {rest}")
     # Bases before subclasses, then by name.
@@ -227,6 +232,8 @@ def generate(mod: types.ModuleType) -> str:
     exceptions.sort(key=lambda n: (depth[n], n))
 
     blocks: list[list[str]] = []
+    if constants:
+        blocks.append([f"{n}: {type(getattr(mod, n)).__name__}" for n in constants])
     known: set[str] = set()
     for n in exceptions:
         blocks.append(render_exception(n, getattr(mod, n), known))

@@ -10,8 +10,11 @@ torque off) lives in the driver thread, not here.
 """
 from __future__ import annotations
 
+import math
 import threading
+import time
 
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
@@ -19,10 +22,11 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from reachy_mini.bus_link import BusLink
-from reachy_mini.core.head import HEAD_JOINTS, HeadKinematics, Limits, Target, limit, load_geometry, \
+from reachy_mini.bus_link import BusLink, Outcome
+from reachy_mini.core.head import BODY_JOINT, HEAD_JOINTS, HeadKinematics, Limits, Target, limit, load_geometry, \
     quaternion_to_rpy, rpy_to_quaternion
 from reachy_mini.core.motors.config import MotorConfig
+from reachy_mini.core.motors.envelope import MechanismRules, PerMotorThrottle, stamp_text
 from reachy_mini.core.motors.map import MotorMap
 from reachy_mini.common.paths import config_path, sim_link
 from reachy_mini.ros import qos
@@ -46,10 +50,14 @@ class MotorNode(Node):
         except ValueError as e:
             raise ParameterError(f"parameter 'motors_file': {e}") from None
         try:
-            self.head = HeadKinematics(load_geometry(cfg.head_kinematics_file or config_path("head_kinematics.yaml")))
+            geometry = load_geometry(cfg.head_kinematics_file or config_path("head_kinematics.yaml"))
+            self.head = HeadKinematics(geometry)
+            rules = MechanismRules(HeadKinematics(geometry), motor_map)   # its own FK state: callbacks, not the js thread
         except ValueError as e:
             raise ParameterError(f"parameter 'head_kinematics_file': {e}") from None
-        self.bus = bus = BusLink(cfg, motor_map, sim_link(self.get_namespace()), self.get_logger())
+        self.bus = bus = BusLink(cfg, motor_map, sim_link(self.get_namespace()), self.get_logger(), rules)
+        self.clamp_throttle = PerMotorThrottle(1.0)
+        self.safety_pub = self.create_publisher(DiagnosticStatus, "motors/safety_events", qos.SAFETY_EVENTS)
         self.js_pub = self.create_publisher(JointState, "joint_states", qos.JOINT_STATES)
         self.pose_pub = self.create_publisher(PoseStamped, "head/pose", qos.JOINT_STATES)
         self.create_subscription(JointState, "motors/goal", self._on_goal, qos.GOALS)
@@ -121,42 +129,64 @@ class MotorNode(Node):
 
     def _on_head_target(self, msg: PoseStamped) -> None:
         """A head pose in base_link -> limits -> inverse kinematics -> goals."""
+        path, joints = "head/target_pose", HEAD_JOINTS + [BODY_JOINT]
         if msg.header.frame_id not in ("", "base_link"):
-            return self._reject(f"head target in frame {msg.header.frame_id!r}; expected 'base_link'")
+            return self._refuse(path, msg, joints, f"head target in frame {msg.header.frame_id!r}; expected 'base_link'")
         o, p = msg.pose.orientation, msg.pose.position
         try:
+            if not all(math.isfinite(v) for v in (p.x, p.y, p.z)):
+                raise ValueError("position is not finite")
             roll, pitch, yaw = quaternion_to_rpy(o.x, o.y, o.z, o.w)
             body = self.bus.readings.get("body_rotation")
             t = limit(Target(p.x, p.y, p.z, roll, pitch, yaw, (body and body.position_rad) or 0.0), Limits(),
                       self.cfg.head_auto_body_yaw)
             goals = self.head.ik(t)
         except ValueError as e:
-            return self._reject(f"head target: {e}")
-        if t.notes:
-            self.get_logger().warning("head target clamped: " + "; ".join(t.notes), throttle_duration_sec=2.0)
-        self._on_goal(JointState(name=list(goals), position=list(goals.values())))
+            return self._refuse(path, msg, joints, f"head target: {e}")
+        out = self.bus.goal(list(goals), list(goals.values()), mechanism=False)
+        if t.notes and out.refused is None:
+            self._clamped(path, msg, joints, "head target clamped: " + "; ".join(t.notes))
+        self._outcome(path, msg, out)
 
     def _on_trajectory(self, msg: JointTrajectory) -> None:
         """Executed in the driver thread, interpolated at loop rate; a new one preempts it."""
         points = [(p.time_from_start.sec + p.time_from_start.nanosec * 1e-9, list(p.positions)) for p in msg.points]
-        why, torque_off = self.bus.trajectory(list(msg.joint_names), points)
-        if why is not None:
-            self._reject(f"trajectory: {why}")
-        elif torque_off:
-            self.get_logger().warning(f"goals ignored: torque off ({', '.join(torque_off)}); call ~/set_torque true",
-                                      throttle_duration_sec=5.0)
-
-    def _reject(self, why: str) -> None:
-        self.bus.goal_rejects += 1
-        self.get_logger().warning(f"goal rejected: {why}", throttle_duration_sec=1.0)
+        self._outcome("motors/trajectory", msg, self.bus.trajectory(list(msg.joint_names), points), "trajectory: ")
 
     def _on_goal(self, msg: JointState) -> None:
-        why, torque_off = self.bus.goal(list(msg.name), list(msg.position))
-        if why is not None:
-            self._reject(why)
-        elif torque_off:
-            self.get_logger().warning(f"goals ignored: torque off ({', '.join(torque_off)}); call ~/set_torque true",
-                                      throttle_duration_sec=5.0)
+        self._outcome("motors/goal", msg, self.bus.goal(list(msg.name), list(msg.position)))
+
+    # ---- what became of a motion command: log + motors/safety_events
+    def _outcome(self, path: str, msg, out: Outcome, prefix: str = "") -> None:
+        if out.refused is not None:
+            return self._refuse(path, msg, out.motors, prefix + out.refused)
+        if out.clamped:
+            what = "; ".join(f"{n} {req:.3f} rad clamped to {got:.3f} rad (joint limit)" for n, req, got in out.clamped)
+            self._clamped(path, msg, [n for n, _, _ in out.clamped], prefix + what)
+        if out.torque_off:
+            why = f"goals ignored: torque off ({', '.join(out.torque_off)}); call ~/set_torque true"
+            self.get_logger().warning(why, throttle_duration_sec=5.0)
+            self._safety(DiagnosticStatus.WARN, path, msg, out.torque_off, why)
+
+    def _refuse(self, path: str, msg, motors, why: str) -> None:
+        """Refusals are per command: never rate-limited on the topic."""
+        self.bus.goal_rejects += 1
+        self.get_logger().warning(f"goal rejected: {why}", throttle_duration_sec=1.0)
+        self._safety(DiagnosticStatus.ERROR, path, msg, motors, why)
+
+    def _clamped(self, path: str, msg, motors, why: str) -> None:
+        """Clamps: at most once a second per motor (log and topic)."""
+        due = self.clamp_throttle.due(motors, time.monotonic())
+        if due:
+            self.get_logger().warning(why)
+            self._safety(DiagnosticStatus.WARN, path, msg, due, why)
+
+    def _safety(self, level: bytes, path: str, msg, motors, why: str) -> None:
+        stamp = msg.header.stamp if hasattr(msg, "header") else None
+        ev = DiagnosticStatus(level=level, name=path, message=why, hardware_id=self.robot)
+        ev.values = [KeyValue(key="command_stamp", value=stamp_text(stamp.sec, stamp.nanosec) if stamp else ""),
+                     KeyValue(key="motors", value=",".join(motors))]
+        self.safety_pub.publish(ev)
 
     @staticmethod
     def _answer(resp, result: tuple[bool, str]):

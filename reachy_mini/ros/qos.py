@@ -28,6 +28,9 @@ AUDIO_LEVEL = qos_profile_sensor_data
 # ros2_control convention); a lost goal is a command that never happened.
 JOINT_STATES = _qos(10, True)
 GOALS = _qos(10, True)
+# motors/safety_events: each refusal or clamp of a motion command, RELIABLE
+# depth 10 (a client such as the SDK bridge answers its command with it).
+SAFETY_EVENTS = _qos(10, True)
 # Diagnostics: RELIABLE like diagnostic_updater (depth 1) and
 # diagnostic_aggregator; the health node buffers input from 5 nodes.
 DIAGNOSTICS_IN = _qos(100, True)

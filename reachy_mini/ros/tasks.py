@@ -17,6 +17,7 @@ from reachy_mini.core.identity import hardware_id as robot_hardware_id
 from reachy_mini.core.health.system import evaluate_process, evaluate_system, system_snapshot
 from reachy_mini.core.levels import ERROR, OK, WARN, Level
 from reachy_mini.core.media.capture import capture_health
+from reachy_mini.core.motors.envelope import eeprom_wider
 from reachy_mini.core.motors.health import bus_health, motor_health
 from reachy_mini.ros.diagnostics import DiagnosticTask
 
@@ -92,6 +93,11 @@ class BusCheck(Check):
             lv, msg = max(lv, WARN), f"goals ignored: torque off ({', '.join(ignored)}); " + msg
         values = list(values) + [("automatic recoveries", str(self.bus.recovery.count)),
                                  ("rejected goals", str(self.bus.goal_rejects)),
+                                 ("goals clamped to joint limits", str(stats.get("goals_clamped", 0))),
+                                 ("commands refused by joint limits", str(stats.get("limit_refusals", 0))),
+                                 ("limit policy", self.bus.cfg.limit_policy),
+                                 ("servo position limits wider than configured",
+                                  "; ".join(eeprom_wider(self.bus.readings.values(), self.bus.map)) or "none"),
                                  ("goals with torque off", str(self.bus.ignored_goals)),
                                  ("driver samples", str(stats.get("sample_seq", 0))),
                                  ("joint_states published", str(self.bus.js_published)),

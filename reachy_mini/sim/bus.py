@@ -143,6 +143,9 @@ class SimBus:
             if cmd in ("overheat", "overload", "voltage", "encoder", "shock"):
                 for s in self._servo(req):
                     s.inject(cmd)
+            elif cmd == "position_limits":   # the servo's EEPROM min/max position limits
+                for s in self._servo(req):
+                    s.set_position_limits(int(req["min"]), int(req["max"]))
             elif cmd == "clear":
                 for s in self._servo(req):
                     s.clear_causes()
@@ -203,6 +206,7 @@ class SimBus:
         return {"position": int.from_bytes(s.t[132:136], "little", signed=True), "goal": s.goal(),
                 "temperature": s.t[146], "voltage": s.t[144] / 10, "torque": s.torque,
                 "hardware_error": s.hw_error, "muted": s.muted, "faults": sorted(s.forced),
+                "position_limits": list(s.position_limits()),
                 "reboots": s.reboots}
 
     # ------------------------------------------------------------ protocol

@@ -10,6 +10,7 @@ a running one.
     reachy-mini-sim-bus inject latency --ms 30 --duration 2
     reachy-mini-sim-bus inject late --ms 12 --count 1  # the next reply comes after the master's deadline
     reachy-mini-sim-bus inject vanish --duration 3 | restore
+    reachy-mini-sim-bus inject position_limits --id 12 --min 1000 --max 3000   # EEPROM limits
     reachy-mini-sim-bus inject reset | state
 
 `serve` prints two lines: `port: <pty link>` and `control: <socket>`.
@@ -29,7 +30,8 @@ from reachy_mini.common.paths import sim_link
 
 DEFAULT_LINK = sim_link()
 COMMANDS = ["overheat", "overload", "voltage", "encoder", "shock", "clear", "mute", "unmute",
-            "corrupt", "garbage", "latency", "late", "vanish", "restore", "reset", "state", "ping"]
+            "corrupt", "garbage", "latency", "late", "vanish", "restore", "reset", "state", "ping",
+            "position_limits"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--rate", type=float)
     i.add_argument("--ms", type=float)
     i.add_argument("--duration", type=float, help="seconds the fault lasts (vanish, latency, corrupt)")
+    i.add_argument("--min", type=int, help="position_limits: EEPROM min position limit (raw)")
+    i.add_argument("--max", type=int, help="position_limits: EEPROM max position limit (raw)")
     return p
 
 
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
         req = {"cmd": args.cmd, "id": args.id}
         control = args.control or sim_link(args.namespace) + ".ctl"
-        for k in ("count", "rate", "ms", "duration"):
+        for k in ("count", "rate", "ms", "duration", "min", "max"):
             if getattr(args, k) is not None:
                 req[k] = getattr(args, k)
         try:

@@ -9,6 +9,7 @@ import random
 MODEL_NUMBER, FIRMWARE, ID, BAUD, RETURN_DELAY = 0, 6, 7, 8, 9
 OPERATING_MODE, HOMING_OFFSET = 11, 20
 TEMPERATURE_LIMIT, MAX_VOLTAGE, MIN_VOLTAGE = 31, 32, 34
+MAX_POSITION_LIMIT, MIN_POSITION_LIMIT = 48, 52     # EEPROM, 4 bytes each
 SHUTDOWN, TORQUE_ENABLE, LED, STATUS_RETURN_LEVEL, HW_ERROR = 63, 64, 65, 68, 70
 P_GAIN, I_GAIN, D_GAIN = 84, 82, 80
 GOAL_CURRENT, GOAL_POSITION = 102, 116
@@ -26,7 +27,7 @@ FAULT_BITS = {"voltage": HW_VOLTAGE, "overheat": HW_OVERHEAT, "encoder": HW_ENCO
 MODEL_NUMBERS = {"XL330-M077": 1190, "XL330-M288": 1200, "XC330-M288": 1240}
 
 # status error numbers
-ERR_INSTRUCTION, ERR_DATA_RANGE, ERR_DATA_LENGTH, ERR_ACCESS = 2, 4, 5, 7
+ERR_INSTRUCTION, ERR_DATA_RANGE, ERR_DATA_LENGTH, ERR_DATA_LIMIT, ERR_ACCESS = 2, 4, 5, 6, 7
 
 
 class Servo:
@@ -51,6 +52,7 @@ class Servo:
         self.t[TEMPERATURE_LIMIT] = 70
         self._u16(MAX_VOLTAGE, 70)
         self._u16(MIN_VOLTAGE, 35)
+        self.set_position_limits(0, 4095)   # the e-manual's defaults
         self.t[SHUTDOWN] = HW_OVERHEAT | HW_SHOCK | HW_ENCODER | HW_OVERLOAD | HW_VOLTAGE
         self.t[STATUS_RETURN_LEVEL] = 2
         self._u16(P_GAIN, 400)
@@ -70,6 +72,17 @@ class Servo:
 
     def _i32(self, a: int, v: int) -> None:
         self.t[a:a + 4] = int(v).to_bytes(4, "little", signed=True)
+
+    def position_limits(self) -> tuple[int, int]:
+        return (int.from_bytes(self.t[MIN_POSITION_LIMIT:MIN_POSITION_LIMIT + 4], "little"),
+                int.from_bytes(self.t[MAX_POSITION_LIMIT:MAX_POSITION_LIMIT + 4], "little"))
+
+    def set_position_limits(self, lo: int, hi: int) -> None:
+        """EEPROM min/max position limits (position mode: 0..4095)."""
+        if not 0 <= lo <= hi <= 4095:
+            raise ValueError(f"position limits must satisfy 0 <= min <= max <= 4095, got {lo}, {hi}")
+        self._i32(MIN_POSITION_LIMIT, lo)
+        self._i32(MAX_POSITION_LIMIT, hi)
 
     def goal(self) -> int:
         return int.from_bytes(self.t[GOAL_POSITION:GOAL_POSITION + 4], "little", signed=True)
@@ -172,6 +185,12 @@ class Servo:
             return ERR_ACCESS
         if address <= HW_ERROR < end or address >= PRESENT_CURRENT:
             return ERR_ACCESS  # read-only area
+        if address <= GOAL_POSITION and GOAL_POSITION + 4 <= end:
+            # position mode: a goal beyond the EEPROM limits is refused, not written
+            lo, hi = self.position_limits()
+            g = int.from_bytes(data[GOAL_POSITION - address:GOAL_POSITION - address + 4], "little", signed=True)
+            if not lo <= g <= hi:
+                return ERR_DATA_LIMIT
         if address <= TORQUE_ENABLE < end:
             v = data[TORQUE_ENABLE - address]
             if v > 1:

@@ -19,6 +19,9 @@ pub enum DxlError {
     Malformed { id: u8, reason: String },
     /// Bad arguments from the caller.
     InvalidArgument(String),
+    /// A goal beyond its joint's range, refused (limit policy `reject`);
+    /// `waypoint` is its index in a trajectory.
+    OutOfLimits { id: u8, goal: i32, min: i32, max: i32, waypoint: Option<usize> },
     /// The control loop is not running or did not answer.
     NotRunning(String),
 }
@@ -32,7 +35,8 @@ impl DxlError {
             DxlError::Timeout { id, .. }
             | DxlError::Crc { id }
             | DxlError::Status { id, .. }
-            | DxlError::Malformed { id, .. } => Some(*id),
+            | DxlError::Malformed { id, .. }
+            | DxlError::OutOfLimits { id, .. } => Some(*id),
             _ => None,
         }
     }
@@ -47,6 +51,7 @@ impl DxlError {
             DxlError::Status { code, .. } => crate::protocol::error_code_name(*code).into(),
             DxlError::Malformed { .. } => "malformed_status".into(),
             DxlError::InvalidArgument(_) => "invalid_argument".into(),
+            DxlError::OutOfLimits { .. } => "out_of_limits".into(),
             DxlError::NotRunning(_) => "not_running".into(),
         }
     }
@@ -73,6 +78,12 @@ impl fmt::Display for DxlError {
             ),
             DxlError::Malformed { id, reason } => write!(f, "motor {id}: malformed status packet: {reason}"),
             DxlError::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
+            DxlError::OutOfLimits { id, goal, min, max, waypoint } => {
+                if let Some(i) = waypoint {
+                    write!(f, "waypoint {i}: ")?;
+                }
+                write!(f, "motor {id}: goal {goal} is outside its joint limits [{min}, {max}] (limit_policy reject)")
+            }
             DxlError::NotRunning(m) => write!(f, "control loop not running: {m}"),
         }
     }

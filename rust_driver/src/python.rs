@@ -3,7 +3,9 @@
 
 use crate::bus::Bus;
 use crate::control::trajectory::{Interpolation, Trajectory, Waypoint};
-use crate::control::{Controller as RsController, LiveConfig, LoopConfig, MotorState, TimeoutAction};
+use crate::control::{
+    Clamped, Controller as RsController, JointLimit, LimitPolicy, LiveConfig, LoopConfig, MotorState, TimeoutAction,
+};
 use crate::error::DxlError;
 use crate::protocol;
 use crate::transport::SerialTransport;
@@ -30,7 +32,7 @@ fn to_py(e: DxlError) -> PyErr {
         DxlError::Crc { .. } => CrcError::new_err(msg),
         DxlError::Status { .. } => StatusError::new_err(msg),
         DxlError::Malformed { .. } => MalformedPacket::new_err(msg),
-        DxlError::InvalidArgument(_) => pyo3::exceptions::PyValueError::new_err(msg),
+        DxlError::InvalidArgument(_) | DxlError::OutOfLimits { .. } => pyo3::exceptions::PyValueError::new_err(msg),
         DxlError::NotRunning(_) => NotRunning::new_err(msg),
     };
     Python::attach(|py| {
@@ -60,6 +62,9 @@ fn motor_dict<'py>(py: Python<'py>, m: &MotorState) -> PyResult<Bound<'py, PyDic
     d.set_item("alert", m.alert)?;
     d.set_item("status_stamp", m.status_stamp)?;
     d.set_item("goal", m.goal)?;
+    d.set_item("eeprom_min", m.eeprom_min)?;
+    d.set_item("eeprom_max", m.eeprom_max)?;
+    d.set_item("limit_clamps", m.limit_clamps)?;
     d.set_item("comm_errors", m.comm_errors)?;
     d.set_item("timeouts", m.timeouts)?;
     d.set_item("crc_errors", m.crc_errors)?;
@@ -96,7 +101,8 @@ impl Controller {
     #[new]
     #[pyo3(signature = (port, ids, baudrate=1_000_000, loop_rate_hz=100.0, status_rate_hz=2.0,
                         io_timeout_ms=5.0, absent_after=3, reconnect_min_s=0.1, reconnect_max_s=2.0,
-                        command_timeout_s=0.0, timeout_action="hold", realtime_priority=0, lock_memory=false))]
+                        command_timeout_s=0.0, timeout_action="hold", realtime_priority=0, lock_memory=false,
+                        limits=vec![], limit_policy="clamp"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         port: String,
@@ -112,8 +118,19 @@ impl Controller {
         timeout_action: &str,
         realtime_priority: i32,
         lock_memory: bool,
+        limits: Vec<(u8, i32, i32, f64)>,
+        limit_policy: &str,
     ) -> PyResult<Self> {
         let action = parse_action(timeout_action)?;
+        let limit_policy = LimitPolicy::parse(limit_policy).ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "limit_policy must be 'clamp' or 'reject', not {limit_policy:?}"
+            ))
+        })?;
+        let limits = limits
+            .into_iter()
+            .map(|(id, min, max, max_velocity)| JointLimit { id, min, max, max_velocity })
+            .collect();
         let secs = |name: &str, v: f64| -> PyResult<Duration> {
             Duration::try_from_secs_f64(v)
                 .map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("{name} must be a finite value >= 0, got {v}")))
@@ -132,6 +149,8 @@ impl Controller {
             timeout_action: action,
             realtime_priority,
             lock_memory,
+            limits,
+            limit_policy,
         };
         Ok(Self { inner: RsController::new(cfg).map_err(to_py)? })
     }
@@ -223,6 +242,8 @@ impl Controller {
         d.set_item("goals_merged", s.goals_merged)?;
         d.set_item("goals_immediate", s.goals_immediate)?;
         d.set_item("trajectories_done", s.trajectories_done)?;
+        d.set_item("goals_clamped", s.goals_clamped)?;
+        d.set_item("limit_refusals", s.limit_refusals)?;
         d.set_item("reconnects", s.reconnects)?;
         d.set_item("disconnects", s.disconnects)?;
         d.set_item("events_dropped", s.events_dropped)?;
@@ -258,16 +279,34 @@ impl Controller {
             .collect()
     }
 
-    /// Queues raw goal positions {id: raw}; written by the next cycle.
-    fn set_goals(&self, goals: Vec<(u8, i32)>) -> PyResult<()> {
+    /// Queues raw goal positions [(id, raw)]; written by the next cycle,
+    /// within each joint's range and maximum velocity. Returns the goals
+    /// clamped into their range [(id, requested, applied)]; with the reject
+    /// policy a goal beyond its range raises ValueError (motor_id set) and
+    /// nothing of the command is executed.
+    fn set_goals(&self, goals: Vec<(u8, i32)>) -> PyResult<Vec<Clamped>> {
         self.inner.set_goals(&goals).map_err(to_py)
+    }
+
+    /// The joint limits in force: ([(id, min, max, max_velocity ticks/s)], policy).
+    fn limits(&self) -> (Vec<(u8, i32, i32, f64)>, String) {
+        let env = self.inner.envelope();
+        let mut ids: Vec<u8> = env.ids().copied().collect();
+        ids.sort_unstable();
+        let out = ids
+            .into_iter()
+            .filter_map(|id| env.get(id).map(|l| (l.id, l.min, l.max, l.max_velocity)))
+            .collect();
+        (out, env.policy.as_str().to_string())
     }
 
     /// Executes waypoints [(seconds from now, [(id, raw)])] in the loop,
     /// interpolated ("linear" or "minjerk" per segment) at loop rate;
     /// preempts the running trajectory; streamed goals preempt it too.
+    /// Waypoints are limited as in set_goals; returns the largest clamp per
+    /// motor [(id, requested, applied)].
     #[pyo3(signature = (points, interpolation="minjerk"))]
-    fn set_trajectory(&self, points: Vec<(f64, Vec<(u8, i32)>)>, interpolation: &str) -> PyResult<()> {
+    fn set_trajectory(&self, points: Vec<(f64, Vec<(u8, i32)>)>, interpolation: &str) -> PyResult<Vec<Clamped>> {
         let interpolation = Interpolation::parse(interpolation).ok_or_else(|| {
             pyo3::exceptions::PyValueError::new_err(format!(
                 "interpolation must be 'linear' or 'minjerk', got {interpolation:?}"
@@ -417,6 +456,8 @@ fn _driver(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Controller>()?;
     m.add("Bus", py.get_type::<Bus_>())?;
+    m.add("TRAJECTORY_MAX_POINTS", crate::control::trajectory::MAX_POINTS)?;
+    m.add("TRAJECTORY_MAX_DURATION_S", crate::control::trajectory::MAX_DURATION.as_secs_f64())?;
     m.add_function(wrap_pyfunction!(crc16, m)?)?;
     m.add_function(wrap_pyfunction!(decode_hardware_error, m)?)?;
     m.add("DynamixelError", py.get_type::<DynamixelError>())?;

@@ -47,6 +47,9 @@ class MotorConfig(NodeConfig):
     trajectory_interpolation: str = setting("minjerk", "motors/trajectory between waypoints: 'minjerk' (zero "
                                             "velocity and acceleration at each waypoint) or 'linear'",
                                             choices=("minjerk", "linear"), runtime=True)
+    limit_policy: str = setting("clamp", "a goal beyond its joint range (config/motors.yaml): 'clamp' it (logged at "
+                                "most once a second per motor, counted) or 'reject' the whole command",
+                                choices=("clamp", "reject"))
     head_kinematics_file: str = setting("", "head geometry YAML (default: the package's config/head_kinematics.yaml)",
                                         check=absolute_or_empty)
     head_auto_body_yaw: bool = setting(True, "head/target_pose: turn the body to keep the head within +/-65 deg "

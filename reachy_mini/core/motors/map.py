@@ -17,12 +17,45 @@ class Motor:
     direction: int
     offset_rad: float
     ticks_per_turn: int
+    min_rad: float = -math.inf      # joint range (the driver enforces it)
+    max_rad: float = math.inf
+    max_velocity_rad_s: float = 0.0   # 0 = the servo's own speed
+
+    def clip(self, rad: float) -> float:
+        return min(max(rad, self.min_rad), self.max_rad)
+
+    def raw_limits(self) -> tuple[int, int, float] | None:
+        """(min, max) raw ticks within the range, and the maximum velocity in
+        ticks per second; None when the motor has no range."""
+        if not (math.isfinite(self.min_rad) and math.isfinite(self.max_rad)):
+            return None
+        k = self.direction * self.ticks_per_turn / (2.0 * math.pi)
+        a, b = (self.min_rad - self.offset_rad) * k, (self.max_rad - self.offset_rad) * k
+        return math.ceil(min(a, b) - 1e-9), math.floor(max(a, b) + 1e-9), self.max_velocity_rad_s * abs(k)
 
     def raw_to_rad(self, raw: int) -> float:
         return self.direction * (2.0 * math.pi * raw / self.ticks_per_turn) + self.offset_rad
 
     def rad_to_raw(self, rad: float) -> int:
         return int(round((rad - self.offset_rad) * self.direction * self.ticks_per_turn / (2.0 * math.pi)))
+
+
+def _limits(e: dict, i: int, name: str, default_vmax) -> tuple[float, float, float]:
+    """An entry's joint range (min_rad, max_rad: both or neither) and maximum
+    velocity (max_velocity_rad_s, else the file's default)."""
+    where = f"motor map: entry {i} ({name})"
+    if ("min_rad" in e) != ("max_rad" in e):
+        raise ValueError(f"{where}: give both min_rad and max_rad, or neither")
+    try:
+        lo, hi = float(e.get("min_rad", -math.inf)), float(e.get("max_rad", math.inf))
+        vmax = float(e.get("max_velocity_rad_s", default_vmax))
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: min_rad, max_rad and max_velocity_rad_s must be numbers") from None
+    if "min_rad" in e and not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"{where}: min_rad {lo} must be < max_rad {hi}, both finite")
+    if not (math.isfinite(vmax) and vmax >= 0):
+        raise ValueError(f"{where}: max_velocity_rad_s must be >= 0 (0 = unbounded), got {vmax}")
+    return lo, hi, vmax
 
 
 class MotorMap:
@@ -71,8 +104,9 @@ class MotorMap:
             direction = int(e.get("direction", 1))
             if direction not in (1, -1):
                 raise ValueError(f"motor map: entry {i} ({name}): direction must be 1 or -1")
+            lo, hi, vmax = _limits(e, i, name, data.get("max_velocity_rad_s", 0.0))
             motors.append(Motor(mid, name, str(e.get("model", "")), direction,
-                                float(e.get("offset_rad", off)), int(e.get("ticks_per_turn", tpt))))
+                                float(e.get("offset_rad", off)), int(e.get("ticks_per_turn", tpt)), lo, hi, vmax))
         return cls(motors, float(data.get("current_unit_ma", 1.0)), float(data.get("voltage_unit_v", 0.1)))
 
     @classmethod

@@ -31,6 +31,8 @@ class MotorReading:
     timeouts: int
     crc_errors: int
     last_error: str | None
+    eeprom_limits_raw: tuple[int, int] | None = None   # the servo's own (min, max) position limits
+    limit_clamps: int = 0                               # goals clamped into the joint range
 
     def age_s(self, now: float | None = None) -> float:
         """Seconds since the position was last read (inf if never)."""

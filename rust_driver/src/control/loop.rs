@@ -4,8 +4,7 @@
 //! reopens the link with exponential backoff after a disconnect. New goals
 //! are also written inside a cycle, between any two of its transactions.
 
-use super::trajectory;
-use super::writes::{take_woken_goals, torque, write_goals, write_woken_goals};
+use super::writes::{hold_goals, take_goals, take_woken_goals, torque, write_goals, write_woken_goals};
 use super::{lock, now_unix, Command, EventKind, LoopConfig, MotorState, Reply, SampleClock, Shared};
 use crate::bus::{Bus, BusCounters, SyncReadItem};
 use crate::error::{DxlError, Result};
@@ -36,6 +35,8 @@ pub(super) fn ping_all(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, ids: &[u8]) -
                 m.responding = true;
                 m.model = Some(model);
                 m.consecutive_failures = 0;
+                drop(s);
+                read_eeprom_limits(bus, shared, id)?;
             }
             Err(e) if e.is_disconnect() => return Err(e),
             Err(e) => {
@@ -46,6 +47,25 @@ pub(super) fn ping_all(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, ids: &[u8]) -
         }
     }
     Ok(missing)
+}
+
+/// Reads a motor's EEPROM position limits (max at 48, min at 52): the
+/// servo's own last line of defence, compared with the configured limits
+/// by the caller. A failed read leaves them unknown.
+fn read_eeprom_limits(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, id: u8) -> Result<()> {
+    let (hi, lo) = (xl330::MAX_POSITION_LIMIT, xl330::MIN_POSITION_LIMIT);
+    let r = bus.read(id, hi.address, lo.end() - hi.address);
+    let mut s = lock(shared);
+    let Some(m) = s.motor(id) else { return Ok(()) };
+    match r {
+        Ok((d, _)) => {
+            m.eeprom_max = hi.decode_in(hi.address, &d).map(|v| v as i32);
+            m.eeprom_min = lo.decode_in(hi.address, &d).map(|v| v as i32);
+            Ok(())
+        }
+        Err(e) if e.is_disconnect() => Err(e),
+        Err(_) => Ok(()),
+    }
 }
 
 pub(super) struct LoopThread<C: Connector> {
@@ -313,10 +333,7 @@ impl<C: Connector> LoopThread<C> {
     fn write_goals_now(&mut self) {
         let goals = take_woken_goals(&mut lock(&self.shared));
         let Some(bus) = self.bus.as_mut() else {
-            let mut s = lock(&self.shared);
-            for (id, v) in goals {
-                s.pending_goals.entry(id).or_insert(v); // written after the reconnect
-            }
+            lock(&self.shared).requeue(&goals); // written after the reconnect
             return;
         };
         if goals.is_empty() {
@@ -337,16 +354,14 @@ impl<C: Connector> LoopThread<C> {
             let tripped = s.watchdog.check(self.cfg.command_timeout, self.cfg.timeout_action, Instant::now());
             if let Some(action) = tripped {
                 s.pending_goals.clear();
+                s.slewing.clear();
                 s.trajectory = None; // the watchdog's hold must not be undone by a stale trajectory
                 s.pending_trajectory = None;
                 let msg =
                     format!("no goal for {:.2} s: {}", self.cfg.command_timeout.as_secs_f64(), action.describe());
                 s.event(EventKind::CommandTimeout, None, msg);
             }
-            if tripped.is_none() {
-                trajectory::advance(&mut s, Instant::now());
-            }
-            let goals: Vec<(u8, i32)> = s.pending_goals.drain().collect();
+            let goals = if tripped.is_none() { take_goals(&mut s, Instant::now()) } else { vec![] };
             s.goals_wake_sent = false; // a queued wake finds nothing: harmless
             let active: Vec<u8> = s.motors.iter().filter(|m| m.responding).map(|m| m.id).collect();
             (tripped, goals, active)
@@ -354,8 +369,10 @@ impl<C: Connector> LoopThread<C> {
         match tripped {
             Some(super::TimeoutAction::Hold) => {
                 let hold: Vec<(u8, i32)> = {
-                    let s = lock(&self.shared);
-                    s.motors.iter().filter_map(|m| m.position.map(|p| (m.id, p))).collect()
+                    let mut s = lock(&self.shared);
+                    let hold: Vec<(u8, i32)> = s.motors.iter().filter_map(|m| m.position.map(|p| (m.id, p))).collect();
+                    hold_goals(&mut s, &hold);
+                    hold
                 };
                 write_goals(bus, &self.shared, &hold)?;
             }

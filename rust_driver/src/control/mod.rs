@@ -9,6 +9,7 @@
 //! queue in [`events`].
 
 pub mod events;
+pub mod limits;
 mod r#loop;
 pub mod realtime;
 pub mod trajectory;
@@ -23,6 +24,7 @@ use crate::error::{DxlError, Result};
 use crate::transport::{Connector, SerialConnector};
 pub use events::{Event, EventKind};
 use events::EventQueue;
+pub use limits::{Clamped, Envelope, JointLimit, LimitPolicy};
 use r#loop::{ping_all, LoopThread};
 pub use stats::LoopStats;
 use stats::{SampleClock, Timing};
@@ -57,6 +59,9 @@ pub struct LoopConfig {
     pub realtime_priority: i32,
     /// mlockall(MCL_CURRENT | MCL_FUTURE): no page fault in the loop.
     pub lock_memory: bool,
+    /// Joint range and maximum velocity per motor (see [`limits`]).
+    pub limits: Vec<JointLimit>,
+    pub limit_policy: LimitPolicy,
 }
 
 /// The part of the configuration that can change while the loop runs.
@@ -114,6 +119,10 @@ impl LoopConfig {
         if self.io_timeout.is_zero() {
             return bad("io_timeout must be > 0".into());
         }
+        if let Some(l) = self.limits.iter().find(|l| !self.ids.contains(&l.id)) {
+            return bad(format!("joint limits given for motor {}, which is not on this bus", l.id));
+        }
+        Envelope::new(&self.limits, self.limit_policy).map_err(DxlError::InvalidArgument)?;
         Ok(())
     }
 }
@@ -135,6 +144,11 @@ pub struct MotorState {
     pub status_stamp: f64,
     pub alert: bool,
     pub goal: Option<i32>,
+    /// The servo's own EEPROM position limits, read at connect.
+    pub eeprom_min: Option<i32>,
+    pub eeprom_max: Option<i32>,
+    /// Goals of this motor clamped into its joint range.
+    pub limit_clamps: u64,
     pub comm_errors: u64,
     pub timeouts: u64,
     pub crc_errors: u64,
@@ -146,7 +160,15 @@ pub struct MotorState {
 #[derive(Default)]
 struct Shared {
     motors: Vec<MotorState>,
+    /// Goal targets given and not taken by the loop yet (latest wins).
     pending_goals: HashMap<u8, i32>,
+    /// Targets being approached at the motors' maximum velocity.
+    slewing: HashMap<u8, i32>,
+    /// When each motor's goal was last handed to the wire.
+    last_write: HashMap<u8, Instant>,
+    /// The longest step of the velocity limit: one loop period.
+    slew_cap: Duration,
+    envelope: Envelope,
     /// A Command::Goals is on its way to the loop (one per batch).
     goals_wake_sent: bool,
     /// Given by set_trajectory, started by the loop at its next turn.
@@ -174,6 +196,30 @@ impl Shared {
             self.stats.events_dropped += 1;
         }
     }
+    /// Counts the clamps of a command (per motor and in total).
+    fn count_clamps(&mut self, clamped: &[Clamped]) {
+        for &(id, _, _) in clamped {
+            self.stats.goals_clamped += 1;
+            if let Some(m) = self.motor(id) {
+                m.limit_clamps += 1;
+            }
+        }
+    }
+    /// Goals whose write failed or found no bus go back in the queue unless
+    /// newer ones arrived; a target still being approached stays where it is.
+    fn requeue(&mut self, goals: &[(u8, i32)]) {
+        for &(id, v) in goals {
+            if !self.slewing.contains_key(&id) {
+                self.pending_goals.entry(id).or_insert(v);
+            }
+        }
+    }
+}
+
+/// One loop period (10 ms when free-running): the longest time a velocity
+/// step may cover.
+fn slew_cap(loop_rate_hz: f64) -> Duration {
+    if loop_rate_hz > 0.0 { Duration::from_secs_f64(1.0 / loop_rate_hz) } else { Duration::from_millis(10) }
 }
 
 fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
@@ -249,6 +295,8 @@ impl<C: Connector> Controller<C> {
         let shared = Shared {
             motors: cfg.ids.iter().map(|&id| MotorState { id, ..Default::default() }).collect(),
             stats: LoopStats { port: cfg.port.clone(), baudrate: cfg.baudrate, ..Default::default() },
+            envelope: Envelope::new(&cfg.limits, cfg.limit_policy).map_err(DxlError::InvalidArgument)?,
+            slew_cap: slew_cap(cfg.loop_rate_hz),
             ..Default::default()
         };
         Ok(Self {
@@ -279,6 +327,7 @@ impl<C: Connector> Controller<C> {
         check.apply(&live);
         check.validate()?;
         let mut s = lock(&self.shared);
+        s.slew_cap = slew_cap(live.loop_rate_hz);
         s.pending_live = Some(live.clone());
         s.live = Some(live);
         Ok(())
@@ -379,15 +428,31 @@ impl<C: Connector> Controller<C> {
         lock(&self.shared).events.drain()
     }
 
+    /// The joint limits in force.
+    pub fn envelope(&self) -> Envelope {
+        lock(&self.shared).envelope.clone()
+    }
+
     /// Queues goal positions (raw). Coalesced: the latest per motor wins.
-    pub fn set_goals(&self, goals: &[(u8, i32)]) -> Result<()> {
+    /// Goals beyond a joint's range are clamped (returned) or, with the
+    /// reject policy, the whole command is refused.
+    pub fn set_goals(&self, goals: &[(u8, i32)]) -> Result<Vec<Clamped>> {
         let mut s = lock(&self.shared);
         for &(id, _) in goals {
             if !self.cfg.ids.contains(&id) {
                 return Err(DxlError::InvalidArgument(format!("motor id {id} is not on this bus")));
             }
         }
-        for &(id, v) in goals {
+        let mut goals = goals.to_vec();
+        let clamped = match s.envelope.admit(&mut goals) {
+            Ok(c) => c,
+            Err(e) => {
+                s.stats.limit_refusals += 1;
+                return Err(e);
+            }
+        };
+        s.count_clamps(&clamped);
+        for &(id, v) in &goals {
             if s.pending_goals.insert(id, v).is_some() {
                 s.stats.goals_merged += 1; // faster than the bus: the latest wins
             }
@@ -397,21 +462,47 @@ impl<C: Connector> Controller<C> {
         s.pending_trajectory = None;
         s.watchdog.feed(Instant::now());
         self.wake(&mut s);
-        Ok(())
+        Ok(clamped)
     }
 
     /// Executes `plan` in the loop, interpolated at loop rate; preempts the
     /// running trajectory. The goal watchdog is fed until its last waypoint.
-    pub fn set_trajectory(&self, plan: trajectory::Trajectory) -> Result<()> {
+    /// Waypoints beyond a joint's range are clamped or refused as in
+    /// [`Self::set_goals`]; returns the clamps, the largest one per motor.
+    pub fn set_trajectory(&self, mut plan: trajectory::Trajectory) -> Result<Vec<Clamped>> {
         plan.validate().map_err(DxlError::InvalidArgument)?;
         if let Some((id, _)) = plan.points[0].goals.iter().find(|(id, _)| !self.cfg.ids.contains(id)) {
             return Err(DxlError::InvalidArgument(format!("motor id {id} is not on this bus")));
         }
         let mut s = lock(&self.shared);
+        let mut worst: Vec<Clamped> = vec![];
+        for (i, p) in plan.points.iter_mut().enumerate() {
+            match s.envelope.admit(&mut p.goals) {
+                Ok(c) => {
+                    s.count_clamps(&c);
+                    for c in c {
+                        match worst.iter_mut().find(|w| w.0 == c.0) {
+                            Some(w) if (c.1 - c.2).unsigned_abs() > (w.1 - w.2).unsigned_abs() => *w = c,
+                            Some(_) => {}
+                            None => worst.push(c),
+                        }
+                    }
+                }
+                Err(e) => {
+                    s.stats.limit_refusals += 1;
+                    return Err(match e {
+                        DxlError::OutOfLimits { id, goal, min, max, .. } => {
+                            DxlError::OutOfLimits { id, goal, min, max, waypoint: Some(i) }
+                        }
+                        e => e,
+                    });
+                }
+            }
+        }
         s.pending_trajectory = Some(plan);
         s.watchdog.feed(Instant::now());
         self.wake(&mut s);
-        Ok(())
+        Ok(worst)
     }
 
     /// True while a trajectory is given or running.

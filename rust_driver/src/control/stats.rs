@@ -74,6 +74,10 @@ pub struct LoopStats {
     pub goals_immediate: u64,
     /// Trajectories executed to their last waypoint.
     pub trajectories_done: u64,
+    /// Goals (or waypoint goals) clamped into their joint range.
+    pub goals_clamped: u64,
+    /// Commands refused because a goal was beyond its range (reject policy).
+    pub limit_refusals: u64,
     pub reconnects: u64,
     pub disconnects: u64,
     pub events_dropped: u64,

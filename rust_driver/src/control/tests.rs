@@ -24,6 +24,8 @@ fn cfg(ids: &[u8]) -> LoopConfig {
         timeout_action: TimeoutAction::Hold,
         realtime_priority: 0,
         lock_memory: false,
+        limits: vec![],
+        limit_policy: LimitPolicy::Clamp,
     }
 }
 
@@ -563,4 +565,126 @@ fn goals_streamed_faster_than_the_bus_starve_neither_reads_nor_commands() {
     let st = c.stats();
     assert!(st.goals_merged > 0 && st.goals_immediate > 0, "merged {} immediate {}", st.goals_merged, st.goals_immediate);
     c.stop();
+}
+
+/// Every goal position sync-written so far, as (id, raw), in order.
+fn written_goals(sim: &SimBus) -> Vec<(u8, i32)> {
+    let mut out = vec![];
+    for r in sim.log() {
+        if r.instruction != inst::SYNC_WRITE || r.address() != Some(xl330::GOAL_POSITION.address) {
+            continue;
+        }
+        // params: address (2), length (2), then (id, 4 bytes) per motor
+        for e in r.params[4..].chunks(5) {
+            if e.len() == 5 {
+                out.push((e[0], i32::from_le_bytes([e[1], e[2], e[3], e[4]])));
+            }
+        }
+    }
+    out
+}
+
+fn limited(ids: &[u8], min: i32, max: i32, max_velocity: f64, policy: LimitPolicy) -> LoopConfig {
+    let mut cf = cfg(ids);
+    cf.limits = ids.iter().map(|&id| JointLimit { id, min, max, max_velocity }).collect();
+    cf.limit_policy = policy;
+    cf
+}
+
+#[test]
+fn no_goal_beyond_the_joint_limits_reaches_the_bus_on_any_path() {
+    use super::trajectory::{Interpolation, Trajectory, Waypoint};
+    let sim = SimBus::new(&[11, 12]);
+    sim.set(11, xl330::PRESENT_POSITION, 1000);
+    sim.set(12, xl330::PRESENT_POSITION, 1000);
+    let c = start(&sim, limited(&[11, 12], 500, 1500, 0.0, LimitPolicy::Clamp));
+    samples(&c, 2);
+    // streamed goals: clamped, and the caller is told
+    assert_eq!(c.set_goals(&[(11, 5000), (12, -3)]).unwrap(), vec![(11, 5000, 1500), (12, -3, 500)]);
+    assert!(wait_until(|| sim.get(11, xl330::GOAL_POSITION) == 1500 && sim.get(12, xl330::GOAL_POSITION) == 500));
+    // a trajectory: every waypoint clamped (largest clamp per motor returned)
+    let plan = Trajectory {
+        points: vec![
+            Waypoint { at: Duration::from_millis(100), goals: vec![(11, 9000), (12, 700)] },
+            Waypoint { at: Duration::from_millis(200), goals: vec![(11, -9000), (12, 800)] },
+        ],
+        interpolation: Interpolation::Linear,
+    };
+    assert_eq!(c.set_trajectory(plan).unwrap(), vec![(11, -9000, 500)]);
+    assert!(wait_until(|| c.stats().trajectories_done == 1));
+    let st = c.stats();
+    assert_eq!((st.goals_clamped, st.limit_refusals), (4, 0));
+    assert_eq!(motor(&c, 11).limit_clamps, 3);
+    c.stop();
+    let goals = written_goals(&sim);
+    assert!(goals.len() > 5, "{goals:?}");
+    assert!(goals.iter().all(|&(_, v)| (500..=1500).contains(&v)), "{goals:?}");
+}
+
+#[test]
+fn the_reject_policy_refuses_the_whole_command_naming_the_motor() {
+    use super::trajectory::{Interpolation, Trajectory, Waypoint};
+    let sim = SimBus::new(&[11, 12]);
+    sim.set(11, xl330::PRESENT_POSITION, 1000);
+    let c = start(&sim, limited(&[11, 12], 500, 1500, 0.0, LimitPolicy::Reject));
+    samples(&c, 2);
+    let e = c.set_goals(&[(11, 1200), (12, 1600)]).unwrap_err();
+    assert_eq!(e.motor_id(), Some(12));
+    assert!(e.to_string().contains("[500, 1500]"), "{e}");
+    let plan = Trajectory {
+        points: vec![
+            Waypoint { at: Duration::from_millis(100), goals: vec![(11, 1000)] },
+            Waypoint { at: Duration::from_millis(200), goals: vec![(11, 1501)] },
+        ],
+        interpolation: Interpolation::Linear,
+    };
+    let e = c.set_trajectory(plan).unwrap_err();
+    assert!(e.to_string().starts_with("waypoint 1: motor 11"), "{e}");
+    assert_eq!(c.stats().limit_refusals, 2);
+    samples(&c, 3);
+    c.stop();
+    assert!(written_goals(&sim).is_empty(), "nothing of a refused command is written");
+}
+
+#[test]
+fn far_goals_are_reached_at_the_maximum_velocity() {
+    let sim = SimBus::new(&[11]);
+    sim.servo(11, |s| s.step = 100_000); // the simulated servo follows its goal at once
+    // 2000 ticks/s at 100 Hz: at most 20 ticks per cycle
+    let c = start(&sim, limited(&[11], -10_000, 10_000, 2000.0, LimitPolicy::Clamp));
+    samples(&c, 1);
+    c.set_torque(&[11], true).unwrap();
+    let t0 = Instant::now();
+    c.set_goals(&[(11, 1000)]).unwrap();
+    assert!(wait_until(|| sim.get(11, xl330::GOAL_POSITION) == 1000));
+    let took = t0.elapsed();
+    c.stop();
+    // 1000 ticks at 2000 ticks/s: 0.5 s at least (a loaded machine only makes it slower)
+    assert!(took >= Duration::from_millis(450), "reached in {took:?}");
+    let goals: Vec<i32> = written_goals(&sim).into_iter().map(|g| g.1).collect();
+    assert!(goals.len() >= 40, "{goals:?}");
+    for w in goals.windows(2) {
+        assert!((w[1] - w[0]).abs() <= 20, "a step of {} ticks: {goals:?}", w[1] - w[0]);
+    }
+}
+
+#[test]
+fn the_watchdog_hold_brings_a_motor_beyond_its_range_back_slowly() {
+    let sim = SimBus::new(&[11]);
+    sim.servo(11, |s| s.step = 100_000);
+    sim.set(11, xl330::PRESENT_POSITION, 3000); // moved by hand beyond the range
+    let mut cf = limited(&[11], 0, 2000, 2000.0, LimitPolicy::Clamp);
+    cf.command_timeout = Duration::from_millis(200);
+    let c = start(&sim, cf);
+    samples(&c, 1);
+    c.set_torque(&[11], true).unwrap();
+    c.set_goals(&[(11, 2500)]).unwrap(); // clamped to 2000, approached at 20 ticks per cycle
+    assert!(wait_until(|| c.drain_events().iter().any(|e| e.kind == EventKind::CommandTimeout)));
+    assert!(wait_until(|| sim.get(11, xl330::GOAL_POSITION) == 2000));
+    c.stop();
+    let goals: Vec<i32> = written_goals(&sim).into_iter().map(|g| g.1).collect();
+    for w in goals.windows(2) {
+        // (the hold writes the position last read: up to a cycle or two behind)
+        assert!((w[1] - w[0]).abs() <= 60, "a step of {} ticks: {goals:?}", w[1] - w[0]);
+    }
 }

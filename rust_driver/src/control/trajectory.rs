@@ -49,13 +49,31 @@ pub struct Trajectory {
     pub interpolation: Interpolation,
 }
 
+/// The largest trajectory accepted: waypoints, and time of the last one.
+pub const MAX_POINTS: usize = 10_000;
+pub const MAX_DURATION: Duration = Duration::from_secs(120);
+
 impl Trajectory {
-    /// Waypoints strictly increasing in time, every one naming the same motors.
+    /// At most [`MAX_POINTS`] waypoints within [`MAX_DURATION`], strictly
+    /// increasing in time, every one naming the same motors once each.
     pub fn validate(&self) -> std::result::Result<(), String> {
         let first = self.points.first().ok_or("a trajectory needs at least one waypoint")?;
+        if self.points.len() > MAX_POINTS {
+            return Err(format!("{} waypoints; at most {MAX_POINTS} are accepted", self.points.len()));
+        }
+        if let Some(last) = self.points.last().filter(|p| p.at > MAX_DURATION) {
+            return Err(format!(
+                "lasts {:.3} s; at most {} s are accepted",
+                last.at.as_secs_f64(),
+                MAX_DURATION.as_secs()
+            ));
+        }
         let ids: Vec<u8> = first.goals.iter().map(|g| g.0).collect();
         if ids.is_empty() {
             return Err("waypoints must name at least one motor".into());
+        }
+        if let Some((i, id)) = ids.iter().enumerate().find(|(i, id)| ids[..*i].contains(id)) {
+            return Err(format!("motor {id} is named twice (position {i})"));
         }
         let mut last = Duration::ZERO;
         for (i, p) in self.points.iter().enumerate() {
@@ -169,9 +187,15 @@ mod tests {
             vec![p(0, vec![(11, 1)])],
             vec![p(100, vec![(11, 1)]), p(100, vec![(11, 2)])],
             vec![p(100, vec![(11, 1)]), p(200, vec![(12, 2)])],
+            vec![p(100, vec![(11, 1), (11, 2)])],
+            vec![p(120_001, vec![(11, 1)])],
+            (1..=MAX_POINTS as u64 + 1).map(|k| p(k, vec![(11, 1)])).collect(),
         ];
         for points in bad {
             assert!(Trajectory { points, interpolation: Interpolation::Linear }.validate().is_err());
         }
+        let longest: Vec<Waypoint> = (1..=MAX_POINTS as u64).map(|k| p(k * 12, vec![(11, 1)])).collect();
+        assert_eq!(longest.last().unwrap().at, MAX_DURATION);
+        assert!(Trajectory { points: longest, interpolation: Interpolation::Linear }.validate().is_ok());
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::{lock, trajectory, EventKind, Reply, Shared};
+use super::{limits, lock, trajectory, EventKind, Reply, Shared};
 use crate::bus::Bus;
 use crate::error::{DxlError, Result};
 use crate::registers::xl330;
@@ -28,9 +28,7 @@ pub(super) fn write_goals(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, goals: &[(
             let mut s = lock(shared);
             s.stats.write_errors += 1;
             // Not dropped: goals go back in the queue unless newer ones arrived.
-            for &(id, v) in goals {
-                s.pending_goals.entry(id).or_insert(v);
-            }
+            s.requeue(goals);
             let msg = format!("goal sync write for {} motors failed: {e}", goals.len());
             s.event(EventKind::WriteError, None, msg);
             Err(e)
@@ -39,11 +37,35 @@ pub(super) fn write_goals(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, goals: &[(
 }
 
 /// What a wake (Command::Goals) asks for: clears the wake flag, starts a
-/// given trajectory (or samples the running one) and drains the goal queue.
+/// given trajectory (or samples the running one) and drains the goal queue
+/// through the joint limits and the velocity limit.
 pub(super) fn take_woken_goals(s: &mut Shared) -> Vec<(u8, i32)> {
     s.goals_wake_sent = false;
-    trajectory::advance(s, Instant::now());
-    s.pending_goals.drain().collect()
+    take_goals(s, Instant::now())
+}
+
+/// The goals due at `now`: the running trajectory's sample and the queued
+/// goals, clamped into the joint ranges and limited in velocity.
+pub(super) fn take_goals(s: &mut Shared, now: Instant) -> Vec<(u8, i32)> {
+    trajectory::advance(s, now);
+    let goals: Vec<(u8, i32)> = s.pending_goals.drain().collect();
+    let cap = s.slew_cap;
+    limits::shape(s, goals, now, cap)
+}
+
+/// Goals that hold the present positions (torque on, the watchdog's hold):
+/// no motion, so written as they are, except that a motor beyond its range
+/// (moved by hand, limits changed) is then brought back into it at its
+/// maximum velocity. Ends the motion of the motors in `hold`.
+pub(super) fn hold_goals(s: &mut Shared, hold: &[(u8, i32)]) {
+    for &(id, p) in hold {
+        s.pending_goals.remove(&id);
+        s.slewing.remove(&id);
+        let c = s.envelope.clamp(id, p);
+        if c != p {
+            s.slewing.insert(id, c);
+        }
+    }
 }
 
 /// Called between two transactions of a cycle: goals given meanwhile (a
@@ -77,8 +99,15 @@ pub(super) fn torque(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, ids: &[u8], ena
     if enable {
         // Avoid a jump: goal = present position before torque comes on.
         let hold: Vec<(u8, i32)> = {
-            let s = lock(shared);
-            s.motors.iter().filter(|m| ids.contains(&m.id)).filter_map(|m| m.position.map(|p| (m.id, p))).collect()
+            let mut s = lock(shared);
+            let hold: Vec<(u8, i32)> = s
+                .motors
+                .iter()
+                .filter(|m| ids.contains(&m.id))
+                .filter_map(|m| m.position.map(|p| (m.id, p)))
+                .collect();
+            hold_goals(&mut s, &hold);
+            hold
         };
         write_goals(bus, shared, &hold)?;
     }
@@ -115,6 +144,7 @@ pub(super) fn torque(bus: &mut Bus, shared: &Arc<Mutex<Shared>>, ids: &[u8], ena
         // trajectory that would jump the motors when torque comes back.
         let mut s = lock(shared);
         s.pending_goals.retain(|id, _| !ids.contains(id));
+        s.slewing.retain(|id, _| !ids.contains(id));
         s.trajectory = None;
         s.pending_trajectory = None;
     }
