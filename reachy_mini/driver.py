@@ -154,11 +154,13 @@ class Driver:
             raise ValueError(f"{where}goal for {name} ({rad:g} rad) is out of any servo's range")
         return m.id, raw
 
-    def _clamps(self, clamped) -> list[tuple[str, float, float]]:
+    def _clamps(self, clamped, given: dict[str, float] | None = None) -> list[tuple[str, float, float]]:
+        """[(name, requested rad, the range's bound in rad)] of the driver's clamps."""
         out = []
-        for mid, requested, applied in clamped:
+        for mid, requested, _ in clamped:
             m = self.map.by_id[mid]
-            out.append((m.name, m.raw_to_rad(requested), m.raw_to_rad(applied)))
+            rad = given[m.name] if given and m.name in given else m.raw_to_rad(requested)
+            out.append((m.name, rad, m.clip(rad)))
         return out
 
     def _refused(self, e: ValueError) -> ValueError:
@@ -177,7 +179,7 @@ class Driver:
         limit_policy 'reject' a goal beyond it raises ValueError instead."""
         raw = [self._raw(name, rad) for name, rad in goals.items()]
         try:
-            return self._clamps(self._c.set_goals(raw))
+            return self._clamps(self._c.set_goals(raw), goals)
         except ValueError as e:
             raise self._refused(e) from None
 

@@ -67,9 +67,8 @@ def wait_for(pred, timeout: float = 3.0, period: float = 0.01):
 _domain = [0]
 
 
-@pytest.fixture
-def ros_env(monkeypatch):
-    """A distinct ROS_DOMAIN_ID per test (and per xdist worker), loopback only."""
+def next_domain() -> str:
+    """A distinct ROS_DOMAIN_ID per call (and per xdist worker)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     w = int(worker[2:]) if worker[2:].isdigit() else 0
     # runs side by side: give each its own ids (REACHY_MINI_TEST_DOMAIN_SPAN of them, default 40)
@@ -80,8 +79,13 @@ def ros_env(monkeypatch):
     assert 0 <= base and 1 <= span and base + span - 1 <= 101, \
         f"REACHY_MINI_TEST_DOMAIN_BASE={fixed}, _SPAN={span}: the ids must stay within 0..101"
     _domain[0] += 1
-    dom = str(base + _domain[0] % span)
-    monkeypatch.setenv("ROS_DOMAIN_ID", dom)
+    return str(base + _domain[0] % span)
+
+
+@pytest.fixture
+def ros_env(monkeypatch):
+    """A distinct ROS_DOMAIN_ID per test (and per xdist worker), loopback only."""
+    monkeypatch.setenv("ROS_DOMAIN_ID", next_domain())
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     return dict(os.environ)
 
