@@ -230,3 +230,54 @@ def test_late_replies_are_discarded_not_motor_lost(sim):
         assert 5 <= st["timeouts"] <= 10, st      # only the transactions that really timed out
         # positions keep flowing at the loop rate
         assert st["achieved_rate_hz"] > 80.0
+
+
+def _beyond(goals):
+    lim = {m.id: m.raw_limits() for m in MAP.motors}
+    return [(i, v) for _, i, v in goals if not lim[i][0] <= v <= lim[i][1]]
+
+
+def test_the_python_api_and_raw_goals_go_through_the_joint_limits(sim):
+    """set_goals, set_goals_raw, goto/follow: every path is limited in the driver."""
+    with make(sim) as drv:
+        wait_for(lambda: all(m.position_rad is not None for m in drv.snapshot()))
+        drv.set_torque(True)
+        sim.inject("goals")
+        assert drv.set_goals({"left_antenna": 5.0, "right_antenna": 0.1}) == [("left_antenna", 5.0, 3.05)]
+        s1 = MAP.by_name["stewart_1"]
+        assert drv.set_goals_raw({s1.id: 4000}) == [(s1.id, 4000, 2958)]
+        (name, requested, applied), = drv.goto({"body_rotation": -9.0}, 0.3)
+        assert (name, applied) == ("body_rotation", -2.793) and requested == pytest.approx(-9.0, abs=0.01)
+        with pytest.raises(ValueError, match=r"goal for stewart_1 \(1e\+12 rad\) is out of any servo's range"):
+            drv.set_goals({"stewart_1": 1e12})
+        with pytest.raises(ValueError, match="out of any servo's range"):
+            drv.set_goals_raw({s1.id: 2 ** 40})
+        wait_for(lambda: by_name(drv, "body_rotation").goal_rad == pytest.approx(-2.793, abs=0.002), timeout=5)
+        assert drv.stats()["goals_clamped"] == 3 and by_name(drv, "left_antenna").limit_clamps == 1
+        lims, policy = drv.limits()
+        assert policy == "clamp" and (s1.id, 1502, 2958) == lims[1][:3]
+    goals = sim.inject("goals")["goals"]
+    assert len(goals) > 10 and _beyond(goals) == []
+
+
+def test_the_reject_policy_refuses_python_goals_naming_the_joint(sim):
+    with make(sim, limit_policy="reject") as drv:
+        wait_for(lambda: all(m.position_rad is not None for m in drv.snapshot()))
+        sim.inject("goals")
+        with pytest.raises(ValueError, match=r"^stewart_2: goal beyond its joint limits \[-1.396, 1.222\] rad"):
+            drv.set_goals({"stewart_1": 0.1, "stewart_2": 1.3})
+        with pytest.raises(ValueError, match=r"^waypoint 1: left_antenna: goal beyond"):
+            drv.follow([(0.1, {"left_antenna": 0.0}), (0.2, {"left_antenna": 3.1})])
+        assert drv.stats()["limit_refusals"] == 2
+        time.sleep(0.2)
+    assert sim.inject("goals")["goals"] == []
+    with pytest.raises(ValueError, match="limit_policy must be 'clamp' or 'reject'"):
+        make(sim, limit_policy="maybe")
+
+
+def test_servo_eeprom_limits_are_read_at_connect(sim):
+    sim.inject("position_limits", id=12, min=1000, max=3000)
+    with make(sim) as drv:
+        wait_for(lambda: by_name(drv, "stewart_2").eeprom_limits_raw is not None)
+        assert by_name(drv, "stewart_2").eeprom_limits_raw == (1000, 3000)
+        assert by_name(drv, "stewart_1").eeprom_limits_raw == (0, 4095)
