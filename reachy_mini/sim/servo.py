@@ -12,7 +12,8 @@ TEMPERATURE_LIMIT, MAX_VOLTAGE, MIN_VOLTAGE = 31, 32, 34
 MAX_POSITION_LIMIT, MIN_POSITION_LIMIT = 48, 52     # EEPROM, 4 bytes each
 SHUTDOWN, TORQUE_ENABLE, LED, STATUS_RETURN_LEVEL, HW_ERROR = 63, 64, 65, 68, 70
 P_GAIN, I_GAIN, D_GAIN = 84, 82, 80
-GOAL_CURRENT, GOAL_POSITION = 102, 116
+GOAL_CURRENT, PROFILE_VELOCITY, GOAL_POSITION = 102, 112, 116
+PROFILE_VELOCITY_UNIT_RPM = 0.229     # RAM; 0 = no limit (the default, and after a reboot)
 PRESENT_CURRENT, PRESENT_VELOCITY, PRESENT_POSITION = 126, 128, 132
 PRESENT_VOLTAGE, PRESENT_TEMPERATURE = 144, 146
 TABLE_SIZE = 147
@@ -126,6 +127,7 @@ class Servo:
         self.reboots += 1
         self.t[HW_ERROR] = 0
         self.t[TORQUE_ENABLE] = 0
+        self._i32(PROFILE_VELOCITY, 0)   # RAM back to its default
         self._check_limits()  # a cause still present latches again at once
         for kind in self.forced:
             self._latch(FAULT_BITS[kind])
@@ -146,7 +148,12 @@ class Servo:
         if self.torque:
             g = self.goal()
             a = 1.0 - math.exp(-dt / self.TAU_POS_S)
-            self.pos += (g - self.pos) * a
+            step = (g - self.pos) * a
+            pv = int.from_bytes(self.t[PROFILE_VELOCITY:PROFILE_VELOCITY + 4], "little")
+            if pv:   # the servo's own velocity profile (velocity-based, acceleration not modelled)
+                vmax = pv * PROFILE_VELOCITY_UNIT_RPM / 60.0 * 4096 * dt
+                step = max(-vmax, min(vmax, step))
+            self.pos += step
             err = g - self.pos
             amps = self.load_a + min(abs(err) * 0.002, 1.2)
         else:

@@ -49,3 +49,21 @@ def test_servo_overheat_latches_until_reboot():
     assert s.hw_error & HW_OVERHEAT, "latched until reboot"
     s.reboot()
     assert s.hw_error == 0
+
+
+def test_servo_eeprom_position_limits_and_profile_velocity():
+    from reachy_mini.sim.servo import ERR_DATA_LIMIT, GOAL_POSITION, PROFILE_VELOCITY, Servo
+
+    s = Servo(11)
+    assert s.position_limits() == (0, 4095)
+    s.set_position_limits(1000, 3000)
+    assert s.read(48, 8) == (0, (3000).to_bytes(4, "little") + (1000).to_bytes(4, "little"))
+    assert s.write(GOAL_POSITION, (3001).to_bytes(4, "little")) == ERR_DATA_LIMIT   # refused, not written
+    assert s.write(GOAL_POSITION, (2500).to_bytes(4, "little")) == 0 and s.goal() == 2500
+    s.write(64, b"\x01")                                   # torque on
+    s.write(PROFILE_VELOCITY, (10).to_bytes(4, "little"))  # 2.29 rev/min = 156 ticks/s
+    start = s.pos
+    s.step(0.1)
+    assert abs(s.pos - start) <= 10 * 0.229 / 60 * 4096 * 0.1 + 1e-6
+    s.reboot()
+    assert s.read(PROFILE_VELOCITY, 4) == (0, bytes(4)), "RAM back to its default after a reboot"

@@ -1,6 +1,8 @@
 """`make bench`: figures as `name: value unit` lines. Sections (all by
 default; `make bench BENCH="motors health"` picks some): motors, health,
-media, web, stack (see bench_stack.py).
+media, web, stack (see bench_stack.py), envelope (the safety envelope: goal -> wire
+latency with the joint limits on and off, and the speed limit: driver vs the
+servo's Profile Velocity register).
 
 Motors: ours and the baseline measured in the same run against the same
 simulator (1 Mbaud wire timing).
@@ -153,27 +155,30 @@ def _latencies(control: str, sent: list[tuple[float, int]], motor_id: int) -> li
     return sorted(out)
 
 
-def bench_goal_latency(port: str, control: str, sdk_ok: bool, n: int = 300) -> None:
-    """A goal call to its bytes on the wire, at 100 Hz: ours (the loop wakes
-    and writes in the next free bus slot), with dynamixel-sdk (a direct sync
-    write, no loop) and the vendor's control loop as baselines."""
+def _ours_goal_latency(port: str, control: str, n: int, enforce_limits: bool = True,
+                       seed: int = 3) -> tuple[list[float], int]:
+    """Goal calls at ~100 Hz, any phase of the cycle -> their sync write on
+    the wire (ms, sorted), and goals merged. The goals stay within
+    stewart_1's joint range and well under its maximum velocity, so that
+    every one is written as given (with the limits enforced or not)."""
     import random
 
     from reachy_mini.sim.bus import send_command
 
-    rng = random.Random(3)
+    rng = random.Random(seed)
     mm = MotorMap.load()
     m = mm.by_name["stewart_1"]
-    drv = Driver(port, mm, loop_rate_hz=100.0, status_rate_hz=2.0)
+    drv = Driver(port, mm, loop_rate_hz=100.0, status_rate_hz=2.0, enforce_limits=enforce_limits)
     drv.start()
     try:
         drv.set_torque(True)
-        time.sleep(0.3)
+        drv.set_goals_raw({m.id: 1600})
+        time.sleep(0.5)   # there, at its maximum velocity
         send_command(control, {"cmd": "goals"})   # clears the log
         sent = []
         for k in range(n):
             time.sleep(rng.uniform(0.003, 0.013))   # any phase of the 10 ms cycle
-            raw = 1000 + k
+            raw = 1600 + k
             t = time.monotonic()
             drv.set_goals_raw({m.id: raw})
             sent.append((t, raw))
@@ -181,7 +186,14 @@ def bench_goal_latency(port: str, control: str, sdk_ok: bool, n: int = 300) -> N
         merged = drv.stats().get("goals_merged", 0)
     finally:
         drv.stop()
-    ours = _latencies(control, sent, m.id)
+    return _latencies(control, sent, m.id), merged
+
+
+def bench_goal_latency(port: str, control: str, sdk_ok: bool, n: int = 300) -> None:
+    """A goal call to its bytes on the wire, at 100 Hz: ours (the loop wakes
+    and writes in the next free bus slot), with dynamixel-sdk (a direct sync
+    write, no loop) and the vendor's control loop as baselines."""
+    ours, merged = _ours_goal_latency(port, control, n)
     print(f"# goal call -> sync write on the wire, 100 Hz loop, {len(ours)}/{n} goals; wire limit: one sync "
           "write (59 B = 0.59 ms) after the transaction in progress (<= 1.6 ms)")
     out("goal_to_wire_p50", ours[len(ours) // 2], "ms")
@@ -190,6 +202,81 @@ def bench_goal_latency(port: str, control: str, sdk_ok: bool, n: int = 300) -> N
     if sdk_ok:
         sdk_goal_latency(port, control, n)
     vendor_goal_latency(port, control, n)
+
+
+def bench_envelope(n: int = 300, rounds: int = 2) -> None:
+    """The safety envelope's cost and its speed limit, on one simulator:
+    goal -> wire latency with the joint limits enforced in the driver and
+    without (alternating rounds, one run), and a far goal's peak speed with
+    the driver's velocity limit vs the servo's Profile Velocity register
+    (112), before and after a reboot of the servo."""
+    tmp = tempfile.mkdtemp(prefix="reachy_bench_env_")
+    proc, port, control = start_sim(os.path.join(tmp, "tty"), wire_timing=True)
+    try:
+        lat = {True: [], False: []}
+        for r in range(rounds):
+            for on in (True, False) if r % 2 == 0 else (False, True):
+                lat[on] += _ours_goal_latency(port, control, n, enforce_limits=on, seed=10 * r + on)[0]
+        p = {on: (sorted(v)[len(v) // 2], sorted(v)[int(0.99 * (len(v) - 1))]) for on, v in lat.items()}
+        print(f"# goal call -> sync write, 100 Hz loop, {rounds} alternating rounds of {n} goals each way; "
+              "goal: unchanged by the limits (ratio ~1)")
+        out("goal_to_wire_p50_limits_on", p[True][0], "ms")
+        out("goal_to_wire_p50_limits_off", p[False][0], "ms")
+        out("goal_to_wire_p99_limits_on", p[True][1], "ms")
+        out("goal_to_wire_p99_limits_off", p[False][1], "ms")
+        out("goal_to_wire_p50_ratio_on_over_off", p[True][0] / max(p[False][0], 1e-6), "x")
+        out("goal_to_wire_p99_ratio_on_over_off", p[True][1] / max(p[False][1], 1e-6), "x")
+        _speed_limit_choice(port, control)
+    finally:
+        stop_sim(proc)
+
+
+def _peak_speed(drv: Driver, control: str, name: str, to_rad: float, watch_s: float = 1.2) -> float:
+    """Sends one far goal and returns the motor's peak speed (rad/s) over
+    any 50 ms of the move, from the simulator's positions polled at ~100 Hz
+    (its physics advance in 10 ms steps: shorter windows only measure that)."""
+    from reachy_mini.sim.bus import send_command
+
+    m = drv.map.by_name[name]
+    seen = []
+    drv.set_goals({name: to_rad})
+    end = time.monotonic() + watch_s
+    while time.monotonic() < end:
+        pos = send_command(control, {"cmd": "state"})["motors"][str(m.id)]["position"]
+        seen.append((time.monotonic(), pos))
+        time.sleep(0.01)
+    peak, j = 0.0, 0
+    for t, pos in seen:
+        while seen[j][0] < t - 0.05:
+            j += 1
+        if j and t - seen[j - 1][0] > 0:
+            t0, p0 = seen[j - 1]
+            peak = max(peak, abs(pos - p0) / (t - t0) * 2 * 3.141592653589793 / m.ticks_per_turn)
+    return peak
+
+
+def _speed_limit_choice(port: str, control: str) -> None:
+    mm = MotorMap.load()
+    body = mm.by_name["body_rotation"]
+    vmax = body.max_velocity_rad_s
+    pv = round(vmax * 60 / (2 * 3.141592653589793) / 0.229)   # Profile Velocity units: 0.229 rev/min
+    print(f"# a far goal (body_rotation 0 -> 2 rad and back); limit {vmax} rad/s; peak speed seen by the simulator")
+    for label, driver_side in (("driver", True), ("profile_register", False)):
+        drv = Driver(port, mm, enforce_limits=driver_side)
+        drv.start()
+        try:
+            drv.set_torque(True)
+            drv.set_goals({"body_rotation": 0.0})
+            time.sleep(1.0)
+            if not driver_side:
+                drv.write(body.id, 112, pv.to_bytes(4, "little"))
+            out(f"far_goal_peak_speed_{label}", _peak_speed(drv, control, "body_rotation", 2.0), "rad/s")
+            drv.reboot("body_rotation")          # e.g. an automatic recovery
+            drv.set_torque(True)
+            out(f"far_goal_peak_speed_{label}_after_reboot", _peak_speed(drv, control, "body_rotation", 0.0),
+                "rad/s")
+        finally:
+            drv.stop()
 
 
 def sdk_goal_latency(port: str, control: str, n: int) -> None:
@@ -329,11 +416,13 @@ def bench_ros_goal(n: int = 300) -> None:
         time.sleep(1.0)
         rng = random.Random(5)
         m = MotorMap.load().by_name["stewart_1"]
+        pub.publish(JointState(name=["stewart_1"], position=[m.raw_to_rad(1600)]))
+        time.sleep(0.5)   # there, within its joint range, at its maximum velocity
         send_command(link + ".ctl", {"cmd": "goals"})
         sent = []
         for k in range(n):
             time.sleep(rng.uniform(0.003, 0.013))
-            raw = 1200 + k
+            raw = 1600 + k
             msg = JointState(name=["stewart_1"], position=[m.raw_to_rad(raw)])
             t = time.monotonic()
             pub.publish(msg)
@@ -357,7 +446,7 @@ def bench_ros_goal(n: int = 300) -> None:
 def main(argv=None) -> int:
     from tools.bench import stack as bench_stack
 
-    sections = {"motors": bench_motors, "goal": bench_ros_goal, "health": bench_stack.bench_health,
+    sections = {"motors": bench_motors, "goal": bench_ros_goal, "envelope": bench_envelope, "health": bench_stack.bench_health,
                 "media": bench_stack.bench_media,
                 "web": bench_stack.bench_web, "stack": bench_stack.bench_stack}
     which = (argv if argv is not None else sys.argv[1:]) or list(sections)
