@@ -11,7 +11,6 @@ import os
 import time
 
 import pytest
-from builtin_interfaces.msg import Duration as RosDuration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -78,9 +77,10 @@ class Robot:
     def send_trajectory(self, names, points) -> str:
         msg = JointTrajectory(joint_names=list(names))
         for t, pos in points:
-            sec = math.floor(t)
-            msg.points.append(JointTrajectoryPoint(positions=[float(p) for p in pos], time_from_start=RosDuration(
-                sec=int(sec), nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)))
+            p = JointTrajectoryPoint(positions=[float(v) for v in pos])
+            p.time_from_start.sec = int(math.floor(t))
+            p.time_from_start.nanosec = int(round((t - math.floor(t)) * 1e9)) % 1_000_000_000
+            msg.points.append(p)
         stamp = self.next_stamp(msg)
         self.traj.publish(msg)
         return stamp
