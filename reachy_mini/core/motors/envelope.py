@@ -33,11 +33,12 @@ FK_SEEDS = (0.0, 0.45, -0.45, 0.9, -0.9, 1.3, -1.3)   # relative yaw starts (rad
 
 def check_command(names: Sequence[str], positions: Sequence[float], motor_map: MotorMap,
                   where: str = "") -> str | None:
-    """Why a goal (names, positions in rad) is malformed, or None."""
+    """Why a goal (names, positions in rad) is malformed, or None. An empty
+    goal is well formed: it moves nothing and feeds the command watchdog."""
     at = f"{where}: " if where else ""
     if len(positions) != len(names):
         return f"{at}{len(names)} names but {len(positions)} positions"
-    bad = check_names(names, motor_map)
+    bad = check_names(names, motor_map) if names else None   # an empty goal feeds the command watchdog
     if bad:
         return at + bad
     for n, v in zip(names, positions):
