@@ -6,7 +6,9 @@ driver sample, takes goals on motors/goal and head targets on
 head/target_pose (core/head.py: limits, inverse kinematics), serves
 ~/set_torque, ~/reboot and ~/emergency_stop, and reports per-motor and bus
 diagnostics (ros/tasks.py). Rules: core/motors. Safety (command timeout,
-torque off) lives in the driver thread, not here.
+torque off, joint ranges, velocity) lives in the driver thread, not here;
+the head's mechanism rules on raw goals in core/motors/envelope.py. Every
+refusal or clamp of a motion command goes out on motors/safety_events.
 """
 from __future__ import annotations
 
