@@ -229,6 +229,47 @@ def bench_envelope(n: int = 300, rounds: int = 2) -> None:
         _speed_limit_choice(port, control)
     finally:
         stop_sim(proc)
+    _mechanism_rules_accuracy()
+
+
+def _mechanism_rules_accuracy(n: int = 1500, seed: int = 7) -> None:
+    """How often the mechanism rules judge raw Stewart goals right: random
+    head poses (roll, pitch +/-46 deg, yaw +/-74 deg, body +/-143 deg)
+    turned into joints by inverse kinematics, kept when every joint is
+    within its range; each judged from a cold start (the far-goal path)."""
+    import math
+    import random
+
+    from reachy_mini.common.paths import config_path
+    from reachy_mini.core.head import HeadKinematics, Target, load_geometry
+    from reachy_mini.core.motors.envelope import MechanismRules
+
+    geometry = load_geometry(config_path("head_kinematics.yaml"))
+    ik, mm = HeadKinematics(geometry), MotorMap.load()
+    rng = random.Random(seed)
+    total = right = 0
+    spent = 0.0
+    for _ in range(n):
+        t = Target(x=rng.uniform(-.01, .01), z=rng.uniform(-.01, .01), roll=rng.uniform(-.8, .8),
+                   pitch=rng.uniform(-.8, .8), yaw=rng.uniform(-1.3, 1.3), body_yaw=rng.uniform(-2.5, 2.5))
+        try:
+            joints = ik.ik(t)
+        except ValueError:
+            continue
+        if not all(mm.by_name[k].min_rad <= v <= mm.by_name[k].max_rad for k, v in joints.items()):
+            continue
+        legal = abs(math.degrees(t.roll)) <= 40.5 and abs(math.degrees(t.pitch)) <= 40.5 and \
+            abs(math.degrees(t.yaw - t.body_yaw)) <= 65.5
+        rules = MechanismRules(HeadKinematics(geometry), mm)
+        t0 = time.perf_counter()
+        ok = rules.check(joints, lambda name: 0.0) is None
+        spent += time.perf_counter() - t0
+        total += 1
+        right += ok == legal
+    print(f"# mechanism rules on raw Stewart goals: {total} random poses within the joint ranges, judged from a "
+          "cold start (a far goal)")
+    out("mechanism_rules_judged_right", right / max(total, 1) * 100, "%")
+    out("mechanism_rules_far_goal_check", spent / max(total, 1) * 1000, "ms")
 
 
 def _peak_speed(drv: Driver, control: str, name: str, to_rad: float, watch_s: float = 1.2) -> float:

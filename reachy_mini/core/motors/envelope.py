@@ -97,8 +97,8 @@ class MechanismRules:
         streamed close to the last ones start from the last pose (the one
         the head is in); a far goal tries several starting yaws and keeps
         the solution nearest the neutral pose (~0.8 ms). Measured on 414
-        random poses within the joint ranges (tools: README "Safety
-        envelope"): 413 judged right; one beyond the limits (relative yaw
+        random poses within the joint ranges (`make bench BENCH=envelope`):
+        413 judged right; one beyond the limits (relative yaw
         -126 deg, pitch 46 deg) has joints that also fit a pose within them,
         and passes.
         """
