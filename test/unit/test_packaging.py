@@ -29,6 +29,7 @@ ROSDEP = {
     "geometry_msgs": "geometry_msgs", "trajectory_msgs": "trajectory_msgs",
     "launch_ros": "launch_ros", "launch_testing": "launch_testing", "launch_testing_ros": "launch_testing_ros",
     "diagnostic_updater": "diagnostic_updater", "ament_index_python": "ament_index_python",
+    "tf2_msgs": "tf2_msgs", "urdf_parser_py": "urdfdom_py",
     "sounddevice": None, "dynamixel_sdk": None, "schemathesis": None,
 }
 TEST_FILES = sorted(glob.glob(f"{REPO}/test/**/*.py", recursive=True))
