@@ -24,6 +24,17 @@ Transform = tuple[str, str, tuple[float, float, float], tuple[float, float, floa
 
 
 @dataclass(frozen=True)
+class Visual:
+    """A link's visual shape: box (size x, y, z), cylinder (radius, length,
+    along z) or sphere (radius), placed by xyz/rpy in the link's frame."""
+    link: str
+    shape: str
+    dims: tuple[float, ...]
+    xyz: tuple[float, float, float]
+    rpy: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
 class Joint:
     name: str
     type: str
@@ -83,6 +94,20 @@ class RobotFrames:
                                      _floats(o.get("rpy"), 3, 0.0, f"joint {name} origin rpy"),
                                      _floats(None if axis is None else axis.get("xyz"), 3, 0.0,
                                              f"joint {name} axis") if axis is not None else (1.0, 0.0, 0.0)))
+        self.visuals: list[Visual] = []
+        for l in root.findall("link"):
+            for v in l.findall("visual"):
+                o = v.find("origin")
+                o = {} if o is None else o.attrib
+                g = v.find("geometry")
+                for shape, attrs in (("box", ("size",)), ("cylinder", ("radius", "length")), ("sphere", ("radius",))):
+                    e = None if g is None else g.find(shape)
+                    if e is not None:
+                        dims = _floats(" ".join(e.get(a, "") for a in attrs), 3 if shape == "box" else len(attrs),
+                                       0.0, f"link {l.get('name')} {shape}")
+                        self.visuals.append(Visual(l.get("name"), shape, dims,
+                                                   _floats(o.get("xyz"), 3, 0.0, f"link {l.get('name')} visual xyz"),
+                                                   _floats(o.get("rpy"), 3, 0.0, f"link {l.get('name')} visual rpy")))
         children = [j.child for j in self.joints]
         roots = [l for l in self.links if l not in children]
         if len(roots) != 1 or set(children) - set(self.links) or len(set(children)) != len(children):
@@ -128,6 +153,52 @@ def compose(transforms: list[Transform], root: str) -> dict[str, tuple[np.ndarra
     return out
 
 
+def _outline(v: Visual, n: int = 12) -> list[np.ndarray]:
+    """Polylines (arrays of points, in the visual's frame) that draw a shape."""
+    if v.shape == "box":
+        x, y, z = (d / 2 for d in v.dims)
+        loop = [(-x, -y), (x, -y), (x, y), (-x, y), (-x, -y)]
+        return [np.array([(a, b, -z) for a, b in loop]), np.array([(a, b, z) for a, b in loop])] + \
+            [np.array([(a, b, -z), (a, b, z)]) for a, b in loop[:4]]
+    a = np.linspace(0, 2 * math.pi, n + 1)
+    r = v.dims[0]
+    if v.shape == "cylinder":
+        h = v.dims[1] / 2
+        ring = lambda z: np.stack([r * np.cos(a), r * np.sin(a), np.full_like(a, z)], 1)   # noqa: E731
+        return [ring(-h), ring(h)] + [np.array([(r * c, r * s, -h), (r * c, r * s, h)])
+                                      for c, s in ((1, 0), (0, 1), (-1, 0), (0, -1))]
+    c, s, o = r * np.cos(a), r * np.sin(a), np.zeros_like(a)
+    return [np.stack([c, s, o], 1), np.stack([c, o, s], 1), np.stack([o, c, s], 1)]
+
+
+def view(transforms: list[Transform], visuals: list[Visual] = ()) -> dict:
+    """The page's robot view: every frame in the tree's root (the frame that
+    is no one's child: base_link, or <frame_prefix>base_link), the prefix
+    taken off the names: {"root", "prefix", "frames": {name: {"p": [x, y, z],
+    "r": [9 numbers, row-major]}}, "lines": [{"link", "pts": [[x, y, z], ...]}]},
+    the lines drawing each visual shape of the URDF where TF puts its link;
+    {} when there is no single root yet."""
+    children = {t[1] for t in transforms}
+    roots = {t[0] for t in transforms} - children
+    if len(roots) != 1:
+        return {}
+    root = roots.pop()
+    prefix = root[: -len("base_link")] if root.endswith("base_link") else ""
+    tree = compose(transforms, root)
+    lines = []
+    for v in visuals:
+        if prefix + v.link in tree:
+            p, r = tree[prefix + v.link]
+            vr = rpy_to_matrix(*v.rpy)
+            for pts in _outline(v):
+                world = p + (np.asarray(v.xyz) + pts @ vr.T) @ r.T
+                lines.append({"link": v.link, "pts": np.round(world, 3).tolist()})
+    return {"root": root, "prefix": prefix, "lines": lines,
+            "frames": {name[len(prefix):]: {"p": [round(float(v), 5) for v in p],
+                                            "r": [round(float(v), 5) for v in r.ravel()]}
+                       for name, (p, r) in tree.items()}}
+
+
 def prefixed(frame: str, prefix: str) -> str:
     """tf2's frame_prefix, as robot_state_publisher applies it."""
     return prefix + frame
@@ -141,5 +212,5 @@ def pose_of(position: np.ndarray, rotation: np.ndarray) -> Target:
     return Target(float(position[0]), float(position[1]), float(position[2]), r, p, y)
 
 
-__all__ = ["HEAD_JOINT", "Joint", "RobotFrames", "Transform", "compose", "pose_of", "prefixed", "quat_to_matrix",
-           "rpy_to_matrix"]
+__all__ = ["HEAD_JOINT", "Joint", "RobotFrames", "Visual", "Transform", "compose", "pose_of", "prefixed", "quat_to_matrix",
+           "rpy_to_matrix", "view"]
