@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import threading
 
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TransformStamped
 from rclpy.logging import LoggingSeverity
-from geometry_msgs.msg import TransformStamped
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
@@ -68,7 +67,8 @@ class MotorNode(Node):
         # The robot model and its frames (README "The robot in RViz and TF"):
         # robot_description and /tf_static once, latched; /tf once per sample.
         # /tf and /tf_static are absolute, as tf2 listens (remapped into a namespace).
-        self.create_publisher(String, "robot_description", qos.LATCHED).publish(String(data=self.urdf))
+        self.description_pub = self.create_publisher(String, "robot_description", qos.LATCHED)
+        self.description_pub.publish(String(data=self.urdf))
         self.tf_pub = self.create_publisher(TFMessage, "/tf", qos.TF)
         self.tf_static_pub = self.create_publisher(TFMessage, "/tf_static", qos.LATCHED)
         now = self.get_clock().now().to_msg()
