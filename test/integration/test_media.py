@@ -148,6 +148,20 @@ def test_reliable_subscriber_gets_image_raw_at_full_rate(ros_env, probe):
     assert best_effort >= 27.0, (reliable, best_effort)
 
 
+def test_camera_fastdds_profile_only_when_nobody_chose():
+    """camera_node loads config/fastdds_camera.xml (frames fit in shared
+    memory) unless the user set a Fast DDS profile or another RMW."""
+    from reachy_mini.common.paths import config_path
+    from reachy_mini.nodes.camera_node import fastdds_profile
+
+    ours = config_path("fastdds_camera.xml")
+    assert os.path.isfile(ours)
+    assert fastdds_profile({}) == ours and fastdds_profile({"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}) == ours
+    assert fastdds_profile({"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"}) is None
+    assert fastdds_profile({"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"}) is None
+    assert fastdds_profile({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}) is None
+
+
 def test_camera_device_loss_and_recovery(ros_env, tmp_path, probe):
     video = tmp_path / "clip.avi"
     write_video(video, n=15)   # 0.5 s: the end of file (reopen by path) comes soon
