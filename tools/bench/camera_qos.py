@@ -2,8 +2,8 @@
 frames (640x480, synthetic source) that reach a subscriber in a separate
 process, RELIABLE (RViz, image_view) and sensor-data (image_proc), with Fast
 DDS's defaults and with config/fastdds_camera.xml (camera_node's own
-profile: a shared-memory segment that holds whole frames); and camera_node's
-CPU meanwhile. Goal: >= 99 % delivered with the stack idle, without raising
+profile: a shared-memory segment that holds whole frames), then with the
+whole simulated stack running idle; and camera_node's CPU meanwhile. Goal: >= 99 % delivered with the stack idle, without raising
 the CPU by more than 2 points."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from tools.bench.stack import _node, _stop, cpu_of, out
+from tools.bench.stack import Stack, _node, _stop, cpu_of, out
 
 QOS_S = float(os.environ.get("BENCH_CAMERA_QOS_S", "10"))
 
@@ -30,14 +30,26 @@ def bench_camera_qos() -> None:
         cam = _node("camera_node", env, use_sim="true", fps=30.0, width=640, height=480, compressed_fps=0.0)
         try:
             time.sleep(4.0)
-            for kind in ("reliable", "sensor"):
-                sub = subprocess.Popen([sys.executable, "-m", "tools.bench.image_sub", kind, str(QOS_S)], env=base,
-                                       stdout=subprocess.PIPE, text=True)
-                time.sleep(2.0)   # discovery and the first frame
-                cpu = cpu_of({"cam": cam.pid}, QOS_S - 2.0)["cam"]
-                got = json.loads(sub.communicate(timeout=QOS_S + 30)[0].strip().splitlines()[-1])
-                span = got["last"] - got["first"] + 1
-                out(f"camera_delivered_{kind}_{label}", 100.0 * got["received"] / span if span > 0 else 0.0, "%")
-                out(f"camera_node_cpu_{kind}_{label}", cpu, "%")
+            _deliveries(cam.pid, base, label)
         finally:
             _stop(cam)
+    # the whole stack on the simulated robot, idle (page closed), as `make run` starts it
+    st = Stack(tempfile.mkdtemp(prefix="reachy_bench_camera_qos_stack_"), domain="94")
+    try:
+        pid = st.pids()["camera_node"]
+        time.sleep(8.0)   # past start-up
+        _deliveries(pid, base, "full_stack")
+    finally:
+        st.stop()
+
+
+def _deliveries(cam_pid: int, env: dict, label: str) -> None:
+    for kind in ("reliable", "sensor"):
+        sub = subprocess.Popen([sys.executable, "-m", "tools.bench.image_sub", kind, str(QOS_S)], env=env,
+                               stdout=subprocess.PIPE, text=True)
+        time.sleep(2.0)   # discovery and the first frame
+        cpu = cpu_of({"cam": cam_pid}, QOS_S - 2.0)["cam"]
+        got = json.loads(sub.communicate(timeout=QOS_S + 30)[0].strip().splitlines()[-1])
+        span = got["last"] - got["first"] + 1
+        out(f"camera_delivered_{kind}_{label}", 100.0 * got["received"] / span if span > 0 else 0.0, "%")
+        out(f"camera_node_cpu_{kind}_{label}", cpu, "%")
