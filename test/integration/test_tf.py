@@ -134,9 +134,24 @@ def test_frame_prefix_for_fleets(tmp_path, ros_env):
         assert frames and all(f.startswith("robot1/") for f in frames), frames
         assert "robot1/camera_optical_frame" in frames
         assert probe.get("/head/pose")[-1][1].header.frame_id == "robot1/base_link"
+        # head targets in the prefixed frame are taken; another robot's frame is refused with the reason
+        pub = probe.node.create_publisher(PoseStamped, "/head/target_pose", 10)
+        wait_for(lambda: pub.get_subscription_count() > 0, timeout=5)
+        good, bad = PoseStamped(), PoseStamped()
+        good.header.frame_id, bad.header.frame_id = "robot1/base_link", "robot2/base_link"
+        o = good.pose.orientation
+        o.x, o.y, o.z, o.w = rpy_to_quaternion(0.0, math.radians(10), 0.0)
+
+        def tilted():
+            pub.publish(good)
+            return abs(math.degrees(_pitch(probe.get("/head/pose")[-1][1])) - 10) < 2
+        wait_for(tilted, timeout=15, period=0.05)
+        pub.publish(bad)
+        time.sleep(0.5)
     finally:
-        stop(proc)
+        out = stop(proc)
         probe.close()
+    assert "head target in frame 'robot2/base_link'; expected 'robot1/base_link'" in out, out[-2000:]
 
 
 def test_bad_frame_prefix_or_description_fails_fast(tmp_path, ros_env):
