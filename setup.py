@@ -46,6 +46,8 @@ setup(
         ("share/ament_index/resource_index/packages", [os.path.join("resource", PACKAGE)]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", sorted(glob("launch/*.py"))),
+        (f"share/{PACKAGE}/urdf", sorted(glob("urdf/*"))),
+        (f"share/{PACKAGE}/rviz", sorted(glob("rviz/*"))),
         (f"share/{PACKAGE}/config", sorted(p for p in glob("config/*") if os.path.isfile(p))),
         (f"share/{PACKAGE}/config/udev", sorted(glob("config/udev/*"))),
         (f"share/{PACKAGE}/config/monitoring", sorted(p for p in glob("config/monitoring/*") if os.path.isfile(p))),

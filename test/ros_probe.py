@@ -28,8 +28,9 @@ class RosProbe:
             self.ex.spin_once(timeout_sec=0.05)
 
     def listen(self, msg_type, topic: str, depth: int = 100, best_effort: bool = False) -> None:
-        """best_effort: needed for the sensor-data topics (camera, audio),
-        whose BEST_EFFORT publishers a RELIABLE subscriber never matches."""
+        """best_effort: needed for the sensor-data topics (audio), whose
+        BEST_EFFORT publishers a RELIABLE subscriber never matches; also how
+        image_proc subscribes to the (RELIABLE) camera."""
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
         def cb(m, topic=topic):

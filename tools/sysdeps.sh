@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages that `make run` / `make test` need.
-#   tools/sysdeps.sh run    pkg-config (Rust build), libportaudio2 (audio capture)
+#   tools/sysdeps.sh run    pkg-config (Rust build), libportaudio2 (audio capture),
+#                           cmake, g++ (tf2_msgs built into the venv: tools/build_tf2_msgs.sh)
 #   tools/sysdeps.sh test   the above + chromium, chromium-driver (browser test), stress-ng (make test-stress),
 #                           openssl (self-signed certificates of the TLS tests),
 #                           prometheus, prometheus-alertmanager (config/monitoring tested against the real servers)
@@ -11,8 +12,8 @@ set -euo pipefail
 
 set_name=${1:-}
 case "$set_name" in
-  run)  pkgs=(pkg-config libportaudio2) ;;
-  test) pkgs=(pkg-config libportaudio2 chromium chromium-driver stress-ng openssl prometheus prometheus-alertmanager) ;;
+  run)  pkgs=(pkg-config libportaudio2 cmake g++) ;;
+  test) pkgs=(pkg-config libportaudio2 cmake g++ chromium chromium-driver stress-ng openssl prometheus prometheus-alertmanager) ;;
   *)    echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2206

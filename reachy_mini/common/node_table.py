@@ -41,6 +41,9 @@ EXIT_BROKEN = 3
 # diagnostic_aggregator, rqt_robot_monitor). With a namespace they are
 # remapped into it, so each robot's health stays its own.
 DIAGNOSTICS_TOPICS = ("/diagnostics", "/diagnostics_agg", "/diagnostics_toplevel_state")
+# So do the TF topics (tf2 listeners, RViz): remapped alike, each robot's frames
+# stay its own (two robots' base_link would fight on one /tf).
+TF_TOPICS = ("/tf", "/tf_static")
 
 
 def normalize_namespace(namespace: str | None) -> str:
@@ -50,7 +53,7 @@ def normalize_namespace(namespace: str | None) -> str:
 
 def remappings(namespace: str | None) -> list[tuple[str, str]]:
     ns = normalize_namespace(namespace)
-    return [] if ns == "/" else [(t, ns + t) for t in DIAGNOSTICS_TOPICS]
+    return [] if ns == "/" else [(t, ns + t) for t in DIAGNOSTICS_TOPICS + TF_TOPICS]
 
 
 def logger_name(namespace: str | None, node: str) -> str:

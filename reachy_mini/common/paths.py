@@ -27,6 +27,11 @@ def config_path(name: str) -> str:
     return os.path.join(share_dir(), "config", name)
 
 
+def urdf_path() -> str:
+    """The robot's URDF (robot_description)."""
+    return os.path.join(share_dir(), "urdf", "reachy_mini.urdf")
+
+
 # ---- per-robot paths: a namespace contains a whole robot, so two robots on
 # one machine never share a simulated bus, a state file or an incident
 # database. Without a namespace the paths are the historical ones.

@@ -37,6 +37,7 @@ class CameraNode(Node):
             raise ParameterError(f"parameter 'camera_info_url': {e}") from None
         self.info = CameraInfo(height=i["height"], width=i["width"], distortion_model=i["distortion_model"],
                                d=i["d"], k=i["k"], r=i["r"], p=i["p"])
+        self.frame_id = c.frame_prefix + c.frame_id
         self.sim = c.simulated   # an absent device or file is waited for (SourceLoop reopens it)
         self.img_pub = self.create_publisher(Image, "camera/image_raw", qos.IMAGE)
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", qos.CAMERA_INFO)
@@ -58,7 +59,7 @@ class CameraNode(Node):
         if not (raw or info or jpg_due):
             return
         h, w = frame.shape[:2]
-        self.info.header.stamp, self.info.header.frame_id = self.get_clock().now().to_msg(), self.cfg.frame_id
+        self.info.header.stamp, self.info.header.frame_id = self.get_clock().now().to_msg(), self.frame_id
         if raw:
             data = frame if enc == "bgr8" else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             msg = Image(height=h, width=w, encoding=enc, is_bigendian=0, step=w * 3, data=data.tobytes())
@@ -90,7 +91,23 @@ class CameraNode(Node):
         self.loop.stop()
 
 
+def fastdds_profile(env: dict) -> str | None:
+    """The Fast DDS profile this process should load (config/fastdds_camera.xml:
+    a shared-memory segment that holds whole frames), or None: the user set
+    their own, or another RMW is in use."""
+    if env.get("FASTDDS_DEFAULT_PROFILES_FILE") or env.get("FASTRTPS_DEFAULT_PROFILES_FILE"):
+        return None
+    if env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
+        return None
+    return config_path("fastdds_camera.xml")
+
+
 def main(args=None) -> int:
+    import os
+
+    profile = fastdds_profile(dict(os.environ))
+    if profile and os.environ.get("REACHY_MINI_CAMERA_FASTDDS_PROFILE", "1") != "0":   # 0: off (bench baseline)
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = profile   # read when rclpy.init creates the participant
     return run_node(CameraNode, "camera_node", args)
 
 

@@ -1,8 +1,9 @@
 """motor_node: the ROS shell around the servo bus (bus_link.py, over the Rust
 driver).
 
-Publishes joint_states (and head/pose, from forward kinematics) once per
-driver sample, takes goals on motors/goal and head targets on
+Publishes joint_states (and head/pose, from forward kinematics, and /tf:
+body yaw, head, antennas) once per driver sample, robot_description and
+/tf_static once (transient local), takes goals on motors/goal and head targets on
 head/target_pose (core/head.py: limits, inverse kinematics), serves
 ~/set_torque, ~/reboot and ~/emergency_stop, and reports per-motor and bus
 diagnostics (ros/tasks.py). Rules: core/motors. Safety (command timeout,
@@ -17,20 +18,23 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, TransformStamped
 from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
+from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
+from tf2_msgs.msg import TFMessage
 from trajectory_msgs.msg import JointTrajectory
 
 from reachy_mini.bus_link import BusLink, Outcome
+from reachy_mini.core.frames import RobotFrames, Transform
 from reachy_mini.core.head import BODY_JOINT, HEAD_JOINTS, HeadKinematics, Limits, Target, limit, load_geometry, \
     quaternion_to_rpy, rpy_to_quaternion
 from reachy_mini.core.motors.config import MotorConfig
 from reachy_mini.core.motors.envelope import MechanismRules, PerMotorThrottle, stamp_text
 from reachy_mini.core.motors.map import MotorMap
-from reachy_mini.common.paths import config_path, sim_link
+from reachy_mini.common.paths import config_path, sim_link, urdf_path
 from reachy_mini.ros import qos
 from reachy_mini.core.identity import robot_name
 from reachy_mini.ros.diagnostics import RobotUpdater
@@ -57,11 +61,28 @@ class MotorNode(Node):
             rules = MechanismRules(HeadKinematics(geometry), motor_map)   # its own FK state: callbacks, not the js thread
         except ValueError as e:
             raise ParameterError(f"parameter 'head_kinematics_file': {e}") from None
+        path = cfg.robot_description_file or urdf_path()
+        try:
+            with open(path) as f:
+                self.urdf = f.read()
+            self.frames = RobotFrames(self.urdf)
+        except (OSError, ValueError) as e:
+            raise ParameterError(f"parameter 'robot_description_file': {path}: {e}") from None
+        self.base_frame = cfg.frame_prefix + "base_link"
         self.bus = bus = BusLink(cfg, motor_map, sim_link(self.get_namespace()), self.get_logger(), rules)
         self.clamp_throttle = PerMotorThrottle(1.0)
         self.safety_pub = self.create_publisher(DiagnosticStatus, "motors/safety_events", qos.SAFETY_EVENTS)
         self.js_pub = self.create_publisher(JointState, "joint_states", qos.JOINT_STATES)
         self.pose_pub = self.create_publisher(PoseStamped, "head/pose", qos.JOINT_STATES)
+        # The robot model and its frames (README "The robot in RViz and TF"):
+        # robot_description and /tf_static once, latched; /tf once per sample.
+        # /tf and /tf_static are absolute, as tf2 listens (remapped into a namespace).
+        self.description_pub = self.create_publisher(String, "robot_description", qos.LATCHED)
+        self.description_pub.publish(String(data=self.urdf))
+        self.tf_pub = self.create_publisher(TFMessage, "/tf", qos.TF)
+        self.tf_static_pub = self.create_publisher(TFMessage, "/tf_static", qos.LATCHED)
+        now = self.get_clock().now().to_msg()
+        self.tf_static_pub.publish(TFMessage(transforms=[self._tf(t, now) for t in self.frames.static_transforms()]))
         self.create_subscription(JointState, "motors/goal", self._on_goal, qos.GOALS)
         self.create_subscription(PoseStamped, "head/target_pose", self._on_head_target, qos.GOALS)
         self.create_subscription(JointTrajectory, "motors/trajectory", self._on_trajectory, qos.GOALS)
@@ -99,7 +120,8 @@ class MotorNode(Node):
         with the sample's time; nothing converted for topics nobody reads."""
         while self.running:
             js, pose = self.js_pub.get_subscription_count() > 0, self.pose_pub.get_subscription_count() > 0
-            got = self.bus.next_sample(0.5, js or pose)
+            tf = self.tf_pub.get_subscription_count() > 0
+            got = self.bus.next_sample(0.5, js or pose or tf)
             if got is None or got[1] is None:
                 continue
             stamp, readings = got
@@ -114,26 +136,40 @@ class MotorNode(Node):
             if js and msg.name:
                 self.js_pub.publish(msg)
                 self.bus.js_published += 1
-            if pose:
-                self._publish_pose(msg)
+            if pose or tf:
+                self._publish_pose(msg, pose, tf)
 
-    def _publish_pose(self, js: JointState) -> None:
+    def _publish_pose(self, js: JointState, pose: bool, tf: bool) -> None:
+        """head/pose and /tf from one forward kinematics of the sample."""
         joints = dict(zip(js.name, js.position))
-        if not all(n in joints for n in HEAD_JOINTS):
-            return
-        p = self.head.fk(joints)
-        out = PoseStamped()
-        out.header.stamp, out.header.frame_id = js.header.stamp, "base_link"
-        out.pose.position.x, out.pose.position.y, out.pose.position.z = p.x, p.y, p.z
-        q = out.pose.orientation
-        q.x, q.y, q.z, q.w = rpy_to_quaternion(p.roll, p.pitch, p.yaw)
-        self.pose_pub.publish(out)
+        p = self.head.fk(joints) if all(n in joints for n in HEAD_JOINTS) else None
+        if pose and p is not None:
+            out = PoseStamped()
+            out.header.stamp, out.header.frame_id = js.header.stamp, self.base_frame
+            out.pose.position.x, out.pose.position.y, out.pose.position.z = p.x, p.y, p.z
+            q = out.pose.orientation
+            q.x, q.y, q.z, q.w = rpy_to_quaternion(p.roll, p.pitch, p.yaw)
+            self.pose_pub.publish(out)
+        if tf:
+            moving = self.frames.dynamic_transforms(joints, p)
+            if moving:
+                self.tf_pub.publish(TFMessage(transforms=[self._tf(t, js.header.stamp) for t in moving]))
+
+    def _tf(self, t: Transform, stamp) -> TransformStamped:
+        parent, child, (x, y, z), (qx, qy, qz, qw) = t
+        m = TransformStamped()
+        m.header.stamp = stamp
+        m.header.frame_id, m.child_frame_id = self.cfg.frame_prefix + parent, self.cfg.frame_prefix + child
+        v, q = m.transform.translation, m.transform.rotation
+        v.x, v.y, v.z = float(x), float(y), float(z)
+        q.x, q.y, q.z, q.w = float(qx), float(qy), float(qz), float(qw)
+        return m
 
     def _on_head_target(self, msg: PoseStamped) -> None:
         """A head pose in base_link -> limits -> inverse kinematics -> goals."""
         path, joints = "head/target_pose", HEAD_JOINTS + [BODY_JOINT]
-        if msg.header.frame_id not in ("", "base_link"):
-            return self._refuse(path, msg, joints, f"head target in frame {msg.header.frame_id!r}; expected 'base_link'")
+        if msg.header.frame_id not in ("", "base_link", self.base_frame):
+            return self._refuse(path, msg, joints, f"head target in frame {msg.header.frame_id!r}; expected {self.base_frame!r}")
         o, p = msg.pose.orientation, msg.pose.position
         try:
             if not all(math.isfinite(v) for v in (p.x, p.y, p.z)):

@@ -1,6 +1,6 @@
 """web_bridge: the web status page, JSON API and Prometheus metrics (web/app.py)
 over a StateStore filled from /diagnostics_agg, /diagnostics_toplevel_state,
-/joint_states, the camera's compressed topic, the audio level and the incident
+/joint_states, /tf and /tf_static (the page's robot view), the camera's compressed topic, the audio level and the incident
 history. uvicorn runs on its own thread; writes call motor_node's services."""
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import uvicorn
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, JointState
-from std_msgs.msg import Float32
+from std_msgs.msg import Float32, String
 from std_srvs.srv import SetBool, Trigger
+from tf2_msgs.msg import TFMessage
 
 from reachy_mini.core.health.incidents import db_path, query, summary
 from reachy_mini.core.levels import Level
@@ -34,6 +35,13 @@ CONFIG = WebBridgeConfig
 def _d(st) -> dict:
     return status_dict(st.name, Level.of(st.level), st.message, [(kv.key, kv.value) for kv in st.values],
                        st.hardware_id)
+
+
+def _transforms(m: TFMessage) -> list:
+    """core/frames.Transform tuples of a TFMessage."""
+    return [(t.header.frame_id, t.child_frame_id, (t.transform.translation.x, t.transform.translation.y,
+             t.transform.translation.z), (t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z,
+                                          t.transform.rotation.w)) for t in m.transforms]
 
 
 def _take(sub, msg_type):
@@ -70,8 +78,18 @@ class WebBridge(Node):
         # bridge costs nothing, and the camera encodes no JPEG for nobody), and
         # then read at 5 Hz: they live on a reader node that is never spun, and
         # the latest sample is taken (KEEP_LAST 1), so 100 Hz never wakes Python.
-        self.on_demand = {"joints": (JointState, "joint_states", lambda m: s.set_joints(m.name, m.position, 0.1)),
-                          "camera": (CompressedImage, "camera/image_raw/compressed", lambda m: s.set_camera(m.data))}
+        # The robot view follows /tf (motor_node puts every moving frame in each
+        # message, so the latest one is enough) and the latched /tf_static;
+        # before the joints, whose push to the page carries the frames.
+        self.on_demand = {
+            "tf": ("frames", TFMessage, "/tf", lambda m: s.set_transforms(_transforms(m), False), qos.LATEST),
+            "tf_static": ("frames", TFMessage, "/tf_static", lambda m: s.set_transforms(_transforms(m), True),
+                          qos.LATCHED),
+            "description": ("frames", String, "robot_description", lambda m: s.set_description(m.data), qos.LATCHED),
+            "joints": ("joints", JointState, "joint_states", lambda m: s.set_joints(m.name, m.position, 0.1),
+                       qos.LATEST),
+            "camera": ("camera", CompressedImage, "camera/image_raw/compressed", lambda m: s.set_camera(m.data),
+                       qos.LATEST)}
         # Its own `__node` remap: ros2 launch passes `-r __node:=web_bridge`
         # to the whole process, which would rename this one too (two
         # /web_bridge nodes). No parameter services: nobody configures it.
@@ -126,11 +144,11 @@ class WebBridge(Node):
 
     def _follow_demand(self) -> None:
         clients = bool(self.app and self.app.state.hub.clients)
-        for what, (msg_type, topic, cb) in self.on_demand.items():
-            want = clients or self.store.asked_within(what, 10.0)
+        for what, (asked, msg_type, topic, cb, profile) in self.on_demand.items():
+            want = clients or self.store.asked_within(asked, 10.0)
             sub = self.demand_subs.get(what)
             if want and sub is None:
-                self.demand_subs[what] = self.reader.create_subscription(msg_type, topic, cb, qos.LATEST)
+                self.demand_subs[what] = self.reader.create_subscription(msg_type, topic, cb, profile)
             elif not want and sub is not None:
                 self.reader.destroy_subscription(sub)
                 self.demand_subs[what] = None

@@ -12,11 +12,12 @@ def _qos(depth: int, reliable: bool) -> QoSProfile:
                       reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
 
 
-# Camera frames (30 fps, ~1 MB): sensor data, as image_proc and the other
-# image_pipeline subscribers expect. A retransmitted old frame only delays the
-# next one. camera_info shares it, so synchronised (image, info) pairs match.
-IMAGE = qos_profile_sensor_data              # BEST_EFFORT, KEEP_LAST 5
-CAMERA_INFO = qos_profile_sensor_data
+# Camera frames (30 fps, ~1 MB) and their camera_info: the system default
+# (RELIABLE, KEEP_LAST 10), as REP-2003 asks of sensor drivers: a RELIABLE
+# publisher serves both RELIABLE subscribers (RViz's Image display,
+# image_view) and sensor-data (BEST_EFFORT) ones such as image_proc.
+IMAGE = _qos(10, True)
+CAMERA_INFO = _qos(10, True)
 # The 5 Hz JPEG preview: RELIABLE so any subscriber matches (rqt_image_view,
 # the web page), depth 1 because only the newest frame matters.
 PREVIEW = _qos(1, True)
@@ -35,6 +36,13 @@ SAFETY_EVENTS = _qos(10, True)
 # diagnostic_aggregator; the health node buffers input from 5 nodes.
 DIAGNOSTICS_IN = _qos(100, True)
 DIAGNOSTICS_AGG = _qos(1, True)
+# The robot model: robot_description and /tf_static are published once and
+# kept for late joiners (TRANSIENT_LOCAL, depth 1), as robot_state_publisher
+# and tf2's StaticTransformBroadcaster do; /tf as tf2's TransformBroadcaster
+# (RELIABLE, depth 100).
+LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                     reliability=ReliabilityPolicy.RELIABLE)
+TF = _qos(100, True)
 # Subscribers that only show the newest value (web page): BEST_EFFORT, depth 1,
 # which matches both kinds of publisher and never queues stale samples.
 LATEST = _qos(1, False)

@@ -16,8 +16,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 
 from reachy_mini.core.levels import STALE, Level
 from reachy_mini.web import metrics as prom
-from reachy_mini.web.schemas import (Health, HistoryPoint, Incident, Motor, Problem, RebootRequest, StatusTree,
-                                     SystemInfo, TorqueRequest, WriteResult)
+from reachy_mini.web.schemas import (Frames, Health, HistoryPoint, Incident, Motor, Problem, RebootRequest,
+                                     StatusTree, SystemInfo, TorqueRequest, WriteResult)
 from reachy_mini.web.security import problem
 
 STATIC = os.path.join(os.path.dirname(os.path.realpath(__file__)), "static")
@@ -95,6 +95,20 @@ def read_routes(ctx) -> APIRouter:
         """Per-servo health and figures; positions while someone asks (see the README)."""
         store.ask("joints")
         return store.motors()
+
+    @r.get("/api/frames", response_model=Frames,
+           responses={404: {"model": Problem, "description": "no transforms received yet"}})
+    def frames():
+        """Every frame of the robot in base_link, from /tf and /tf_static (the page's robot view)."""
+        store.ask("frames")
+        end = time.monotonic() + 2.0   # followed on demand: the first transforms come soon
+        while not (f := store.frames()).get("frames") or time.time() - f["stamp"] > 2.0:
+            if time.monotonic() > end:
+                if f.get("frames"):
+                    return f
+                return problem(404, "no transforms received (is motor_node running?)")
+            time.sleep(0.05)
+        return f
 
     @r.get("/api/incidents", response_model=list[Incident])
     def incidents(since: Optional[float] = Query(None, ge=0, le=1e11, description="epoch seconds"),

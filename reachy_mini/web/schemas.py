@@ -67,6 +67,24 @@ class Incident(BaseModel):
     robot: str = Field("", description="the robot's name when the incident was recorded")
 
 
+class Frame(BaseModel):
+    p: list[float] = Field(description="position in the root frame (m)", min_length=3, max_length=3)
+    r: list[float] = Field(description="rotation matrix in the root frame, row-major", min_length=9, max_length=9)
+
+
+class Line(BaseModel):
+    link: str
+    pts: list[list[float]] = Field(description="a polyline in the root frame (m), drawing a visual shape of link")
+
+
+class Frames(BaseModel):
+    root: str = Field(description="base_link, with the robot's frame_prefix")
+    prefix: str = Field(description="the robot's frame_prefix, taken off the frame names below")
+    frames: dict[str, Frame]
+    lines: list[Line] = Field(description="the URDF's shapes where TF puts them (empty before robot_description)")
+    stamp: float = Field(description="epoch seconds of the latest transform received")
+
+
 class HistoryPoint(BaseModel):
     t: float
     temperature_c: dict[str, float]

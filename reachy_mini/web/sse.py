@@ -42,6 +42,7 @@ class SSEHub:
         if self._cache[0] != s["version"]:
             body = {k: s[k] for k in ("version", "top", "tree", "joints", "audio_level_dbfs", "camera_version",
                                       "incidents", "sample")}
+            body["frames"] = self.store.frames() if s["tf_stamp"] else {}   # the robot view, from /tf
             self._cache = (s["version"], json.dumps(body))
         return self._cache[1]
 

@@ -60,6 +60,10 @@ class StateStore:
         self.joints: dict[str, float] = {}
         self.joints_stamp = 0.0
         self.updated = 0.0
+        self.tf_static: dict[str, tuple] = {}    # child frame -> transform (core/frames.Transform)
+        self.tf_moving: dict[str, tuple] = {}
+        self.tf_stamp = 0.0
+        self.visuals: list = []                  # the URDF's shapes (core/frames.Visual), from robot_description
         self.camera_jpeg: bytes | None = None
         self.camera_stamp = 0.0
         self.camera_version = 0
@@ -143,6 +147,37 @@ class StateStore:
         if push:   # 100 Hz joint states are pushed to pages at 5 Hz at most
             self._changed()
 
+    def set_transforms(self, transforms, static: bool) -> None:
+        """/tf or /tf_static, as (parent, child, xyz, quaternion) tuples. The
+        moving ones arrive with the joints, whose push carries them to the
+        page; a static change is pushed at once."""
+        with self._lock:
+            (self.tf_static if static else self.tf_moving).update({t[1]: t for t in transforms})
+            self.tf_stamp = time.time()
+        if static:
+            self._changed()
+
+    def set_description(self, urdf: str) -> None:
+        """robot_description: the shapes the robot view draws (none if it cannot be read)."""
+        from reachy_mini.core.frames import RobotFrames
+
+        try:
+            visuals = RobotFrames(urdf).visuals
+        except ValueError:
+            visuals = []
+        with self._lock:
+            self.visuals = visuals
+        self._changed()
+
+    def frames(self) -> dict:
+        """The robot view (core/frames.view): every frame in base_link."""
+        from reachy_mini.core.frames import view
+
+        with self._lock:
+            transforms = list(self.tf_static.values()) + list(self.tf_moving.values())
+            visuals = self.visuals
+        return view(transforms, visuals) | {"stamp": self.tf_stamp} if transforms else {}
+
     def set_camera(self, jpeg: bytes) -> None:
         with self._lock:
             self.camera_jpeg, self.camera_stamp = bytes(jpeg), time.time()
@@ -180,7 +215,7 @@ class StateStore:
             tree = list(self.tree) if top is None or top is self._top else \
                 [dict(i, level=int(STALE), level_name=STALE.name) for i in self.tree]   # as old as the silent monitor
             return {"version": self.version, "updated": self.updated, "top": top, "tree": tree,
-                    "joints": dict(self.joints), "audio_level_dbfs": self.audio_level,
+                    "joints": dict(self.joints), "tf_stamp": self.tf_stamp, "audio_level_dbfs": self.audio_level,
                     "audio_stamp": self.audio_stamp, "camera_stamp": self.camera_stamp,
                     "camera_version": self.camera_version, "incidents": list(self.incidents),
                     "sample": self.history[-1] if self.history else None}

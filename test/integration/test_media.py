@@ -88,11 +88,12 @@ def test_camera_decodes_video_file(ros_env, tmp_path, probe):
     node = start_node(ros_env, "camera_node", device=str(video), fps=30.0, compressed_fps=5.0)
     try:
         wait_for(lambda: len(probe.get("/camera/image_raw")) > 10, timeout=15)
-        # QoS per topic (README "Topics and QoS"): frames and info are sensor
-        # data; the preview is RELIABLE depth 1, so any subscriber matches it
+        # QoS per topic (README "Topics and QoS"): frames and info are RELIABLE
+        # (REP-2003 system default), so sensor-data and RELIABLE subscribers
+        # both match; the preview is RELIABLE depth 1
         from rclpy.qos import ReliabilityPolicy as R
-        assert [q.reliability for q in probe.publisher_qos("/camera/image_raw")] == [R.BEST_EFFORT]
-        assert [q.reliability for q in probe.publisher_qos("/camera/camera_info")] == [R.BEST_EFFORT]
+        assert [q.reliability for q in probe.publisher_qos("/camera/image_raw")] == [R.RELIABLE]
+        assert [q.reliability for q in probe.publisher_qos("/camera/camera_info")] == [R.RELIABLE]
         assert [q.reliability for q in probe.publisher_qos("/camera/image_raw/compressed")] == [R.RELIABLE]
         t0 = time.monotonic()
         time.sleep(3.0)
@@ -119,6 +120,46 @@ def test_camera_decodes_video_file(ros_env, tmp_path, probe):
         assert vals(s)["device present"] == "true" and s.hardware_id == f"{robot_name()}/{video}"
     finally:
         stop_node(node)
+
+
+def test_reliable_subscriber_gets_image_raw_at_full_rate(ros_env, probe):
+    """REP-2003: a default (RELIABLE) subscriber, as RViz's Image display and
+    image_view, gets the 30 fps of 640x480 frames from a separate process
+    (>= 27 Hz over a 5 s window); a sensor-data one, as image_proc, too."""
+    from ros_probe import RosProbe
+
+    sensor = RosProbe("sensor_probe")
+    probe.listen(Image, "/camera/image_raw", depth=10)
+    sensor.listen(Image, "/camera/image_raw", depth=5, best_effort=True)
+    node = start_node(ros_env, "camera_node", use_sim="true", fps=30.0, width=640, height=480,
+                      frame_prefix="robot1/")
+    try:
+        wait_for(lambda: probe.get("/camera/image_raw") and sensor.get("/camera/image_raw"), timeout=15)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        time.sleep(5.0)
+        reliable, best_effort = len(probe.get("/camera/image_raw", t0)) / 5.0, len(sensor.get("/camera/image_raw", t0)) / 5.0
+        assert probe.get("/camera/image_raw")[-1][1].header.frame_id == "robot1/camera_optical_frame"
+    finally:
+        stop_node(node)
+        sensor.close()
+    print(f"image_raw 640x480 at 30 fps: RELIABLE subscriber {reliable:.1f} Hz, sensor-data {best_effort:.1f} Hz")
+    assert reliable >= 27.0, (reliable, best_effort)
+    assert best_effort >= 27.0, (reliable, best_effort)
+
+
+def test_camera_fastdds_profile_only_when_nobody_chose():
+    """camera_node loads config/fastdds_camera.xml (frames fit in shared
+    memory) unless the user set a Fast DDS profile or another RMW."""
+    from reachy_mini.common.paths import config_path
+    from reachy_mini.nodes.camera_node import fastdds_profile
+
+    ours = config_path("fastdds_camera.xml")
+    assert os.path.isfile(ours)
+    assert fastdds_profile({}) == ours and fastdds_profile({"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}) == ours
+    assert fastdds_profile({"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"}) is None
+    assert fastdds_profile({"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"}) is None
+    assert fastdds_profile({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}) is None
 
 
 def test_camera_device_loss_and_recovery(ros_env, tmp_path, probe):

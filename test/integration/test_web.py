@@ -43,6 +43,22 @@ def fill(store: StateStore, bad: str | None = None, system: bool = False) -> Non
                                 f"dynamixel:{10 + i}"))
     store.set_diagnostics(status_dict("toplevel_state", 2 if bad else 0, "bad" if bad else "all OK"), tree)
     store.set_joints(MOTORS, [0.1 * i for i in range(9)], min_period_s=0)
+    robot_frames(store)
+
+
+def robot_frames(store: StateStore, pitch: float = 0.0) -> None:
+    """/tf_static, /tf and robot_description as web_bridge hands them over."""
+    from reachy_mini.common.paths import urdf_path
+    from reachy_mini.core.frames import RobotFrames
+    from reachy_mini.core.head import Target
+
+    with open(urdf_path()) as f:
+        urdf = f.read()
+    frames = RobotFrames(urdf)
+    store.set_description(urdf)
+    store.set_transforms(frames.static_transforms(), True)
+    store.set_transforms(frames.dynamic_transforms({"body_rotation": 0.2, "left_antenna": 0.3, "right_antenna": -0.3},
+                                                   Target(pitch=pitch)), False)
 
 
 class Server:
@@ -138,6 +154,32 @@ def _value(samples, name, **labels):
     got = [smp.value for _, smp in samples if smp.name == name and all(smp.labels.get(k) == v for k, v in labels.items())]
     assert len(got) == 1, (name, labels, got)
     return got[0]
+
+
+def test_robot_frames_api_and_stream(tmp_path):
+    """/api/frames and the stream's `frames`: every URDF frame in base_link and
+    the URDF's shapes where the transforms put them; 404 with a reason before
+    any transform arrived."""
+    import json
+    import math
+
+    srv = Server(tmp_path)
+    try:
+        r = httpx.get(f"{srv.url}/api/frames", timeout=10)
+        assert r.status_code == 404 and "no transforms received" in r.json()["detail"]
+        assert srv.store.asked_within("frames", 5)   # web_bridge follows /tf while asked
+        robot_frames(srv.store, pitch=math.radians(20))
+        body = httpx.get(f"{srv.url}/api/frames", timeout=10).json()
+        assert body["root"] == "base_link" and body["prefix"] == ""
+        assert set(body["frames"]) == {"base_link", "base", "body", "head", "camera_link", "camera_optical_frame",
+                                       "mic_array", "left_antenna", "right_antenna"}
+        r9 = body["frames"]["head"]["r"]
+        assert math.degrees(-math.asin(r9[6])) == pytest.approx(20, abs=0.01)
+        assert {line["link"] for line in body["lines"]} >= {"base", "body", "head", "left_antenna"}
+        payload = json.loads(srv.app.state.hub.payload())
+        assert payload["frames"]["frames"]["camera_optical_frame"] == body["frames"]["camera_optical_frame"]
+    finally:
+        srv.close()
 
 
 def test_metrics(srv):

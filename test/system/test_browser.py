@@ -191,3 +191,50 @@ def _up(url):
         return httpx.get(url + "api/health", timeout=1).status_code in (200, 503)
     except httpx.HTTPError:
         return False
+
+
+def test_robot_view_follows_the_head(stack, browser, ros_env):
+    """The page's robot view: the URDF's shapes placed by /tf and /tf_static
+    (web_bridge -> SSE), in a front and a side view; a head target pitched
+    15 deg down shows as the head's pitch and a tilted head outline. Saves
+    test-artifacts/robot_view.png."""
+    import math
+
+    from geometry_msgs.msg import PoseStamped
+
+    from reachy_mini.core.head import rpy_to_quaternion
+    from ros_probe import RosProbe
+
+    url = f"http://127.0.0.1:{stack.port}/"
+    wait_for(lambda: _up(url), timeout=20, period=0.2)
+    browser.get(url)
+    heads = "return document.querySelectorAll('#robot polyline[data-link=head]').length"
+    wait_for(lambda: js(browser, heads) >= 2 * 6, timeout=20, period=0.2)   # a box: 6 polylines, in two views
+    links = set(js(browser, "return [...document.querySelectorAll('#robot polyline')].map(p => p.dataset.link)"))
+    assert {"base", "body", "head", "camera_link", "left_antenna", "right_antenna", "mic_array"} <= links
+    pose = "return document.getElementById('robotpose').textContent"
+    probe = RosProbe()
+    try:
+        pub = probe.node.create_publisher(PoseStamped, "/head/target_pose", 10)
+        target = PoseStamped()
+        target.header.frame_id = "base_link"
+        o = target.pose.orientation
+        o.x, o.y, o.z, o.w = rpy_to_quaternion(0.0, math.radians(15), math.radians(10))
+
+        def pitch():
+            pub.publish(target)   # streamed (command watchdog)
+            text = js(browser, pose)
+            return text and abs(float(text.split("pitch ")[1].split("°")[0]) - 15) < 2
+        wait_for(pitch, timeout=20, period=0.1)
+        time.sleep(0.5)
+        pub.publish(target)
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        el = browser.find_element("css selector", "section:has(#robot)")   # with its heading (the pose)
+        browser.execute_script("arguments[0].scrollIntoView()", el)
+        el.screenshot(os.path.join(ARTIFACTS, "robot_view.png"))
+        browser.save_screenshot(os.path.join(ARTIFACTS, "robot_view_page.png"))
+    finally:
+        probe.close()
+    print("robot view:", js(browser, pose))
+    csp = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert csp == [], csp

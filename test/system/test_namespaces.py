@@ -95,13 +95,19 @@ def test_two_robots_are_isolated(two_robots):
     # diagnostics live under the namespace, nothing on the global topics
     probe = RosProbe("ns_probe")
     try:
+        from tf2_msgs.msg import TFMessage
+
         for ns in ("", "/robot1", "/robot2"):
             probe.listen(DiagnosticArray, f"{ns}/diagnostics")
             probe.listen(DiagnosticStatus, f"{ns}/diagnostics_toplevel_state")
+            probe.listen(TFMessage, f"{ns}/tf")   # remapped into the namespace, as the diagnostics
         wait_for(lambda: probe.get("/robot1/diagnostics") and probe.get("/robot2/diagnostics"), timeout=10)
         wait_for(lambda: probe.get("/robot1/diagnostics_toplevel_state"), timeout=10)
+        wait_for(lambda: probe.get("/robot1/tf") and probe.get("/robot2/tf"), timeout=10)
         time.sleep(1.0)
         assert probe.get("/diagnostics") == [] and probe.get("/diagnostics_toplevel_state") == []
+        assert probe.get("/tf") == []
+        assert "head" in {t.child_frame_id for t in probe.get("/robot1/tf")[-1][1].transforms}
     finally:
         probe.close()
 
@@ -110,6 +116,12 @@ def test_two_robots_are_isolated(two_robots):
         motors = wait_for(lambda: (r := _get(port, "/api/motors")) is not None and len(r.json()) == 9
                           and all(m.get("position_rad") is not None for m in r.json()) and r.json(), timeout=10)
         assert {m["name"] for m in motors} >= {"body_rotation", "stewart_1", "left_antenna"}
+
+    # each page's robot view comes from its own robot's /tf, /tf_static and robot_description
+    for port in (p1, p2):
+        frames = wait_for(lambda: (r := _get(port, "/api/frames")) is not None and r.status_code == 200
+                          and r.json()["lines"] and r.json(), timeout=10)
+        assert {"head", "camera_optical_frame", "body"} <= set(frames["frames"])
 
     # a fault on robot1 shows on robot1 only
     _inject(env, "robot1", "overheat", "--id", "12")

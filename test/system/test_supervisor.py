@@ -157,8 +157,8 @@ def test_health_node_expects_only_the_started_nodes(tmp_path):
 
 
 def test_node_argv_namespace_remaps_and_log_level(tmp_path):
-    """Same rules as the launch file: a namespace remaps the diagnostics topics
-    into it; log_level is our node logger's, not rcl's."""
+    """Same rules as the launch file: a namespace remaps the diagnostics and TF
+    topics into it; log_level is our node logger's, not rcl's."""
     from reachy_mini.common.node_table import BY_NAME, logger_name, remappings
     from reachy_mini.ops.supervisor import node_argv
 
@@ -171,7 +171,8 @@ def test_node_argv_namespace_remaps_and_log_level(tmp_path):
     rules = [ns[i + 1] for i, a in enumerate(ns) if a == "-r"]
     assert rules == ["__ns:=/robot1", "/diagnostics:=/robot1/diagnostics",
                      "/diagnostics_agg:=/robot1/diagnostics_agg",
-                     "/diagnostics_toplevel_state:=/robot1/diagnostics_toplevel_state"]
+                     "/diagnostics_toplevel_state:=/robot1/diagnostics_toplevel_state",
+                     "/tf:=/robot1/tf", "/tf_static:=/robot1/tf_static"]
     assert remappings("/") == [] and logger_name("lab/robot2", "web_bridge") == "lab.robot2.web_bridge"
 
 

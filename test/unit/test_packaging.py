@@ -30,6 +30,7 @@ ROSDEP = {
     "launch_ros": "launch_ros", "launch_testing": "launch_testing", "launch_testing_ros": "launch_testing_ros",
     "diagnostic_updater": "diagnostic_updater", "ament_index_python": "ament_index_python",
     "hypothesis": "python3-hypothesis",
+    "tf2_msgs": "tf2_msgs", "urdf_parser_py": "urdfdom_py",
     "sounddevice": None, "dynamixel_sdk": None, "schemathesis": None,
 }
 TEST_FILES = sorted(glob.glob(f"{REPO}/test/**/*.py", recursive=True))

@@ -119,7 +119,7 @@ class Stack:
         self.tmp = tmp
         self.state = os.path.join(tmp, "state.json")
         self.port = free_port()
-        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        self.env = env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                    XDG_RUNTIME_DIR=tmp, **(env or {}))
         argv = [sys.executable, "-m", "reachy_mini.ops.supervisor", "--state-file", self.state,
                 "--data-dir", os.path.join(tmp, "data"), "--web-port", str(self.port)] + \
@@ -196,6 +196,7 @@ def bench_stack() -> None:
             out(f"stack_{k}_cpu", v, "%")
         out("stack_total_cpu", sum(cpu.values()), "%")
         print("# goals: whole stack <= 25 %, web_bridge <= 2 %, motor_node <= 8 %, health_node < 3 %", flush=True)
+        _tf_cost(st, pids)
 
         def client():
             while not stop.is_set():
@@ -215,6 +216,28 @@ def bench_stack() -> None:
     finally:
         stop.set()
         st.stop()
+
+
+def _tf_cost(st: "Stack", pids: dict[str, int]) -> None:
+    """What /tf costs: motor_node's CPU with a /tf subscriber (RViz, a tf2
+    listener) beside its CPU without one (above), and the CPU of a separate
+    process that only receives joint_states, the least a separate TF node
+    would spend before any kinematics."""
+    secs = STACK_S / 2
+    env = dict(os.environ, ROS_DOMAIN_ID=st.env["ROS_DOMAIN_ID"], ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    print(f"# /tf: motor_node publishes it from its per-sample thread (same FK as head/pose), {secs:.0f} s each",
+          flush=True)
+    for kind in ("tf", "joint_states"):
+        sub = subprocess.Popen([sys.executable, "-m", "tools.bench.topic_sub", kind, str(secs + 1)], env=env,
+                               stdout=subprocess.PIPE, text=True)
+        time.sleep(3.0)   # start-up and discovery
+        cpu = cpu_of({"motor_node": pids["motor_node"], "sub": sub.pid}, secs)
+        rate = json.loads(sub.communicate(timeout=secs + 60)[0].strip().splitlines()[-1])["rate"]
+        if kind == "tf":
+            out("stack_motor_node_cpu_tf_subscribed", cpu["motor_node"], "%")
+            out("stack_tf_rate", rate, "Hz")
+        else:
+            out("separate_joint_states_subscriber_cpu", cpu["sub"], "%")
 
 
 def _node(module: str, env: dict, **params) -> subprocess.Popen:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from reachy_mini.core.config import NodeConfig, setting
 from reachy_mini.core.media.camera import PIXEL_FORMATS
+from reachy_mini.core.motors.config import frame_prefix_check
 
 
 def _camera_device(v: str) -> str | None:
@@ -29,7 +30,9 @@ class CameraConfig(_Device, NodeConfig):
     width: int = setting(640, "image width", 16, 4096)
     height: int = setting(480, "image height", 16, 4096)
     fps: float = setting(30.0, "target frame rate", 0.5, 120.0)
-    frame_id: str = setting("camera_optical_frame", "frame_id of the images (REP-103 optical frame)")
+    frame_id: str = setting("camera_optical_frame", "frame_id of the images (REP-103 optical frame of the URDF)")
+    frame_prefix: str = setting("", "prefix of frame_id, for fleets (as motor_node's frame_prefix)",
+                                check=frame_prefix_check)
     camera_info_url: str = setting("", "calibration YAML, path or file:// URL (default: config/camera_info.yaml)")
     pixel_format: str = setting("any", "V4L2 capture format", choices=PIXEL_FORMATS)
     encoding: str = setting("bgr8", "published encoding", choices=("bgr8", "rgb8"), runtime=True)

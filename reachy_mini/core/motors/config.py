@@ -11,6 +11,12 @@ THRESHOLDS = ("temperature_warn_c", "temperature_error_c", "voltage_warn_low_v",
 LIVE_DRIVER = ("loop_rate_hz", "status_rate_hz", "command_timeout_s", "command_timeout_action")
 
 
+def frame_prefix_check(v: str) -> str | None:
+    """tf2 frame ids: no leading '/', no spaces."""
+    return "must not start with '/' nor contain spaces" if v.startswith("/") or any(c.isspace() for c in v) \
+        else None
+
+
 def _port(v: str) -> str | None:
     return None if v in ("auto", "sim") or v.startswith("/") else "must be 'auto', 'sim' or an absolute path"
 
@@ -52,6 +58,10 @@ class MotorConfig(NodeConfig):
                                 choices=("clamp", "reject"))
     head_kinematics_file: str = setting("", "head geometry YAML (default: the package's config/head_kinematics.yaml)",
                                         check=absolute_or_empty)
+    robot_description_file: str = setting("", "URDF published on robot_description and used for /tf (default: the "
+                                          "package's urdf/reachy_mini.urdf)", check=absolute_or_empty)
+    frame_prefix: str = setting("", "prefix of every frame id on /tf, /tf_static and head/pose, for fleets "
+                                "(e.g. 'robot1/'), as robot_state_publisher's frame_prefix", check=frame_prefix_check)
     head_auto_body_yaw: bool = setting(True, "head/target_pose: turn the body to keep the head within +/-65 deg "
                                        "of it (else the head's yaw is clamped)", runtime=True)
     temperature_warn_c: float = setting(55.0, "WARN at or above (C)", 0.0, 100.0, runtime=True)

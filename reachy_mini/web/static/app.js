@@ -102,6 +102,41 @@ function renderHistory() {
        800, 120, "Hz");
 }
 
+// The robot's pose, drawn from the same transforms as /tf (web_bridge sends
+// every frame in base_link, and the URDF's shapes placed by them): a front
+// view and a side view, in metres scaled to the picture.
+const LINK_COLORS = {base: "#555", body: "#1e88e5", head: "#222", camera_link: "#c62828", mic_array: "#43a047",
+                     left_antenna: "#fb8c00", right_antenna: "#fb8c00"};
+const SCALE = 720, FLOOR = -0.177, GROUND_Y = 285;
+const VIEWS = [{name: "front", cx: 160, x: (p) => p[1]}, {name: "side (from its right)", cx: 480, x: (p) => p[0]}];
+function renderRobot(v) {
+  const svg = $("robot");
+  if (!v || !v.frames || !v.lines) return;
+  svg.replaceChildren();
+  const sy = (p) => (GROUND_Y - (p[2] - FLOOR) * SCALE).toFixed(1);
+  for (const view of VIEWS) {
+    const sx = (p) => (view.cx + view.x(p) * SCALE).toFixed(1);
+    svg.append(svgEl("line", {class: "ground", x1: view.cx - 130, x2: view.cx + 130, y1: GROUND_Y, y2: GROUND_Y}));
+    svg.append(svgEl("text", {x: view.cx - 130, y: 14}, view.name));
+    for (const l of v.lines) {
+      svg.append(svgEl("polyline", {"data-link": l.link, stroke: LINK_COLORS[l.link] || "#888",
+                                    points: l.pts.map((p) => sx(p) + "," + sy(p)).join(" ")}));
+    }
+    const cam = v.frames.camera_optical_frame;
+    if (cam) {   // where the camera looks: the optical frame's z axis
+      const r = cam.r, end = [0, 1, 2].map((i) => cam.p[i] + 0.09 * r[i * 3 + 2]);
+      svg.append(svgEl("line", {class: "view", x1: sx(cam.p), y1: sy(cam.p), x2: sx(end), y2: sy(end)}));
+    }
+  }
+  const h = v.frames.head;
+  if (h) {
+    const r = h.r, deg = (a) => (Math.abs(a) < 1e-3 ? 0 : a * 180 / Math.PI).toFixed(1);
+    $("robotpose").textContent = "head: roll " + deg(Math.atan2(r[7], r[8])) + "°, pitch " +
+      deg(-Math.asin(Math.max(-1, Math.min(1, r[6])))) + "°, yaw " + deg(Math.atan2(r[3], r[0])) + "°, z " +
+      (h.p[2] * 1000).toFixed(0) + " mm";
+  }
+}
+
 function renderAudio(db) {
   if (db === null || db === undefined) return;
   const pct = Math.max(0, Math.min(100, (db + 90) / 90 * 100));
@@ -121,6 +156,7 @@ function render(d) {
   renderMotors(d.tree || [], d.joints || {});
   renderIncidents(d.incidents || []);
   renderAudio(d.audio_level_dbfs);
+  renderRobot(d.frames);
   if (d.camera_version > 0) renderCamera(d.camera_version);
   if (d.sample && (!history.length || d.sample.t > history[history.length - 1].t)) {
     history.push(d.sample);
