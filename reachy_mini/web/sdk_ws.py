@@ -27,7 +27,7 @@ log = logging.getLogger("reachy_mini.sdk")
 
 STATE_PERIOD_S = 0.02      # 50 Hz, as the vendor's daemon
 STATUS_PERIOD_S = 1.0
-QUEUE = 32                 # per client: state messages beyond it replace the oldest
+QUEUE = 32                 # per client: no state message is queued beyond this backlog
 SETTLE_S = 0.4             # after a goto's end time, how long the joints may take to arrive
 
 
@@ -49,7 +49,7 @@ class Client:
     host: str
     agent: str
     guard: sdk.FloodGuard
-    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE))
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)   # bounded for state messages (_stream_loop)
     recording: sdk.Recording = field(default_factory=sdk.Recording)
     noted: set = field(default_factory=set)
     tasks: set = field(default_factory=set)
@@ -197,14 +197,9 @@ class SdkHub:
 
     # ---- server -> client
     def _push(self, c: Client, text: str) -> None:
-        q = c.queue
-        if q.full():
-            try:
-                q.get_nowait()
-                self.counts["state_dropped"] += 1
-            except asyncio.QueueEmpty:
-                pass
-        q.put_nowait(text)
+        """Answers (task_progress, recorded_data) are always queued; the state
+        stream skips a client that is QUEUE messages behind."""
+        c.queue.put_nowait(text)
 
     async def _send_loop(self, c: Client) -> None:
         try:
@@ -233,6 +228,9 @@ class SdkHub:
             except Exception as e:   # never let the stream die on a bad sample
                 self.backend.log("error", f"SDK state stream: {type(e).__name__}: {e}")
             for c in list(self.clients):
+                if c.queue.qsize() > QUEUE:    # a slow client gets fresh samples, not a backlog
+                    self.counts["state_dropped"] += len(out)
+                    continue
                 for text in out:
                     self._push(c, text)
             tick += STATE_PERIOD_S
