@@ -385,17 +385,17 @@ class FloodGuard:
     second's worth. A frame beyond it is dropped (counted); a client that
     keeps flooding (more than `kick_after` drops within 2 s) is closed."""
 
-    def __init__(self, rate: float, kick_after: int | None = None) -> None:
+    def __init__(self, rate: float, kick_after: int | None = None, now: float | None = None) -> None:
         self.rate = float(rate)
         self.tokens = float(rate)
-        self.last = time.monotonic()
+        self.last = time.monotonic() if now is None else now
         self.kick_after = int(kick_after if kick_after is not None else 2 * rate)
         self.dropped = 0
         self._recent: list[float] = []
 
     def allow(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
+        self.tokens = min(self.rate, self.tokens + max(0.0, now - self.last) * self.rate)
         self.last = now
         if self.tokens >= 1.0:
             self.tokens -= 1.0

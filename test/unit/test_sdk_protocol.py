@@ -182,15 +182,15 @@ def sdk_target(**kw):
 
 
 def test_flood_guard_drops_then_kicks():
-    g = sdk.FloodGuard(100)
     t = 1000.0
+    g = sdk.FloodGuard(100, now=t)
     assert all(g.allow(t) for _ in range(100))        # one second's burst
     assert not g.allow(t) and g.dropped == 1
     assert g.allow(t + 0.02)                          # refills at the rate
     for i in range(300):
         g.allow(t + 0.02 + i * 1e-5)
     assert g.should_kick(t + 0.1)
-    calm = sdk.FloodGuard(100)
+    calm = sdk.FloodGuard(100, now=t)
     for i in range(1000):                             # 100/s for 10 s: never dropped
         assert calm.allow(t + i * 0.01)
     assert not calm.should_kick(t + 10)
