@@ -226,8 +226,14 @@ class SdkRos:
                                      tuple(sdk.HEAD_ORDER + sdk.ANTENNAS), self._log),
                           c.sdk_open_to_network, c.sdk_max_commands_per_s)
 
-    def _log(self, level: str, msg: str) -> None:
-        getattr(self.node.get_logger(), level)(msg)
+    def _log(self, level: str, msg: str) -> None:   # rclpy: one severity per call site
+        log = self.node.get_logger()
+        if level == "info":
+            log.info(msg)
+        elif level == "warning":
+            log.warning(msg)
+        else:
+            log.error(msg)
 
     # ---- state: joint_states and head/pose, followed while an SDK client is connected
     def follow_demand(self) -> None:   # executor thread, 5 Hz

@@ -265,7 +265,7 @@ def test_dance_move_keeps_health_ok_without_command_timeout(stack):
     assert got["s"] >= 4.0
     levels = {b.get("level_name") for code, b in seen}
     assert levels <= {"OK", "WARN"} and all(code == 200 for code, _ in seen), \
-        [b for _, b in seen if b.get("level_name") not in ("OK", "WARN")][:3]
+        [(b.get("message"), b.get("groups")) for _, b in seen if b.get("level_name") not in ("OK", "WARN")][:3]
     tree = httpx.get(f"http://127.0.0.1:{stack.port}/api/status", timeout=3).json()["tree"]
     assert not [i for i in tree if "timeout" in i["message"].lower() and i["level"] >= 2]
     incidents = httpx.get(f"http://127.0.0.1:{stack.port}/api/incidents", timeout=3).json()
