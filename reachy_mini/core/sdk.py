@@ -118,6 +118,8 @@ def _float(v, what: str) -> float:
 def _floats(v, n: int, what: str) -> list[float]:
     if not isinstance(v, list) or len(v) != n:
         raise ProtocolError("invalid", f"{what}: expected a list of {n} numbers")
+    if all(type(x) is float and math.isfinite(x) for x in v):   # the common case, without a name per item
+        return v
     return [_float(x, f"{what}[{i}]") for i, x in enumerate(v)]
 
 
@@ -129,15 +131,19 @@ def _bool(v, what: str) -> bool:
 
 def head_matrix(v, what: str = "head") -> np.ndarray:
     """16 floats row-major -> a 4x4 rigid transform (checked)."""
-    m = np.array(_floats(v, 16, what)).reshape(4, 4)
-    r = m[:3, :3]
-    if not np.allclose(m[3], [0, 0, 0, 1], atol=1e-6) or not np.allclose(r @ r.T, np.eye(3), atol=1e-3) \
-            or np.linalg.det(r) < 0:
+    f = _floats(v, 16, what)
+    rows = (f[0:3], f[4:7], f[8:11])   # plain Python: ~5x faster than numpy for a 3x3 (100 Hz streams)
+    ortho = all(abs(sum(a * b for a, b in zip(rows[i], rows[j])) - (i == j)) <= 1e-3
+                for i in range(3) for j in range(i, 3))
+    det = (rows[0][0] * (rows[1][1] * rows[2][2] - rows[1][2] * rows[2][1])
+           - rows[0][1] * (rows[1][0] * rows[2][2] - rows[1][2] * rows[2][0])
+           + rows[0][2] * (rows[1][0] * rows[2][1] - rows[1][1] * rows[2][0]))
+    if not ortho or det < 0 or any(abs(a - b) > 1e-6 for a, b in zip(f[12:], (0.0, 0.0, 0.0, 1.0))):
         raise ProtocolError("invalid", f"{what}: not a rigid transform (rotation not orthonormal or last row "
                                        "not [0, 0, 0, 1])")
-    if np.abs(m[:3, 3]).max() > 1.0:
+    if max(abs(f[3]), abs(f[7]), abs(f[11])) > 1.0:
         raise ProtocolError("invalid", f"{what}: translation beyond 1 m")
-    return m
+    return np.array(f).reshape(4, 4)
 
 
 def parse(text: str | bytes) -> Command:

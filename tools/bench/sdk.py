@@ -7,7 +7,9 @@ venv .venv-sdk, tools/sdk_venv.sh) against the full simulated stack, in one run:
   antenna's raw goal, matched exactly; same monotonic clock);
 - ros_goal_in_stack_to_wire p50/p99: the same figure for a ROS client's
   motors/goal, same stack, same pacing;
-- web_bridge CPU (% of one core) during the 100 Hz SDK stream, and idle.
+- web_bridge CPU (% of one core) during the 100 Hz SDK stream, with the SDK
+  connected but sending nothing (the 50 Hz state stream alone), and with no
+  SDK client.
 Goal: p99 <= 5 ms and web_bridge <= 10 % of a core.
 """
 from __future__ import annotations
@@ -109,6 +111,10 @@ def bench_sdk() -> None:
                              env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
         assert p.stdout.readline().strip() == "ready", "the SDK did not connect"
         time.sleep(1.0)
+        c0, t0 = wb.cpu_times(), time.monotonic()
+        time.sleep(5.0)   # connected, receiving the 50 Hz state stream, sending nothing
+        c1 = wb.cpu_times()
+        streaming = (c1.user + c1.system - c0.user - c0.system) / (time.monotonic() - t0) * 100
         send_command(ctl, {"cmd": "goals"})
         p.stdin.write("\n")
         p.stdin.flush()
@@ -126,7 +132,8 @@ def bench_sdk() -> None:
         out("sdk_set_target_to_wire_p99", _pct(sdk, 0.99), "ms")
         out("sdk_over_ros_goal_p50_ratio", _pct(sdk, 0.5) / _pct(ros, 0.5), "x")
         out("web_bridge_cpu_sdk_100hz", busy, "% of a core")
-        out("web_bridge_cpu_idle", idle, "% of a core")
+        out("web_bridge_cpu_sdk_connected_idle", streaming, "% of a core")
+        out("web_bridge_cpu_no_sdk_client", idle, "% of a core")
     finally:
         st.stop()
 
