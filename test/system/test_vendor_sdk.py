@@ -332,3 +332,61 @@ def test_hostile_client_leaves_the_stack_healthy(stack):
             out(state=r.client.get_status().state.value)
     """)[0]
     assert got["state"] == "running"
+
+
+GOTO_ERROR = """
+    with connect() as r:
+        {before}
+        t0 = time.monotonic()
+        try:
+            r.goto_target(head=create_head_pose(pitch=10, degrees=True), duration=1.0)
+            err = None
+        except Exception as e:
+            err = str(e)
+        out(error=err, s=time.monotonic() - t0)
+        {after}
+"""
+
+
+def test_goto_refused_by_motor_node_answers_with_its_reason(stack, probe):
+    """motor_node's refusal on motors/safety_events (issue 21's interface),
+    matched to the task by the trajectory's header stamp."""
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+    from trajectory_msgs.msg import JointTrajectory
+
+    probe.listen(JointTrajectory, "/motors/trajectory", depth=10)
+    from reachy_mini.ros import qos
+    pub = probe.node.create_publisher(DiagnosticStatus, "/motors/safety_events", qos.GOALS)
+    since = time.monotonic()
+    done = threading.Event()
+
+    def refuse():   # as motor_node would: ERROR = refused whole, with the command's stamp
+        got = wait_for(lambda: probe.get("/motors/trajectory", since), timeout=30, period=0.005)
+        st = got[0][1].header.stamp
+        pub.publish(DiagnosticStatus(level=DiagnosticStatus.ERROR, name="motors/trajectory",
+                                     message="stewart_1 3.0 rad beyond its limit [-0.838, 1.396]",
+                                     values=[KeyValue(key="command_stamp", value=f"{st.sec}.{st.nanosec:09d}"),
+                                             KeyValue(key="motors", value="stewart_1")]))
+        done.set()
+    t = threading.Thread(target=refuse, daemon=True)
+    t.start()
+    got = run_sdk(stack, GOTO_ERROR.format(before="", after="r.goto_target(head=create_head_pose(), duration=0.3)"))[0]
+    t.join(5)
+    assert done.is_set()
+    assert "refused by motor_node" in got["error"] and "beyond its limit" in got["error"], got
+    assert got["s"] < 1.5
+
+
+def test_goto_with_torque_off_or_estop_answers_with_the_reason(stack, probe):
+    from std_srvs.srv import Trigger
+
+    got = run_sdk(stack, GOTO_ERROR.format(before="r.disable_motors(); time.sleep(2.5)",
+                                           after="r.enable_motors()"))[0]
+    assert got["error"] and "torque off" in got["error"], got
+    wait_for(lambda: _torques(stack) == {True}, timeout=5, period=0.05)
+    assert probe.call(Trigger, "/motor_node/emergency_stop", Trigger.Request()).success
+    try:
+        got = run_sdk(stack, GOTO_ERROR.format(before="time.sleep(2.5)", after="r.enable_motors()"))[0]
+        assert got["error"] and "emergency stop" in got["error"], got
+    finally:
+        wait_for(lambda: _torques(stack) == {True}, timeout=10, period=0.05)
