@@ -14,7 +14,7 @@ import uuid
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
+from fastapi import WebSocketDisconnect
 
 from reachy_mini.core import sdk
 from reachy_mini.core.levels import OK, WARN
