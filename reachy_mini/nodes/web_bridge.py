@@ -247,6 +247,7 @@ class SdkRos:
                 for sub in self.subs.values():
                     self.node.reader.destroy_subscription(sub)
                 self.subs = {}
+                self.joints = self.head = None   # the next client must not get (or plan from) an old sample
 
     def state(self):   # uvicorn thread, 50 Hz
         with self.lock:
