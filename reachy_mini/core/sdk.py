@@ -385,6 +385,28 @@ def plan_goto(kin, joints: dict[str, float], head_now: np.ndarray, cmd: Command,
     return GotoPlan(names, points, notes)
 
 
+REACHED_RAD = math.radians(2.0)
+
+
+def task_outcome(error: str | None, estop: bool, joints: dict[str, float], end: dict[str, float],
+                 final: bool) -> str | None | bool:
+    """A goto task's answer from what the bridge knows: an error (motor_node's
+    refusal, an interruption), an emergency stop, or the joints at the
+    trajectory's end point (within 2 deg). False: not decided yet (the move
+    may still be arriving); at `final`, a target not reached is an error."""
+    if error:
+        return error
+    if estop:
+        return "emergency stop active"
+    off = {n: abs(joints.get(n, math.inf) - v) for n, v in end.items()}
+    worst = max(off, key=off.get)
+    if off[worst] <= REACHED_RAD:
+        return None
+    if not final:
+        return False
+    return f"did not reach the target: {worst} is {off[worst]:.3f} rad away"
+
+
 # ------------------------------------------------------------------ per-client policy
 class FloodGuard:
     """Token bucket per client: `rate` commands/s with a burst of one

@@ -345,19 +345,7 @@ class SdkRos:
                     t["error"] = f"refused by motor_node: {m.message}"
 
     def task_result(self, task: dict, final: bool):
-        if task["error"]:
-            return task["error"]
-        why = self._estop()
-        if why:
-            return why
-        joints = self.joints or {}
-        off = {n: abs(joints.get(n, float("inf")) - v) for n, v in task["end"].items()}
-        worst = max(off, key=off.get)
-        if off[worst] <= 0.035:   # 2 deg
-            return None
-        if not final:
-            return False
-        return f"did not reach the target: {worst} is {off[worst]:.3f} rad away"
+        return sdk.task_outcome(task["error"], self._estop() is not None, self.joints or {}, task["end"], final)
 
 
 def main(args=None) -> int:

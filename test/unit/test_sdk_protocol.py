@@ -207,3 +207,14 @@ def test_recording_returns_what_was_appended_and_is_bounded():
     while r.append({"time": 3.0, "pad": "x" * 30}):
         pass
     assert r.dropped == 1 and r.size <= 200
+
+
+def test_task_outcome():
+    end = {"stewart_1": 0.5, "body_rotation": 0.0}
+    assert sdk.task_outcome("refused by motor_node: x", False, end, end, False) == "refused by motor_node: x"
+    assert sdk.task_outcome(None, True, end, end, False) == "emergency stop active"
+    assert sdk.task_outcome(None, False, {"stewart_1": 0.51, "body_rotation": 0.0}, end, False) is None
+    far = {"stewart_1": 0.3, "body_rotation": 0.0}
+    assert sdk.task_outcome(None, False, far, end, False) is False          # still arriving
+    assert "stewart_1 is 0.200 rad away" in sdk.task_outcome(None, False, far, end, True)
+    assert "did not reach" in sdk.task_outcome(None, False, {}, end, True)
