@@ -22,12 +22,12 @@ PY=/usr/bin/python3
 "$PY" -c "import gi" 2>/dev/null || fail "Debian's python3-gi is missing (tools/sysdeps.sh test)"
 rm -rf "$VENV"
 "$PY" -m venv --system-site-packages "$VENV" || fail "python3 -m venv failed (Debian's python3-venv missing?)"
-P=$VENV/bin/python
+P=$(cd "$VENV" && pwd)/bin/python
 $P -m pip install -q --no-deps "reachy-mini==$SDK_VERSION" reachy-mini-dances-library || fail "pip install of the SDK wheel failed"
 # (pip's resolver notes that the wheel's daemon-side requirements are absent: that is the point)
 $P -m pip install -q numpy asgiref psutil pyserial requests "websockets<16" pydantic zeroconf 2>"$VENV/pip.log" \
   || { tail -5 "$VENV/pip.log" >&2; fail "pip install of the SDK's client modules failed"; }
-(cd /tmp && "$OLDPWD/$P" -c "import reachy_mini, reachy_mini_dances_library; from reachy_mini import ReachyMini") \
+(cd /tmp && "$P" -c "import reachy_mini, reachy_mini_dances_library; from reachy_mini import ReachyMini") \
   || fail "import reachy_mini failed in $VENV"
 touch "$STAMP"
 echo "reachy_mini: vendor SDK $SDK_VERSION in $VENV"
