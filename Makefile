@@ -10,7 +10,7 @@ RUST_SRC := $(shell find rust_driver/src -name "*.rs") rust_driver/Cargo.toml ru
 TF2_MSGS := tools/build_tf2_msgs.sh $(wildcard tools/tf2_msgs/*.* tools/tf2_msgs/msg/*)
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: setup sysdeps-run sysdeps-test run test test-rust test-py test-stress bench soak install-service uninstall-service clean
+.PHONY: sdk-venv setup sysdeps-run sysdeps-test run test test-rust test-py test-stress bench soak install-service uninstall-service clean
 
 setup: $(STAMP)
 
@@ -35,12 +35,17 @@ sysdeps-test:
 run: sysdeps-run setup
 	$(VENV)/bin/reachy-mini-bringup --use-sim
 
-test: sysdeps-test setup test-rust test-py
+test: sysdeps-test setup sdk-venv test-rust test-py
+
+# The vendor's SDK in its own venv (name clash: both import as reachy_mini),
+# for test/system/test_vendor_sdk.py; tools/sdk_venv.sh says why when it cannot.
+sdk-venv:
+	@bash tools/sdk_venv.sh
 
 test-rust:
 	cargo test --manifest-path rust_driver/Cargo.toml --release
 
-test-py: sysdeps-test setup
+test-py: sysdeps-test setup sdk-venv
 	$(PY) -m pytest -q test
 
 # The suite with two CPU hogs beside it (stress-ng), as on a busy robot.
@@ -48,7 +53,7 @@ test-stress: sysdeps-test setup
 	@stress-ng --cpu 2 --timeout 3600s --quiet & hog=$$!; \
 	$(PY) -m pytest -q test; rc=$$?; kill $$hog 2>/dev/null; wait $$hog 2>/dev/null; exit $$rc
 
-bench: setup
+bench: setup sdk-venv
 	$(PY) -m tools.bench $(BENCH)
 
 # Fault-storm soak of the whole simulated stack: `make soak DURATION=1800`.
@@ -65,4 +70,4 @@ uninstall-service:
 	sudo $(abspath $(VENV))/bin/reachy-mini-service uninstall
 
 clean:
-	rm -rf $(VENV) rust_driver/target build *.egg-info reachy_mini/*.so
+	rm -rf $(VENV) .venv-sdk .venv-sdk.failed rust_driver/target build *.egg-info reachy_mini/*.so

@@ -54,7 +54,7 @@ setup(
         (f"share/{PACKAGE}/config/monitoring/grafana", sorted(glob("config/monitoring/grafana/*"))),
         (f"share/{PACKAGE}/config/monitoring/tests", sorted(glob("config/monitoring/tests/*"))),
     ],
-    install_requires=["setuptools", "pyyaml", "numpy", "pyserial", "psutil", "fastapi", "fastapi-offline", "uvicorn", "prometheus-client",
+    install_requires=["setuptools", "pyyaml", "numpy", "pyserial", "psutil", "fastapi", "fastapi-offline", "uvicorn", "websockets", "prometheus-client",
                       "opencv-python-headless", "sounddevice", "reachy-mini-rust-kinematics>=1.0.3,<1.1"],
     zip_safe=False,
     maintainer="reachy_mini developers",

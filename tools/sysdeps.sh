@@ -4,7 +4,8 @@
 #                           cmake, g++ (tf2_msgs built into the venv: tools/build_tf2_msgs.sh)
 #   tools/sysdeps.sh test   the above + chromium, chromium-driver (browser test), stress-ng (make test-stress),
 #                           openssl (self-signed certificates of the TLS tests),
-#                           prometheus, prometheus-alertmanager (config/monitoring tested against the real servers)
+#                           prometheus, prometheus-alertmanager (config/monitoring tested against the real servers),
+#                           python3-gi, python3-venv (the vendor SDK's client venv, tools/sdk_venv.sh)
 # Installs with apt-get when root, through `sudo -n` when sudo works without a
 # password, and otherwise stops with the exact command to run.
 # REACHY_MINI_SKIP_SYSDEPS=1 skips it; REACHY_MINI_SYSDEPS_EXTRA adds package names.
@@ -13,7 +14,8 @@ set -euo pipefail
 set_name=${1:-}
 case "$set_name" in
   run)  pkgs=(pkg-config libportaudio2 cmake g++) ;;
-  test) pkgs=(pkg-config libportaudio2 cmake g++ chromium chromium-driver stress-ng openssl prometheus prometheus-alertmanager) ;;
+  test) pkgs=(pkg-config libportaudio2 cmake g++ chromium chromium-driver stress-ng openssl prometheus prometheus-alertmanager
+              python3-gi python3-venv) ;;
   *)    echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2206

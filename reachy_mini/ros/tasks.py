@@ -266,3 +266,26 @@ class WebServerCheck(Check):
         return lv, msg, [("live clients", str(len(hub.clients))),
                          ("updates dropped for slow clients", str(hub.dropped)),
                          ("requests", str(metrics.requests))]
+
+
+class SdkCheck(Check):
+    """The vendor SDK's /ws/sdk (web/sdk_ws.py): clients, what was dropped
+    and why, the commands this stack does not honour; WARN while the
+    endpoint is open to the network (the SDK sends no credential)."""
+
+    def __init__(self, hub, exposed: bool) -> None:
+        super().__init__("sdk")
+        self.hub, self.exposed = hub, exposed
+
+    def evaluate(self):
+        h, c = self.hub, self.hub.counts
+        if h.open_to_network and self.exposed:
+            lv, msg = WARN, "SDK endpoint open to the network without authentication"
+        else:
+            lv, msg = OK, "SDK endpoint: loopback clients only"
+        msg += f"; {len(h.clients)} client(s)"
+        values = [("clients", str(len(h.clients))), ("open to the network", str(h.open_to_network).lower())]
+        values += [(k.replace("_", " "), str(v)) for k, v in c.items()]
+        values.append(("last dropped frame or error", h.last_error or "none"))
+        values += [(f"unsupported: {t}", why) for t, why in sorted(h.unsupported.items())]
+        return lv, msg, values

@@ -64,7 +64,8 @@ class AppContext:
     reads: ReadGuard | None = None
 
 
-def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None) -> FastAPI:
+def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None, sdk=None) -> FastAPI:
+    """sdk: a web.sdk_ws.SdkHub to serve the vendor SDK's /ws/sdk, or None."""
     cfg = cfg or WebConfig()
     limiter = RateLimiter(cfg.write_rate, cfg.write_window_s)
     hub = SSEHub(store, cfg.sse_queue, cfg.max_sse_clients)
@@ -82,6 +83,11 @@ def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None
     app.add_middleware(GuardMiddleware, max_body=cfg.max_body_bytes, metrics=ctx.metrics)
     for router in (page_routes(cfg.robot), read_routes(ctx), session_routes(ctx), write_routes(ctx)):
         app.include_router(router)
+    app.state.sdk = sdk
+    if sdk is not None:
+        from reachy_mini.web.sdk_ws import sdk_routes
+
+        app.include_router(sdk_routes(sdk))
 
     def openapi():
         if app.openapi_schema:

@@ -23,6 +23,7 @@ ROSDEP = {
     "pytest": "python3-pytest", "httpx": "python3-httpx", "selenium": "python3-selenium", "yaml": "python3-yaml",
     "numpy": "python3-numpy", "cv2": "python3-opencv", "serial": "python3-serial", "psutil": "python3-psutil",
     "fastapi": "python3-fastapi", "uvicorn": "python3-uvicorn", "pydantic": "python3-pydantic",
+    "websockets": "python3-websockets",
     "prometheus_client": "python3-prometheus-client",
     "rclpy": "rclpy", "rcl_interfaces": "rcl_interfaces", "diagnostic_msgs": "diagnostic_msgs",
     "sensor_msgs": "sensor_msgs", "std_msgs": "std_msgs", "std_srvs": "std_srvs", "launch": "launch",

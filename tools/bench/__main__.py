@@ -487,10 +487,11 @@ def bench_ros_goal(n: int = 300) -> None:
 def main(argv=None) -> int:
     from tools.bench import stack as bench_stack
     from tools.bench.camera_qos import bench_camera_qos
+    from tools.bench.sdk import bench_sdk
 
     sections = {"motors": bench_motors, "goal": bench_ros_goal, "envelope": bench_envelope, "health": bench_stack.bench_health,
                 "media": bench_stack.bench_media, "camera_qos": bench_camera_qos,
-                "web": bench_stack.bench_web, "stack": bench_stack.bench_stack}
+                "web": bench_stack.bench_web, "stack": bench_stack.bench_stack, "sdk": bench_sdk}
     which = (argv if argv is not None else sys.argv[1:]) or list(sections)
     unknown = [w for w in which if w not in sections]
     if unknown:

@@ -115,10 +115,10 @@ class Stack:
     (e.g. --params-file) choose. `env` adds environment variables."""
 
     def __init__(self, tmp: str, extra: list[str] | None = None, domain: str = "96", use_sim: bool = True,
-                 env: dict | None = None) -> None:
+                 env: dict | None = None, port: int | None = None) -> None:
         self.tmp = tmp
         self.state = os.path.join(tmp, "state.json")
-        self.port = free_port()
+        self.port = port or free_port()
         self.env = env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                    XDG_RUNTIME_DIR=tmp, **(env or {}))
         argv = [sys.executable, "-m", "reachy_mini.ops.supervisor", "--state-file", self.state,
