@@ -29,7 +29,7 @@ ROSDEP = {
     "geometry_msgs": "geometry_msgs", "trajectory_msgs": "trajectory_msgs",
     "launch_ros": "launch_ros", "launch_testing": "launch_testing", "launch_testing_ros": "launch_testing_ros",
     "diagnostic_updater": "diagnostic_updater", "ament_index_python": "ament_index_python",
-    "sounddevice": None, "dynamixel_sdk": None, "schemathesis": None,
+    "sounddevice": None, "dynamixel_sdk": None, "schemathesis": None, "rosbags": None,
 }
 TEST_FILES = sorted(glob.glob(f"{REPO}/test/**/*.py", recursive=True))
 LOCAL = {"reachy_mini", "tools", "conftest", "ros_probe"} | {os.path.basename(p)[:-3] for p in TEST_FILES}
