@@ -34,6 +34,7 @@ TOPICS: tuple[tuple[str, str], ...] = (
     ("head/target_pose", "geometry_msgs/msg/PoseStamped"),
 )
 SUFFIX = ".mcap"
+SNAPSHOT_DIR = "snapshots"   # under the robot's data directory, beside the incident database
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,150}\.mcap$")
 
 
@@ -66,6 +67,10 @@ class RingBuffer:
 
     def covered_s(self) -> float:
         return (self.items[-1][1] - self.items[0][1]) / 1e9 if len(self.items) > 1 else 0.0
+
+
+def snapshot_dir(data_dir: str) -> str:
+    return os.path.join(data_dir, SNAPSHOT_DIR)
 
 
 def snapshot_name(t_ns: int, reason: str) -> str:
