@@ -270,3 +270,28 @@ def test_under_launch_a_new_pid_is_a_restart(tmp_path, ros_env):
             if p is not None and p.poll() is None:
                 p.kill()
         health.stop()
+
+
+def test_damaged_database_at_start_is_moved_aside_with_a_warn(ros_env, tmp_path, probe):
+    """A damaged incident database: health_node moves it aside, says so (a
+    WARN on its incidents item and in its log) and records into a fresh one;
+    it does not exit (no crash loop under the supervisor or launch's respawn)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(db_path(str(data)), "wb") as f:
+        f.write(b"SQLite format 3\x00" + os.urandom(20000))
+    h = HealthProc(ros_env, tmp_path, pub_rate=2.0)
+    try:
+        name = "/Reachy Mini/System/Host/incidents"
+        s = wait_for(lambda: (x := latest(probe)) and (s := x.get(name)) and s.level[0] == 1 and s, timeout=20,
+                     period=0.3)
+        assert "moved aside" in s.message, s.message
+        aside = [p for p in os.listdir(data) if ".damaged-" in p]
+        assert aside and open(data / aside[0], "rb").read(16) == b"SQLite format 3\x00"
+        wait_for(lambda: (publish(probe, [("motor_node: stewart_2", 2, "overheating")]),
+                          any(r["name"] == "/Reachy Mini/Motors/stewart_2" for r in query(db_path(str(data)))))[1],
+                 timeout=15, period=0.3)
+        assert h.proc.poll() is None
+    finally:
+        out = h.stop()
+    assert "incident database damaged; moved aside" in out
