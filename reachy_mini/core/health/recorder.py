@@ -120,9 +120,9 @@ class SnapshotPlanner:
         return out
 
     def buffer_s(self) -> float:
-        """How much history the ring must hold for a full window, with a margin
-        for the writer's tick."""
-        return max(self.before_s + self.after_s, self.max_span_s + self.before_s - self.after_s) + 5.0
+        """How much history the ring must hold for a full window (a joined one
+        spans up to max_span_s), with a margin for the writer's tick."""
+        return max(self.before_s + self.after_s, self.max_span_s) + 5.0
 
 
 def cleanup(files: list[tuple[str, int, float]], quota_bytes: int, retention_s: float, now: float,
