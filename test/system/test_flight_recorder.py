@@ -124,13 +124,22 @@ def test_overheat_snapshot_read_by_rosbags(tmp_path, ros_env):
         st.stop()
 
 
-def _probe_call_snapshot(st_domain):
+def _probe_call_snapshot(st_domain, goals: int = 0):
+    """Calls health_node's snapshot service; first publishes `goals` goals on
+    motors/goal (recorded like any goal)."""
+    from sensor_msgs.msg import JointState
     from std_srvs.srv import Trigger
 
     from ros_probe import RosProbe
 
     p = RosProbe("snapshot_caller")
     try:
+        if goals:
+            pub = p.node.create_publisher(JointState, "/motors/goal", 10)
+            wait_for(lambda: pub.get_subscription_count() >= 2, timeout=10, period=0.1)   # motor_node, recorder
+            for _ in range(goals):
+                pub.publish(JointState(name=["left_antenna"], position=[0.1]))
+                time.sleep(0.05)
         return p.call(Trigger, "/health_node/snapshot", Trigger.Request(), timeout=10.0)
     finally:
         p.close()
@@ -144,10 +153,16 @@ def test_snapshots_on_request_keep_the_quota(tmp_path, ros_env):
         time.sleep(5.0)
         names = []
         for i in range(6):
-            resp = _probe_call_snapshot(ros_env["ROS_DOMAIN_ID"])
+            resp = _probe_call_snapshot(ros_env["ROS_DOMAIN_ID"], goals=5 if i == 0 else 0)
             assert resp.success and resp.message.startswith("snapshot_"), resp.message
             names.append(resp.message.split()[0])
             wait_for(lambda: names[-1] in [f[0] for f in list_snapshots(snaps)], timeout=15, period=0.2)
+            if i == 0:   # the goals are in it
+                from rosbags.highlevel import AnyReader
+
+                with AnyReader([Path(snaps) / names[0]]) as r:
+                    counts = {c.topic: c.msgcount for c in r.connections}
+                assert counts["/motors/goal"] == 5 and counts["/joint_states"] > 0, counts
             files = list_snapshots(snaps)
             assert sum(f[1] for f in files) <= 0.12e6, files
         assert len(files) < 6 and names[-1] in [f[0] for f in files], "the oldest went first"
