@@ -295,3 +295,27 @@ def test_damaged_database_at_start_is_moved_aside_with_a_warn(ros_env, tmp_path,
     finally:
         out = h.stop()
     assert "incident database damaged; moved aside" in out
+
+
+def test_unwritable_snapshot_directory_is_a_warn_on_the_recorder(ros_env, tmp_path, probe):
+    """The snapshot directory cannot be created (a file is in its way, as an
+    unwritable or read-only disk would refuse it even to root): a snapshot on
+    request is answered, its failure is a WARN on the recorder item with the
+    cause, and health_node carries on."""
+    from std_srvs.srv import Trigger
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "snapshots").write_text("in the way")
+    h = HealthProc(ros_env, tmp_path, pub_rate=2.0, snapshot_before_s=2.0, snapshot_after_s=1.0)
+    try:
+        name = "/Reachy Mini/System/Host/recorder"
+        wait_for(lambda: (x := latest(probe)) and name in x, timeout=20, period=0.3)
+        resp = probe.call(Trigger, "/health_node/snapshot", Trigger.Request(), timeout=10.0)
+        assert resp.success and resp.message.startswith("snapshot_")   # (may join an open one: nodes missing)
+        s = wait_for(lambda: (x := latest(probe)) and (s := x.get(name)) and s.level[0] == 1 and s, timeout=15,
+                     period=0.3)
+        assert "snapshots failing" in s.message and "File exists" in s.message, s.message
+        assert h.proc.poll() is None
+    finally:
+        h.stop()

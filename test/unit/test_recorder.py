@@ -119,6 +119,7 @@ def test_mcap_opens_in_rosbags_with_topics_and_times(tmp_path):
             last = r.deserialize(raw, c.msgtype)
         assert last.status[0].values[1].value == "79"
     assert list_snapshots(str(tmp_path)) == [(os.path.basename(path), size, pytest.approx(time.time(), abs=60))]
+    assert list_snapshots(path) == [] and list_snapshots(str(tmp_path / "none")) == []   # not a directory, none
 
 
 def test_mcap_write_failure_leaves_no_file(tmp_path):

@@ -150,7 +150,7 @@ def list_snapshots(directory: str) -> list[tuple[str, int, float]]:
                 if NAME_RE.match(e.name) and e.is_file(follow_symlinks=False):
                     st = e.stat(follow_symlinks=False)
                     out.append((e.name, st.st_size, st.st_mtime))
-    except FileNotFoundError:
+    except OSError:   # no directory (yet), not a directory, unreadable: no snapshots to count
         pass
     return out
 
