@@ -55,14 +55,15 @@ setup(
         (f"share/{PACKAGE}/config/monitoring/tests", sorted(glob("config/monitoring/tests/*"))),
     ],
     install_requires=["setuptools", "pyyaml", "numpy", "pyserial", "psutil", "fastapi", "fastapi-offline", "uvicorn", "websockets", "prometheus-client",
-                      "opencv-python-headless", "sounddevice", "reachy-mini-rust-kinematics>=1.0.3,<1.1"],
+                      "opencv-python-headless", "sounddevice", "reachy-mini-rust-kinematics>=1.0.3,<1.1",
+                      "mcap>=1.2", "mcap-ros2-support>=0.5"],
     zip_safe=False,
     maintainer="reachy_mini developers",
     maintainer_email="dev@reachy-mini.invalid",
     description="ROS 2 driver and health monitoring for the Reachy Mini robot",
     license="Apache-2.0",
     # colcon picks pytest when it finds it here (setuptools ignores tests_require)
-    extras_require={"test": ["pytest", "pytest-timeout", "httpx", "selenium", "schemathesis"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "httpx", "selenium", "schemathesis", "rosbags"]},
     entry_points={
         "console_scripts": [f"{n} = {PACKAGE}.nodes.{n}:main" for n in NODES]
         + [

@@ -15,6 +15,7 @@ from rclpy.node import Node
 from reachy_mini.core.health.aggregator import ConfigError, load_aggregator
 from reachy_mini.core.health.config import HealthConfig
 from reachy_mini.core.health.incidents import Incident, IncidentWriter
+from reachy_mini.core.health.recorder import snapshot_dir
 from reachy_mini.core.health.nodes import LevelChanges, NodeWatch, RestartLog, node_status
 from reachy_mini.core.health.notify import Notifier, TopLevelWatch
 from reachy_mini.core.health.system import ProcessMonitor, siblings
@@ -25,8 +26,9 @@ from reachy_mini.ros import qos
 from reachy_mini.core.identity import robot_name
 from reachy_mini.ros.diagnostics import RobotUpdater
 from reachy_mini.ros.params import ParameterError, declare
+from reachy_mini.ros.recorder import FlightRecorder
 from reachy_mini.ros.runner import run_node
-from reachy_mini.ros.tasks import IncidentsCheck, NotifyCheck, ProcessCheck, SystemCheck
+from reachy_mini.ros.tasks import IncidentsCheck, NotifyCheck, ProcessCheck, RecorderCheck, SystemCheck
 
 CONFIG = HealthConfig
 
@@ -56,6 +58,10 @@ class HealthNode(Node):
         self.restarts = RestartLog([n.name for n in expected])
         self.killed_pids: set[int] = set()
         self.db = IncidentWriter(self.data_dir, c.history_days, c.history_max_rows, robot=self.robot)
+        if self.db.moved_aside:
+            self.get_logger().warning(f"incident database damaged; moved aside to {self.db.moved_aside}, "
+                                      "starting a fresh one")
+        self.recorder = FlightRecorder(self, snapshot_dir(self.data_dir), c) if c.recorder else None
         self.changes = LevelChanges(self.db.last_levels())
         self.top_watch = TopLevelWatch(self.changes.previous("toplevel_state"), c.notify_settle_s, now,
                                        c.notify_min_interval_s)
@@ -78,6 +84,7 @@ class HealthNode(Node):
         self.updater.add(SystemCheck(self.data_dir, c.thresholds))
         self.updater.add(IncidentsCheck(self))
         self.updater.add(NotifyCheck(self))
+        self.updater.add(RecorderCheck(self))
         for n in expected:
             self.updater.add(ProcessCheck(n.name, self))
 
@@ -107,7 +114,8 @@ class HealthNode(Node):
                 return
         else:
             prev = self.changes.previous(name)
-        self.db.record(Incident(time.time(), name, int(level), prev, message, hwid, kind))
+        snap = self.recorder.incident(name, level) if self.recorder else None   # an ERROR opens a snapshot
+        self.db.record(Incident(time.time(), name, int(level), prev, message, hwid, kind, snapshot=snap))
 
     def _item(self, node: str) -> str:
         """Aggregated name of a node's presence item, e.g. /Reachy Mini/Nodes/camera_node."""
@@ -183,11 +191,15 @@ class HealthNode(Node):
         w = {"incident writer": self.db.thread}
         if self.notifier is not None:
             w["notifier"] = self.notifier.thread
+        if self.recorder is not None:
+            w["flight recorder"] = self.recorder.thread
         return w
 
     def shutdown(self) -> None:
         if self.notifier is not None:
             self.notifier.stop(2.0)
+        if self.recorder is not None:
+            self.recorder.close()
         self.db.close()
 
 

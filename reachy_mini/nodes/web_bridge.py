@@ -19,6 +19,7 @@ from tf2_msgs.msg import TFMessage
 from reachy_mini.core import sdk
 from reachy_mini.common.paths import data_dir
 from reachy_mini.core.health.incidents import db_path, query, summary
+from reachy_mini.core.health.recorder import snapshot_dir
 from reachy_mini.core.levels import Level
 from reachy_mini.ros import qos
 from reachy_mini.core.identity import robot_name
@@ -60,7 +61,8 @@ class WebBridge(Node):
         for path in c.token_file_exposed():
             self.get_logger().warning(f"secret file {path} is readable by other users (chmod 600 it)")
         self.store = StateStore(history_s=c.history_minutes * 60, stale_after_s=c.health_stale_s)
-        self.db = db_path(c.data_dir or data_dir(self.get_namespace()))
+        data = c.data_dir or data_dir(self.get_namespace())
+        self.db = db_path(data)
         s = self.store
         # The diagnostics topics are absolute (ROS convention; remapped into the
         # namespace by the launch file and the supervisor); the rest is relative.
@@ -99,6 +101,7 @@ class WebBridge(Node):
         self.create_timer(0.2, self._tick)
         self.torque_cli = self.create_client(SetBool, f"{c.motor_node}/set_torque")
         self.reboot_cli = self.create_client(Trigger, f"{c.motor_node}/reboot")
+        self.snapshot_cli = self.create_client(Trigger, "health_node/snapshot")   # the flight recorder
         web = WebConfig(token=token, write_rate=c.write_rate, write_window_s=c.write_window_s,
                         protect_reads=c.exposed(), scrape_token=scrape_token, read_rate=c.read_rate,
                         read_window_s=c.read_window_s, tls=bool(tls), session_cookie=f"reachy_mini_session_{c.port}",
@@ -107,7 +110,8 @@ class WebBridge(Node):
         self.sdk = SdkRos(self) if c.sdk_enabled else None
         app = create_app(s, Actions(self._torque, self._reboot,
                                     lambda since=None, limit=100: query(self.db, since=since, limit=limit),
-                                    lambda: summary(self.db)["by_level"]), web, self.sdk and self.sdk.hub)
+                                    lambda: summary(self.db)["by_level"], snapshot_dir(data),
+                                    lambda: self._call(self.snapshot_cli, Trigger.Request())), web, self.sdk and self.sdk.hub)
         self.server = uvicorn.Server(uvicorn.Config(app, host=c.host, port=c.port, log_level="warning",
                                                     timeout_graceful_shutdown=2, ws_max_size=sdk.MAX_FRAME_BYTES,
                                                     **tls))
@@ -171,7 +175,7 @@ class WebBridge(Node):
 
     def _call(self, cli, req) -> tuple[bool, str]:   # uvicorn worker thread; the executor completes it
         if not cli.wait_for_service(timeout_sec=self.cfg.service_timeout_s):
-            raise TimeoutError(f"service {cli.srv_name} not available (is motor_node running?)")
+            raise TimeoutError(f"service {cli.srv_name} not available (is its node running?)")
         fut = cli.call_async(req)
         end = time.monotonic() + self.cfg.service_timeout_s
         while not fut.done() and time.monotonic() < end:

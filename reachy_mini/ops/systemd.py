@@ -8,8 +8,11 @@ rules giving the servo adapter and the camera stable names.
     reachy-mini-service print                                           # show what would be written
     sudo reachy-mini-service uninstall
 
-Files: /etc/systemd/system/reachy-mini.service, /etc/udev/rules.d/99-reachy-mini.rules.
-Data (incidents): /var/lib/reachy-mini. Logs: /var/log/reachy-mini (node logs
+Files: /etc/systemd/system/reachy-mini.service, /etc/udev/rules.d/99-reachy-mini.rules,
+and (unless --no-backup-timer) reachy-mini-backup.service + reachy-mini-backup.timer:
+a daily backup of the incident history (`reachy-mini-incidents backup`: SQLite's
+online backup API, integrity-checked, the newest 7 kept in <data>/backups).
+Data (incidents, flight-recorder snapshots): /var/lib/reachy-mini. Logs: /var/log/reachy-mini (node logs
 rotated by size, bounded count) and the journal (journalctl -u reachy-mini).
 """
 from __future__ import annotations
@@ -26,6 +29,54 @@ from reachy_mini.common.paths import config_path
 
 UNIT = "reachy-mini.service"
 RULES = "99-reachy-mini.rules"
+BACKUP_UNIT = "reachy-mini-backup.service"
+BACKUP_TIMER = "reachy-mini-backup.timer"
+BACKUPS_KEPT = 7
+
+
+def render_backup(user: str, mode: str, exe_dir: str, ros_setup: str = "", ws_setup: str = "") -> tuple[str, str]:
+    """(service, timer): a daily `reachy-mini-incidents backup` of the
+    service's incident database, as the service's user, at idle priority."""
+    if mode == "bringup":
+        exec_start = (f"{shlex.quote(os.path.join(exe_dir, 'reachy-mini-incidents'))} backup "
+                      f"--db /var/lib/reachy-mini/incidents.sqlite3 --keep {BACKUPS_KEPT}")
+    else:   # a colcon install keeps console scripts off PATH: run the module after sourcing
+        sources = " && ".join(f"source {shlex.quote(s)}" for s in (ros_setup, ws_setup) if s)
+        cmd = f"{sources} && exec python3 -m reachy_mini.core.health.incidents backup --keep {BACKUPS_KEPT}"
+        exec_start = f"/bin/bash -c {shlex.quote(cmd)}"
+    service = "\n".join([
+        "# Written by reachy-mini-service (daily backup of the incident history).",
+        "[Unit]",
+        "Description=Back up the Reachy Mini incident history (SQLite online backup, integrity-checked)",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        f"User={user}",
+        f"Group={user}",
+        "StateDirectory=reachy-mini",
+        f"ExecStart={exec_start}",
+        "Nice=10",
+        "IOSchedulingClass=idle",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "ProtectSystem=full",
+        "",
+    ])
+    timer = "\n".join([
+        "# Written by reachy-mini-service; `systemctl list-timers reachy-mini-backup.timer` shows the next run.",
+        "[Unit]",
+        "Description=Daily backup of the Reachy Mini incident history",
+        "",
+        "[Timer]",
+        "OnCalendar=daily",
+        "RandomizedDelaySec=30min",
+        "Persistent=true",                # a robot that was off at midnight backs up at its next boot
+        "",
+        "[Install]",
+        "WantedBy=timers.target",
+        "",
+    ])
+    return service, timer
 
 
 def render_unit(user: str, mode: str, exe_dir: str, ros_setup: str = "", ws_setup: str = "",
@@ -151,6 +202,8 @@ def main(argv=None) -> int:
     p.add_argument("--use-sim", action="store_true", help="run on the simulated robot (demo machines)")
     p.add_argument("--root", default="/", help="install under this root (packaging, tests)")
     p.add_argument("--no-systemctl", action="store_true", help="write files only")
+    p.add_argument("--no-backup-timer", action="store_true",
+                   help="no daily backup of the incident history (reachy-mini-backup.timer)")
     a = p.parse_args(argv)
     exe_dir = ""
     if a.mode == "bringup":
@@ -166,8 +219,12 @@ def main(argv=None) -> int:
     rules = render_rules()
     unit_path = os.path.join(a.root, "etc/systemd/system", UNIT)
     rules_path = os.path.join(a.root, "etc/udev/rules.d", RULES)
+    files = [(unit_path, unit), (rules_path, rules)]
+    backup_paths = [os.path.join(a.root, "etc/systemd/system", n) for n in (BACKUP_UNIT, BACKUP_TIMER)]
+    if not a.no_backup_timer:
+        files += list(zip(backup_paths, render_backup(a.user, a.mode, exe_dir, a.ros_setup, a.ws_setup)))
     if a.action == "print":
-        print(f"# {unit_path}\n{unit}\n# {rules_path}\n{rules}")
+        print("\n".join(f"# {path}\n{text}" for path, text in files))
         return 0
     live = os.path.abspath(a.root) == "/" and not a.no_systemctl
     if os.path.abspath(a.root) == "/" and os.geteuid() != 0:
@@ -175,8 +232,8 @@ def main(argv=None) -> int:
         return 1
     if a.action == "uninstall":
         if live:
-            subprocess.run(["systemctl", "disable", "--now", UNIT], check=False)
-        for f in (unit_path, rules_path):
+            subprocess.run(["systemctl", "disable", "--now", UNIT, BACKUP_TIMER], check=False)
+        for f in (unit_path, rules_path, *backup_paths):
             if os.path.exists(f):
                 os.unlink(f)
                 print(f"removed {f}")
@@ -186,14 +243,15 @@ def main(argv=None) -> int:
         return 0
     for note in _check_user(a.user):
         print(f"note: {note}")
-    for path, text in ((unit_path, unit), (rules_path, rules)):
+    for path, text in files:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             f.write(text)
         print(f"wrote {path}")
     if live:
         for cmd in (["udevadm", "control", "--reload"], ["udevadm", "trigger"], ["systemctl", "daemon-reload"],
-                    ["systemctl", "enable", "--now", UNIT]):
+                    ["systemctl", "enable", "--now", UNIT]) + \
+                (() if a.no_backup_timer else (["systemctl", "enable", "--now", BACKUP_TIMER],)):
             r = subprocess.run(cmd, check=False)
             if r.returncode:
                 print(f"warning: {' '.join(cmd)} exited with {r.returncode}", file=sys.stderr)

@@ -224,7 +224,31 @@ class IncidentsCheck(Check):
         values = [("database", d.path)] + [(k, str(getattr(d, k))) for k in ("written", "dropped", "pruned", "errors")]
         values += [("queue", str(d.q.qsize())), ("statuses aggregated", str(h.statuses)),
                    ("items", str(len(h.agg.items)))]
+        if d.moved_aside:   # until the next start: the owner may want the old history back
+            values.append(("damaged database moved aside", d.moved_aside))
+            if not d.errors:
+                return WARN, f"the database was damaged at start; moved aside to {d.moved_aside}", values
         return lv, f"write errors: {d.last_error}" if d.errors else "OK", values
+
+
+class RecorderCheck(Check):
+    """The flight recorder (ros/recorder.py): WARN while snapshots cannot be
+    written (disk full, unwritable directory, over the quota); OK otherwise."""
+
+    def __init__(self, health) -> None:
+        super().__init__("recorder")
+        self.health = health
+
+    def evaluate(self):
+        r = self.health.recorder
+        if r is None:
+            return OK, "off (recorder is false)", []
+        s = r.stats()
+        values = [(k, str(v)) for k, v in s.items()]
+        if r.failing:
+            return WARN, f"snapshots failing: {s['last error']}", values
+        return OK, f"{s['snapshots']} snapshots, {s['disk (MB)']} MB of {s['quota (MB)']} MB; buffer " \
+                   f"{s['buffer (s)']} s", values
 
 
 class NotifyCheck(Check):

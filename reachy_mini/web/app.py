@@ -48,6 +48,8 @@ class Actions:
     reboot: Callable[[], tuple[bool, str]]
     incidents: Callable[..., list[dict]]
     incident_counts: Callable[[], dict[str, int]] = dict   # level name -> incidents stored (/metrics)
+    snapshot_dir: str = ""                                   # the flight recorder's files ('' = none)
+    snapshot: Callable[[], tuple[bool, str]] | None = None   # asks health_node for a snapshot
 
 
 @dataclass

@@ -16,8 +16,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 
 from reachy_mini.core.levels import STALE, Level
 from reachy_mini.web import metrics as prom
-from reachy_mini.web.schemas import (Frames, Health, HistoryPoint, Incident, Motor, Problem, RebootRequest,
-                                     StatusTree, SystemInfo, TorqueRequest, WriteResult)
+from reachy_mini.web.schemas import (Frames, Health, HistoryPoint, Incident, Motor, Problem, RebootRequest, SnapshotPlot,
+                                     SnapshotRequest, StatusTree, SystemInfo, TorqueRequest, WriteResult)
 from reachy_mini.web.security import problem
 
 STATIC = os.path.join(os.path.dirname(os.path.realpath(__file__)), "static")
@@ -115,6 +115,50 @@ def read_routes(ctx) -> APIRouter:
                   limit: int = Query(100, ge=1, le=1000)):
         """Level changes, restarts and hang kills, newest first."""
         return actions.incidents(since=since, limit=limit)
+
+    def snapshot_file(name: str) -> str | JSONResponse:
+        """The path of a finished snapshot, or a 404 saying why (path-traversal
+        safe: a strict name pattern, then the real path must be in the directory)."""
+        from reachy_mini.core.health.recorder import NAME_RE
+
+        if not NAME_RE.match(name):
+            return problem(404, "not a snapshot name (snapshot_<UTC time>_<reason>.mcap)")
+        folder = os.path.realpath(actions.snapshot_dir) if actions.snapshot_dir else ""
+        path = os.path.realpath(os.path.join(folder, name))
+        if not folder or os.path.dirname(path) != folder:
+            return problem(404, "no such snapshot")
+        if not os.path.isfile(path):
+            return problem(404, f"no snapshot {name}: still being recorded (10 s after the incident), not written "
+                                "(see the health_node: recorder diagnostic), or deleted by the quota or retention")
+        return path
+
+    @r.get("/api/snapshots/{name}", response_class=FileResponse,
+           responses={200: {"content": {"application/octet-stream": {}}, "description": "the MCAP file"},
+                      404: {"model": Problem, "description": "no such snapshot (with the reason)"}})
+    def snapshot(name: str):
+        """A flight-recorder snapshot (MCAP, ROS 2 CDR): `ros2 bag info`, Foxglove, rosbags read it."""
+        path = snapshot_file(name)
+        if not isinstance(path, str):
+            return path
+        return FileResponse(path, media_type="application/octet-stream", filename=name)
+
+    @r.get("/api/snapshots/{name}/plot", response_model=SnapshotPlot,
+           responses={404: {"model": Problem, "description": "no such snapshot (with the reason)"},
+                      409: {"model": Problem, "description": "the file cannot be read (damaged)"}})
+    def snapshot_plot(name: str, item: str = Query(..., max_length=500, description="aggregated item name"),
+                      message: str = Query("", max_length=1000, description="the incident's message (which value)")):
+        """The recorded minute around an incident: the item's triggering value
+        and level, and the top level (from /diagnostics_agg and
+        /diagnostics_toplevel_state in the snapshot)."""
+        from reachy_mini.core.health.recorder import read_plot
+
+        path = snapshot_file(name)
+        if not isinstance(path, str):
+            return path
+        try:
+            return read_plot(path, item, message)
+        except Exception as e:   # noqa: BLE001 - a damaged file is a 409, not a 500
+            return problem(409, f"cannot read {name}: {type(e).__name__}: {e}")
 
     @r.get("/api/history", response_model=list[HistoryPoint])
     def history(minutes: float = Query(30.0, gt=0, le=1440)):
@@ -224,5 +268,14 @@ def write_routes(ctx) -> APIRouter:
     def reboot(request: Request, req: RebootRequest = Body(default_factory=RebootRequest)):
         """Reboot every motor (clears latched hardware errors; motor_node's reboot service)."""
         return guard.check(request) or run(actions.reboot)
+
+    @r.post("/api/snapshot", response_model=WriteResult, openapi_extra={"security": sec},
+            responses={**write_responses, 409: {"model": WriteResult, "description": "the recorder is off"}})
+    def snapshot(request: Request, req: SnapshotRequest = Body(default_factory=SnapshotRequest)):
+        """A flight-recorder snapshot now (health_node's ~/snapshot service): the
+        file covers 30 s before and 10 s after; `message` names it."""
+        if actions.snapshot is None:
+            return guard.check(request) or JSONResponse({"success": False, "message": "no recorder"}, 409)
+        return guard.check(request) or run(actions.snapshot)
 
     return r

@@ -65,6 +65,18 @@ class Incident(BaseModel):
     hardware_id: str
     kind: str
     robot: str = Field("", description="the robot's name when the incident was recorded")
+    snapshot: Optional[str] = Field(None, description="its flight-recorder file (GET /api/snapshots/{snapshot}); "
+                                                      "None: no snapshot")
+
+
+class SnapshotPlot(BaseModel):
+    item: str = Field(description="the incident's item")
+    key: Optional[str] = Field(None, description="the value plotted: the one that explains the alarm")
+    start: Optional[float] = Field(None, description="first recorded message, epoch s")
+    end: Optional[float] = Field(None, description="last recorded message, epoch s")
+    value: list[list[float]] = Field(description="[t, value] of `key`")
+    level: list[list[float]] = Field(description="[t, level] of the item")
+    top_level: list[list[float]] = Field(description="[t, level] of the robot (top level)")
 
 
 class Frame(BaseModel):
@@ -109,6 +121,10 @@ class TorqueRequest(BaseModel):
 
 
 class RebootRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SnapshotRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 

@@ -270,3 +270,52 @@ def test_under_launch_a_new_pid_is_a_restart(tmp_path, ros_env):
             if p is not None and p.poll() is None:
                 p.kill()
         health.stop()
+
+
+def test_damaged_database_at_start_is_moved_aside_with_a_warn(ros_env, tmp_path, probe):
+    """A damaged incident database: health_node moves it aside, says so (a
+    WARN on its incidents item and in its log) and records into a fresh one;
+    it does not exit (no crash loop under the supervisor or launch's respawn)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with open(db_path(str(data)), "wb") as f:
+        f.write(b"SQLite format 3\x00" + os.urandom(20000))
+    h = HealthProc(ros_env, tmp_path, pub_rate=2.0)
+    try:
+        name = "/Reachy Mini/System/Host/incidents"
+        s = wait_for(lambda: (x := latest(probe)) and (s := x.get(name)) and s.level[0] == 1 and s, timeout=20,
+                     period=0.3)
+        assert "moved aside" in s.message, s.message
+        aside = [p for p in os.listdir(data) if ".damaged-" in p]
+        assert aside and open(data / aside[0], "rb").read(16) == b"SQLite format 3\x00"
+        wait_for(lambda: (publish(probe, [("motor_node: stewart_2", 2, "overheating")]),
+                          any(r["name"] == "/Reachy Mini/Motors/stewart_2" for r in query(db_path(str(data)))))[1],
+                 timeout=15, period=0.3)
+        assert h.proc.poll() is None
+    finally:
+        out = h.stop()
+    assert "incident database damaged; moved aside" in out
+
+
+def test_unwritable_snapshot_directory_is_a_warn_on_the_recorder(ros_env, tmp_path, probe):
+    """The snapshot directory cannot be created (a file is in its way, as an
+    unwritable or read-only disk would refuse it even to root): a snapshot on
+    request is answered, its failure is a WARN on the recorder item with the
+    cause, and health_node carries on."""
+    from std_srvs.srv import Trigger
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "snapshots").write_text("in the way")
+    h = HealthProc(ros_env, tmp_path, pub_rate=2.0, snapshot_before_s=2.0, snapshot_after_s=1.0)
+    try:
+        name = "/Reachy Mini/System/Host/recorder"
+        wait_for(lambda: (x := latest(probe)) and name in x, timeout=20, period=0.3)
+        resp = probe.call(Trigger, "/health_node/snapshot", Trigger.Request(), timeout=10.0)
+        assert resp.success and resp.message.startswith("snapshot_")   # (may join an open one: nodes missing)
+        s = wait_for(lambda: (x := latest(probe)) and (s := x.get(name)) and s.level[0] == 1 and s, timeout=15,
+                     period=0.3)
+        assert "snapshots failing" in s.message and "File exists" in s.message, s.message
+        assert h.proc.poll() is None
+    finally:
+        h.stop()

@@ -78,7 +78,8 @@ class Server:
         actions = Actions(lambda on: (self.calls.append(("torque", on)) or (True, f"torque {on}")),
                           lambda: (self.calls.append(("reboot",)) or (True, "rebooted")),
                           lambda since=None, limit=100: query(db_path(self.data), since=since, limit=limit),
-                          lambda: summary(db_path(self.data))["by_level"])
+                          lambda: summary(db_path(self.data))["by_level"], os.path.join(self.data, "snapshots"),
+                          lambda: (self.calls.append(("snapshot",)) or (True, "snapshot_x_request.mcap (in 10 s)")))
         cfg.setdefault("robot", "robot7")
         self.app = create_app(self.store, actions, WebConfig(token=token, public_config={"port": 0}, **cfg))
         with socket.socket() as s:
@@ -413,3 +414,26 @@ def test_silent_health_monitor_is_stale_everywhere(srv):
     fill(srv.store)                                               # it publishes again (that push is the change)
     assert c.get("/api/health").status_code == 200 and _value(_samples(c.get("/metrics").text), "reachy_mini_up") == 1
     assert not srv.store.check_stale()
+
+
+def test_snapshot_routes_serve_only_snapshots(srv, tmp_path):
+    snaps = os.path.join(srv.data, "snapshots")
+    os.makedirs(snaps)
+    good = "snapshot_20261202T031502.250Z_Reachy_Mini_Motors_stewart_2.mcap"
+    with open(os.path.join(snaps, good), "wb") as f:
+        f.write(b"\x89MCAP0\r\n" + b"x" * 100)
+    (tmp_path / "secret.mcap").write_text("outside")
+    os.symlink(tmp_path / "secret.mcap", os.path.join(snaps, "evil.mcap"))
+    c = httpx.Client(base_url=srv.url)
+    r = c.get(f"/api/snapshots/{good}")
+    assert r.status_code == 200 and r.content.startswith(b"\x89MCAP") and "attachment" in r.headers["content-disposition"]
+    for name, why in (("x.txt", "not a snapshot name"), (".hidden.mcap", "not a snapshot name"),
+                      ("evil.mcap", "no such snapshot"), ("snapshot_later.mcap", "still being recorded"),
+                      ("..%2Fsecret.mcap", "")):
+        r = c.get(f"/api/snapshots/{name}")
+        assert r.status_code == 404 and why in r.json()["detail"], (name, r.text)
+    r = c.get(f"/api/snapshots/{good}/plot", params={"item": "/Reachy Mini/Motors/stewart_2"})
+    assert r.status_code == 409 and "cannot read" in r.json()["detail"]      # not a real MCAP: a reason, no 500
+    assert c.post("/api/snapshot", json={}).status_code == 401 and ("snapshot",) not in srv.calls
+    r = c.post("/api/snapshot", json={}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200 and r.json()["message"].startswith("snapshot_") and ("snapshot",) in srv.calls

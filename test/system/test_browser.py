@@ -238,3 +238,46 @@ def test_robot_view_follows_the_head(stack, browser, ros_env):
     print("robot view:", js(browser, pose))
     csp = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
     assert csp == [], csp
+def test_incident_list_links_and_plots_its_recording(tmp_path, ros_env, browser):
+    """An overheat: its incident row gets the flight recorder's MCAP link (a
+    download of the real file) and the page plots the recorded minute: the
+    motor's temperature and the item's and robot's levels around it."""
+    import httpx
+
+    from conftest import params_ignoring_host_cpu
+
+    st = Stack(str(tmp_path), extra=["--params-file", params_ignoring_host_cpu(tmp_path)],
+               domain=ros_env["ROS_DOMAIN_ID"])
+    try:
+        st.pids()
+        url = f"http://127.0.0.1:{st.port}/"
+        wait_for(lambda: _up(url), timeout=30, period=0.2)
+        browser.get(url)
+        wait_for(lambda: js(browser, "return document.getElementById('conn').textContent") == "live", timeout=20)
+        wait_for(lambda: js(browser, "return document.querySelector('tr[data-motor=stewart_2]')?.className") == "s0",
+                 timeout=30, period=0.2)
+        time.sleep(30.0)   # a full half-minute of history before the fault
+        send_command(os.path.join(st.tmp, "reachy_mini_sim", "ttyDXL.ctl"), {"cmd": "overheat", "id": 12})
+        time.sleep(6.0)    # the temperature climbs on: the plot shows the after part too
+        send_command(os.path.join(st.tmp, "reachy_mini_sim", "ttyDXL.ctl"), {"cmd": "clear", "id": 12})
+        link = "const a = [...document.querySelectorAll('#incidents tr')].find(tr => tr.textContent.includes(" \
+               "'Motors/stewart_2') && tr.querySelector('a.dl')); return a ? a.querySelector('a.dl').href : null"
+        href = wait_for(lambda: js(browser, link), timeout=15, period=0.3)
+        # the plot appears once the file is written (10 s after the incident): a value line and level bands
+        wait_for(lambda: js(browser, "return document.querySelectorAll('#incplot polyline.value').length") == 1,
+                 timeout=25, period=0.3)
+        title = js(browser, "return document.getElementById('plottitle').textContent")
+        assert "ERROR" in title, title
+        assert js(browser, "return document.querySelectorAll('#incplot rect.band').length") >= 10
+        assert "temperature" in js(browser, "return document.getElementById('plotlegend').textContent")
+        r = httpx.get(href, timeout=10)
+        assert r.status_code == 200 and r.content[:8] == b"\x89MCAP0\r\n"
+        csp = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+        assert csp == [], csp
+        browser.execute_script("document.getElementById('recording').scrollIntoView()")
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        shot = os.path.join(ARTIFACTS, "incident_plot.png")
+        browser.save_screenshot(shot)
+        assert os.path.getsize(shot) > 10_000
+    finally:
+        st.stop()

@@ -29,8 +29,38 @@ def test_install_writes_unit_and_udev_rules(tmp_path, capsys):
     rules = (tmp_path / "etc/udev/rules.d/99-reachy-mini.rules").read_text()
     assert 'ATTRS{idVendor}=="1a86", ATTRS{idProduct}=="55d3", SYMLINK+="reachy_mini_servo"' in rules
     assert 'ATTRS{idVendor}=="38fb", ATTRS{idProduct}=="1002"' in rules and "reachy_mini_camera" in rules
+    # the daily backup of the incident history: a timer and a oneshot service as the same user
+    timer = (tmp_path / "etc/systemd/system/reachy-mini-backup.timer").read_text()
+    for line in ["OnCalendar=daily", "Persistent=true", "WantedBy=timers.target"]:
+        assert line in timer, line
+    backup = (tmp_path / "etc/systemd/system/reachy-mini-backup.service").read_text()
+    assert "Type=oneshot" in backup and "User=reachy" in backup
+    cmd = backup.split("ExecStart=")[1].split("\n")[0].split()
+    assert cmd[0].endswith("reachy-mini-incidents") and os.path.exists(cmd[0])
+    assert cmd[1:] == ["backup", "--db", "/var/lib/reachy-mini/incidents.sqlite3", "--keep", "7"]
     assert service_main(["uninstall", "--root", str(tmp_path), "--no-systemctl"]) == 0
     assert not (tmp_path / "etc/systemd/system/reachy-mini.service").exists()
+    assert not (tmp_path / "etc/systemd/system/reachy-mini-backup.timer").exists()
+    assert service_main(["install", "--root", str(tmp_path), "--user", "reachy", "--no-systemctl",
+                         "--no-backup-timer"]) == 0
+    assert not (tmp_path / "etc/systemd/system/reachy-mini-backup.timer").exists()
+
+
+def test_backup_service_command_backs_up(tmp_path):
+    """The timer's command, run as written (minus the path), makes a checked backup."""
+    from reachy_mini.core.health.incidents import Incident, IncidentWriter
+
+    w = IncidentWriter(str(tmp_path / "data"))
+    w.record(Incident(time.time(), "/R/x", 2, 0, "m"))
+    assert w.flush()
+    w.close()
+    service_main(["install", "--root", str(tmp_path), "--user", "reachy", "--no-systemctl"])
+    backup = (tmp_path / "etc/systemd/system/reachy-mini-backup.service").read_text()
+    argv = backup.split("ExecStart=")[1].split("\n")[0].split()
+    argv = [a.replace("/var/lib/reachy-mini", str(tmp_path / "data")) for a in argv]
+    r = subprocess.run(argv, capture_output=True, text=True)
+    assert r.returncode == 0 and "integrity check: ok" in r.stdout, r.stdout + r.stderr
+    assert len(os.listdir(tmp_path / "data" / "backups")) == 1
 
 
 def test_ros2_mode_unit(tmp_path):
@@ -41,6 +71,9 @@ def test_ros2_mode_unit(tmp_path):
     assert "source /opt/ros/kilted/setup.bash && source /home/reachy/ws/install/setup.bash && exec ros2 launch " \
            "reachy_mini bringup.launch.py" in unit
     assert "ROS_LOG_DIR=/var/log/reachy-mini/ros" in unit and "-mtime +7" in unit
+    backup = (tmp_path / "etc/systemd/system/reachy-mini-backup.service").read_text()
+    assert "source /home/reachy/ws/install/setup.bash && exec python3 -m reachy_mini.core.health.incidents backup" \
+        in backup
     with pytest.raises(SystemExit):
         service_main(["install", "--root", str(tmp_path), "--mode", "ros2", "--no-systemctl"])
 
@@ -48,7 +81,9 @@ def test_ros2_mode_unit(tmp_path):
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_unit_passes_systemd_analyze(tmp_path):
     service_main(["install", "--root", str(tmp_path), "--user", "root", "--no-systemctl"])
-    r = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "etc/systemd/system/reachy-mini.service")],
+    r = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "etc/systemd/system/reachy-mini.service"),
+                        str(tmp_path / "etc/systemd/system/reachy-mini-backup.service"),
+                        str(tmp_path / "etc/systemd/system/reachy-mini-backup.timer")],
                        capture_output=True, text=True)
     assert "Unknown key" not in r.stderr and "Invalid" not in r.stderr, r.stderr
 

@@ -32,7 +32,7 @@ ROSDEP = {
     "diagnostic_updater": "diagnostic_updater", "ament_index_python": "ament_index_python",
     "hypothesis": "python3-hypothesis",
     "tf2_msgs": "tf2_msgs", "urdf_parser_py": "urdfdom_py",
-    "sounddevice": None, "dynamixel_sdk": None, "schemathesis": None,
+    "sounddevice": None, "dynamixel_sdk": None, "schemathesis": None, "rosbags": None,
 }
 TEST_FILES = sorted(glob.glob(f"{REPO}/test/**/*.py", recursive=True))
 LOCAL = {"reachy_mini", "tools", "conftest", "ros_probe"} | {os.path.basename(p)[:-3] for p in TEST_FILES}

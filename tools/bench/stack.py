@@ -216,6 +216,43 @@ def bench_stack() -> None:
     finally:
         stop.set()
         st.stop()
+    bench_recorder()
+
+
+def bench_recorder() -> None:
+    """The flight recorder's cost: two idle stacks side by side (own domains,
+    own simulated robots), one with recorder:=false, their health_node CPU
+    sampled over the same window, so that the load of the machine falls on
+    both alike; reported as the difference and the ratio."""
+    import yaml
+
+    from reachy_mini.common.paths import config_path
+
+    with open(config_path("reachy_mini.yaml")) as f:
+        params = yaml.safe_load(f)
+    stacks = {}
+    domains = os.environ.get("BENCH_RECORDER_DOMAINS", "93,92").split(",")   # runs side by side: pick others
+    try:
+        for label, domain, on in (("on", domains[0], True), ("off", domains[1], False)):
+            tmp = tempfile.mkdtemp(prefix=f"reachy_bench_recorder_{label}_")
+            p = dict(params)
+            p.setdefault("/**/health_node", {}).setdefault("ros__parameters", {})["recorder"] = on
+            pf = os.path.join(tmp, "params.yaml")
+            with open(pf, "w") as f:
+                yaml.safe_dump(p, f)
+            stacks[label] = Stack(tmp, extra=["--params-file", pf], domain=domain)
+        pids = {label: st.pids()["health_node"] for label, st in stacks.items()}
+        time.sleep(45.0)   # past start-up, and the ring buffer full (its steady state)
+        cpu = cpu_of(pids, STACK_S)
+        print(f"# flight recorder: health_node CPU % of one core, two idle stacks side by side over the same "
+              f"{STACK_S:.0f} s, recorder on vs recorder:=false; goal: difference <= 3 %", flush=True)
+        out("stack_health_node_cpu_recorder_on", cpu["on"], "%")
+        out("stack_health_node_cpu_recorder_off", cpu["off"], "%")
+        out("stack_recorder_cpu_difference", cpu["on"] - cpu["off"], "%")
+        out("stack_recorder_cpu_ratio_on_over_off", cpu["on"] / cpu["off"] if cpu["off"] else float("nan"), "x")
+    finally:
+        for st in stacks.values():
+            st.stop()
 
 
 def _tf_cost(st: "Stack", pids: dict[str, int]) -> None:

@@ -54,6 +54,16 @@ class HealthConfig(NodeConfig):
     notify_min_interval_s: float = setting(60.0, "after a notification, the next one waits at least this long and "
                                            "then reports the level of that moment (a flapping level is one "
                                            "notification, not a flood)", 0.0, 3600.0)
+    recorder: bool = setting(True, "flight recorder: keep the last minute of diagnostics, joint states, head pose "
+                             "and goals, and write an MCAP snapshot on each ERROR incident and on request "
+                             "(~/snapshot)")
+    recorder_buffer_mb: float = setting(32.0, "flight recorder: memory bound of the rolling buffer (MB)", 1.0, 1024.0)
+    snapshot_before_s: float = setting(30.0, "flight recorder: seconds recorded before the trigger", 1.0, 300.0)
+    snapshot_after_s: float = setting(10.0, "flight recorder: seconds recorded after the trigger", 1.0, 120.0)
+    snapshot_quota_mb: float = setting(500.0, "flight recorder: disk quota of the snapshots; the oldest go first "
+                                       "(MB)", 0.1, 1e6, runtime=True)
+    snapshot_retention_days: float = setting(30.0, "flight recorder: snapshots older than this are deleted (days)",
+                                             0.001, 3650.0, runtime=True)
     cpu_warn_pct: float = _threshold(90.0, "host CPU: WARN at or above (%)")
     cpu_error_pct: float = _threshold(98.0, "host CPU: ERROR at or above (%)")
     mem_warn_pct: float = _threshold(85.0, "host memory: WARN at or above (%)")

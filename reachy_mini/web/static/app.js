@@ -57,13 +57,99 @@ function renderIncidents(rows) {
   const body = $("incidents").tBodies[0];
   body.replaceChildren();
   for (const r of rows.slice(0, 20)) {
-    const tr = el("tr", {class: "s" + r.level});
+    const tr = el("tr", {class: "s" + r.level + (selected && selected.id === r.id ? " sel" : ""), "data-id": r.id});
     const change = (r.prev_level_name || "new") + " → " + r.level_name;
     [new Date(r.t * 1000).toLocaleTimeString(), r.kind, change, r.name, r.message]
       .forEach((c) => tr.append(el("td", {}, c)));
+    const rec = el("td", {});
+    if (r.snapshot) {   // the flight recorder's file (written 10 s after the incident)
+      rec.append(el("a", {href: "/api/snapshots/" + encodeURIComponent(r.snapshot), download: r.snapshot,
+                          class: "dl", title: r.snapshot}, "MCAP"));
+      const b = el("button", {type: "button", class: "plot"}, "plot");
+      b.addEventListener("click", () => { pinned = true; showRecording(r); });
+      rec.append(b);
+    }
+    tr.append(rec);
     body.append(tr);
   }
+  // Until the owner picks one, the newest recording is shown, for its deepest
+  // item (the motor, not its group or the robot that turned ERROR with it).
+  const newest = rows.find((x) => x.snapshot && x.level === 2);
+  if (newest && !pinned && (!selected || selected.snapshot !== newest.snapshot)) {
+    const depth = (x) => x.name.split("/").length;
+    const same = rows.filter((x) => x.snapshot === newest.snapshot && x.level === 2);
+    showRecording(same.reduce((a, b) => (depth(b) > depth(a) ? b : a)), true);
+  }
 }
+
+// ---- the recorded minute around an incident (/api/snapshots/{name}/plot)
+let selected = null, pinned = false, plotRetry = null;
+const LEVEL_FILL = ["#2e7d32", "#f9a825", "#c62828", "#9e9e9e"];
+async function showRecording(r, auto) {
+  selected = r;
+  clearTimeout(plotRetry);
+  document.querySelectorAll("#incidents tr").forEach((tr) => tr.classList.toggle("sel", tr.dataset.id == r.id));
+  const q = "?item=" + encodeURIComponent(r.name) + "&message=" + encodeURIComponent(r.message.slice(0, 500));
+  let resp;
+  try { resp = await fetch("/api/snapshots/" + encodeURIComponent(r.snapshot) + "/plot" + q, {headers: authHeaders()}); }
+  catch (e) { resp = null; }
+  $("recording").hidden = false;
+  $("plottitle").textContent = r.name + " (" + r.level_name + ": " + r.message + ")";
+  if (!resp || !resp.ok) {
+    const why = resp ? await reason(resp) : "server unreachable";
+    drawRecording(null, r, why);
+    if (selected === r && (!resp || resp.status === 404)) plotRetry = setTimeout(() => showRecording(r, auto), 3000);
+    return;
+  }
+  drawRecording(await resp.json(), r);
+}
+
+function drawRecording(p, inc, why) {
+  const svg = $("incplot"), W = 800, H = 260, top = 10, plotH = 170, bandY = 200, bandH = 16;
+  svg.replaceChildren();
+  if (!p) { svg.append(svgEl("text", {x: 10, y: 20}, "recording not available yet: " + why)); return; }
+  const t0 = p.start ?? inc.t - 30, t1 = p.end ?? inc.t + 10;
+  const xs = (t) => 40 + ((t - t0) / Math.max(1e-3, t1 - t0)) * (W - 50);
+  for (let s = Math.ceil(t0 - inc.t); s <= t1 - inc.t; s += 5) {   // a grid line every 5 s, labelled from the incident
+    svg.append(svgEl("line", {class: "grid", x1: xs(inc.t + s), x2: xs(inc.t + s), y1: top, y2: bandY + 2 * bandH + 8}));
+    svg.append(svgEl("text", {x: xs(inc.t + s) - 8, y: H - 4}, (s > 0 ? "+" : "") + s + " s"));
+  }
+  const vals = p.value.map((v) => v[1]);
+  if (vals.length) {
+    let lo = Math.min(...vals), hi = Math.max(...vals);
+    if (hi - lo < 1) { lo -= 0.5; hi += 0.5; }
+    const ys = (v) => top + plotH - ((v - lo) / (hi - lo)) * plotH;
+    svg.append(svgEl("polyline", {stroke: "#1e88e5", class: "value",
+      points: p.value.map(([t, v]) => xs(t).toFixed(1) + "," + ys(v).toFixed(1)).join(" ")}));
+    svg.append(svgEl("text", {x: 2, y: top + 8}, hi.toFixed(1)));
+    svg.append(svgEl("text", {x: 2, y: top + plotH}, lo.toFixed(1)));
+  } else {
+    svg.append(svgEl("text", {x: 50, y: 40}, "no numeric value recorded for this item"));
+  }
+  // level bands: the item's, then the robot's top level
+  [[p.level, bandY, "item"], [p.top_level, bandY + bandH + 4, "robot"]].forEach(([pts, y, label]) => {
+    pts.forEach(([t, lv], i) => {
+      const tn = i + 1 < pts.length ? pts[i + 1][0] : t1;
+      svg.append(svgEl("rect", {class: "band", x: xs(t).toFixed(1), y: y, height: bandH,
+                                width: Math.max(1, xs(tn) - xs(t)).toFixed(1), fill: LEVEL_FILL[lv] || "#9e9e9e"}));
+    });
+    svg.append(svgEl("text", {x: 2, y: y + 12}, label));
+  });
+  svg.append(svgEl("line", {class: "now", x1: xs(inc.t), x2: xs(inc.t), y1: top, y2: bandY + 2 * bandH + 4}));
+  const leg = $("plotlegend");
+  const a = el("span", {}, "— " + (p.key || "value") + " of " + inc.name.split("/").pop()); a.style.color = "#1e88e5";
+  const b = el("span", {}, "╎ incident"); b.style.color = "#c62828";
+  leg.replaceChildren(a, b, el("span", {}, "bands: item level, robot top level (green OK, yellow WARN, red ERROR, grey STALE)"));
+}
+
+$("snapbtn").addEventListener("click", async () => {
+  $("snapmsg").textContent = "asking…";
+  try {
+    const r = await fetch("/api/snapshot", {method: "POST", headers: Object.assign({"Content-Type": "application/json"}, authHeaders()), body: "{}"});
+    const body = await r.json();
+    $("snapmsg").textContent = r.ok ? "recording: " + body.message : "refused: " + (body.detail || body.message);
+  } catch (e) { $("snapmsg").textContent = "failed: " + e; }
+});
 
 function svgEl(tag, attrs, text) {
   const e = document.createElementNS("http://www.w3.org/2000/svg", tag);
