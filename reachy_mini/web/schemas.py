@@ -70,7 +70,9 @@ class Incident(BaseModel):
 
 
 class SnapshotPlot(BaseModel):
-    item: str = Field(description="the incident's item")
+    item: str = Field(description="the item plotted: the incident's own, or for a group's or the top level's "
+                                  "incident the leaf item that caused it")
+    incident_item: str = Field(description="the incident's item, as asked")
     key: Optional[str] = Field(None, description="the value plotted: the one that explains the alarm")
     start: Optional[float] = Field(None, description="first recorded message, epoch s")
     end: Optional[float] = Field(None, description="last recorded message, epoch s")

@@ -143,6 +143,35 @@ def test_plot_series_names_the_triggering_value(tmp_path):
     assert read_plot(path, "/R/none")["value"] == []
 
 
+def test_a_group_incident_is_plotted_through_the_leaf_that_caused_it(tmp_path):
+    """A group's (or the top level's) incident plots its cause: the leaf that
+    reached the worst level first, with that leaf's own value, not the first
+    value of any sibling that happens to vary (a moving joint's position)."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from rclpy.serialization import serialize_message
+
+    t0, msgs = time.time_ns(), []
+    for i in range(20):
+        hot = i >= 12
+        sts = [DiagnosticStatus(level=bytes([2 if hot else 0]), name="/R/Motors", message="Error: m2: overheating"
+                                if hot else "OK"),
+               DiagnosticStatus(level=bytes([1 if i >= 15 else 0]), name="/R/Motors/m1", message="OK",
+                                values=[KeyValue(key="position (rad)", value=str(0.1 * i))]),
+               DiagnosticStatus(level=bytes([2 if hot else 0]), name="/R/Motors/m2",
+                                message="hardware error: overheating" if hot else "OK",
+                                values=[KeyValue(key="position (rad)", value=str(-0.1 * i)),
+                                        KeyValue(key="temperature (C)", value=str(50 + i))])]
+        msgs.append(("/diagnostics_agg", t0 + i * S, t0 + i * S, serialize_message(DiagnosticArray(status=sts))))
+    path = str(tmp_path / snapshot_name(t0, "group"))
+    write_mcap(path, msgs, {("/" + t).replace("//", "/"): ty for t, ty in TOPICS}, _defs())
+    for item in ("/R/Motors", "toplevel_state"):
+        p = read_plot(path, item, "Error: m2: overheating")
+        assert (p["item"], p["incident_item"], p["key"]) == ("/R/Motors/m2", item, "temperature (C)"), p
+        assert p["value"][-1][1] == 69.0
+    leaf = read_plot(path, "/R/Motors/m1", "")
+    assert (leaf["item"], leaf["key"]) == ("/R/Motors/m1", "position (rad)")
+
+
 def test_pick_key():
     s = [{"id": "12", "temperature (C)": "40", "voltage (V)": "7.1"}, {"id": "12", "temperature (C)": "41",
                                                                        "voltage (V)": "7.1"}]

@@ -290,14 +290,35 @@ def pick_key(samples: list[dict[str, str]], message: str) -> str | None:
     return keys[0] if keys else None
 
 
+def cause_of(item: str, series: dict[str, list]) -> str:
+    """The leaf item that explains an incident of `item`: itself for a leaf;
+    for a group (or the top level, "toplevel_state") the descendant leaf that
+    reached the highest level, the first to reach it on a tie. `series`:
+    name -> [(t, level, values, message)] in time order."""
+    names = list(series)
+    below = names if item == "toplevel_state" else [n for n in names if n.startswith(item + "/")]
+    leaves = [n for n in below if not any(o.startswith(n + "/") for o in below)]
+    if not leaves:
+        return item
+
+    def rank(n):
+        worst = max(lv for _, lv, _, _ in series[n])
+        first = next(t for t, lv, _, _ in series[n] if lv == worst)
+        return (-worst, first)
+    return min(leaves, key=rank)
+
+
 def read_plot(path: str, item: str, message: str = "") -> dict:
-    """The series of a snapshot for the incident page: the item's level and
-    triggering value, and the top level, one point per /diagnostics_agg and
-    /diagnostics_toplevel_state message. Times are epoch seconds."""
+    """The series of a snapshot for the incident page: the triggering value
+    and level of the leaf item that explains the incident (cause_of: a group's
+    or the top level's incident is plotted through its cause), and the top
+    level, one point per /diagnostics_agg and /diagnostics_toplevel_state
+    message. Times are epoch seconds."""
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
 
-    item_pts, top_pts, samples = [], [], []
+    series: dict[str, list] = {}
+    top_pts = []
     start = end = None
     with open(path, "rb") as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
@@ -311,13 +332,15 @@ def read_plot(path: str, item: str, message: str = "") -> dict:
                 top_pts.append([t, _level(ros.level)])
                 continue
             for st in ros.status:
-                if st.name == item:
-                    vals = {kv.key: kv.value for kv in st.values}
-                    samples.append(vals)
-                    item_pts.append([t, _level(st.level), vals, st.message])
-                    break
+                series.setdefault(st.name, []).append([t, _level(st.level), {kv.key: kv.value for kv in st.values},
+                                                       st.message])
+    cause = cause_of(item, series)
+    item_pts = series.get(cause, [])
+    samples = [v for _, _, v, _ in item_pts]
+    if cause != item:   # the cause's own words name its value, not the group's summary
+        message = next((m for _, lv, _, m in reversed(item_pts) if lv == max(x[1] for x in item_pts)), "")
     key = pick_key(samples, message or (item_pts[-1][3] if item_pts else ""))
-    return {"item": item, "key": key, "start": start, "end": end,
+    return {"item": cause, "incident_item": item, "key": key, "start": start, "end": end,
             "value": [[t, _num(v.get(key))] for t, _, v, _ in item_pts if key and _num(v.get(key)) is not None],
             "level": [[t, lv] for t, lv, _, _ in item_pts], "top_level": top_pts}
 
