@@ -137,7 +137,7 @@ function drawRecording(p, inc, why) {
   });
   svg.append(svgEl("line", {class: "now", x1: xs(inc.t), x2: xs(inc.t), y1: top, y2: bandY + 2 * bandH + 4}));
   const leg = $("plotlegend");
-  const a = el("span", {}, "— " + (p.key || "value") + " of " + inc.name.split("/").pop()); a.style.color = "#1e88e5";
+  const a = el("span", {}, "— " + (p.key || "value") + " of " + (p.item || inc.name).split("/").pop()); a.style.color = "#1e88e5";
   const b = el("span", {}, "╎ incident"); b.style.color = "#c62828";
   leg.replaceChildren(a, b, el("span", {}, "bands: item level, robot top level (green OK, yellow WARN, red ERROR, grey STALE)"));
 }
