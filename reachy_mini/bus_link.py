@@ -12,7 +12,7 @@ import time
 from typing import Callable
 
 from reachy_mini.core.motors.config import MotorConfig
-from reachy_mini.core.motors.health import bus_health, motor_health
+from reachy_mini.core.motors.health import MotorAlarms, bus_health, motor_health
 from reachy_mini.core.motors.map import MotorMap
 from reachy_mini.core.motors.ports import open_failure, resolve_port
 from reachy_mini.core.motors.recovery import AutoRecovery, Escalation, torque_off_targets
@@ -38,6 +38,7 @@ class BusLink:
         self.goal_rejects = 0
         self.ignored_goals, self.ignored_at, self.ignored_names = 0, -1e9, []
         self.readings = {r.name: r for r in self.drv.snapshot()}
+        self.alarms = {name: MotorAlarms() for name in self.readings}   # hysteresis per motor
         self.stats = self.drv.stats()
         self.sample_seq = self.js_published = self.js_skipped = 0
 
@@ -89,6 +90,13 @@ class BusLink:
                                command_timeout_s=c.command_timeout_s, timeout_action=c.command_timeout_action)
 
     # ---- what the checks read (ros/tasks.py)
+    def alarm(self, name: str) -> MotorAlarms:
+        """The motor's temperature/voltage alarms (hysteresis), kept across readings."""
+        a = self.alarms.get(name)
+        if a is None:
+            a = self.alarms[name] = MotorAlarms()
+        return a
+
     def reading(self, name: str):
         return self.readings[name]
 
@@ -199,7 +207,8 @@ class BusLink:
         self.readings = {r.name: r for r in self.drv.snapshot()}
         escalate = False
         for name, r in self.readings.items():
-            escalate |= self.escalation.entered_error(name, motor_health(r, self.thresholds, stats["connected"], now)[0])
+            escalate |= self.escalation.entered_error(name, motor_health(r, self.thresholds, stats["connected"], now,
+                                                                           alarms=self.alarm(name))[0])
             c = self.cfg
             gave_up = name in self.recovery.gave_up
             if self.recovery.due(r, self.thresholds, c.auto_recover, c.auto_recover_delay_s, now, c.auto_recover_max,

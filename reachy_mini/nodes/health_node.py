@@ -13,11 +13,12 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
 from reachy_mini.core.health.aggregator import ConfigError, load_aggregator
+from reachy_mini.core.health.alarm import Flaps
 from reachy_mini.core.health.config import HealthConfig
 from reachy_mini.core.health.incidents import Incident, IncidentWriter
 from reachy_mini.core.health.nodes import LevelChanges, NodeWatch, RestartLog, node_status
 from reachy_mini.core.health.notify import Notifier, TopLevelWatch
-from reachy_mini.core.health.system import ProcessMonitor, siblings
+from reachy_mini.core.health.system import ProcessMonitor, rate_symptoms, siblings
 from reachy_mini.core.levels import ERROR, Level
 from reachy_mini.common.node_table import NODES
 from reachy_mini.common.paths import data_dir, heartbeat_file, state_file
@@ -57,6 +58,8 @@ class HealthNode(Node):
         self.killed_pids: set[int] = set()
         self.db = IncidentWriter(self.data_dir, c.history_days, c.history_max_rows, robot=self.robot)
         self.changes = LevelChanges(self.db.last_levels())
+        self.flaps = Flaps(c.flap_max_changes, c.flap_window_s, c.flap_settle_s)
+        self.flap_messages: dict[str, tuple[str, str]] = {}   # flapping name -> (last message, hardware id)
         self.top_watch = TopLevelWatch(self.changes.previous("toplevel_state"), c.notify_settle_s, now,
                                        c.notify_min_interval_s)
         self.notifier: Notifier | None = None
@@ -75,7 +78,7 @@ class HealthNode(Node):
         self.create_timer(1.0, self._sample)
         self.updater = RobotUpdater(self, self.robot)
         self.updater.setHardwareID(os.uname().nodename)
-        self.updater.add(SystemCheck(self.data_dir, c.thresholds))
+        self.updater.add(SystemCheck(self.data_dir, c.thresholds, lambda: rate_symptoms(self.agg.items)))
         self.updater.add(IncidentsCheck(self))
         self.updater.add(NotifyCheck(self))
         for n in expected:
@@ -96,18 +99,42 @@ class HealthNode(Node):
             self.db.retention_days = float(self.cfg.history_days)
         if "history_max_rows" in changed:
             self.db.max_rows = int(self.cfg.history_max_rows)
+        if changed.keys() & {"flap_max_changes", "flap_window_s", "flap_settle_s"}:
+            self.flaps.configure(self.cfg.flap_max_changes, self.cfg.flap_window_s, self.cfg.flap_settle_s)
         if "pub_rate" in changed:
             self.destroy_timer(self.pub_timer)
             self.pub_timer = self.create_timer(1.0 / self.cfg.pub_rate, self._publish)
 
     def _note(self, name: str, level: int, message: str, hwid: str = "", kind: str = "level") -> None:
+        """Records a level change (or a restart/hang) as an incident. An item
+        that flaps (core/health/alarm.FlapDetector) is recorded once, at its
+        worst level, "flapping (k changes in M min)", then not again until it
+        settled (_settle_flaps)."""
         if kind == "level":
             changed, prev = self.changes.change(name, level)
             if not changed:
                 return
+            d = self.flaps.get(name)
+            event = d.observe(int(level), time.monotonic())
+            if d.flapping:
+                self.flap_messages[name] = (message, hwid)
+                if event != "start":
+                    return
+                level, message = d.worst, f"{d.describe()}; now: {message}"
         else:
             prev = self.changes.previous(name)
         self.db.record(Incident(time.time(), name, int(level), prev, message, hwid, kind))
+
+    def _settle_flaps(self, now: float) -> None:
+        """A flapping item that stopped changing is recorded once more, at its
+        level of now."""
+        for name in [n for n, m in self.flap_messages.items()]:
+            d = self.flaps.get(name)
+            if d.observe(d.level, now) == "end" or not d.flapping:
+                message, hwid = self.flap_messages.pop(name)
+                self.db.record(Incident(time.time(), name, int(d.level), int(d.worst),
+                                        f"settled after flapping ({d.suppressed} changes not recorded); {message}",
+                                        hwid))
 
     def _item(self, node: str) -> str:
         """Aggregated name of a node's presence item, e.g. /Reachy Mini/Nodes/camera_node."""
@@ -141,7 +168,11 @@ class HealthNode(Node):
         for o in outs:
             self._note(o.name, o.level, o.message, o.hardware_id)
         self._note(top.name, top.level, top.message)
-        tr = self.top_watch.observe(top.level, top.message, time.monotonic())
+        level, message = top.level, top.message
+        if self.flaps.flapping(top.name):   # one notification at the worst level until it settles
+            d = self.flaps.get(top.name)
+            level, message = d.worst, f"{d.describe()}; now: {top.message}"
+        tr = self.top_watch.observe(level, message, time.monotonic())
         if tr is not None and self.notifier is not None:
             self.notifier.submit(tr)
 
@@ -151,6 +182,7 @@ class HealthNode(Node):
             self.last_prune = now
             if self.agg.prune(now, 3600.0) or len(self.changes.levels) > 20000:
                 self.changes.prune({o.name for o in self.agg.report(now)[0]} | {"toplevel_state"})
+        self._settle_flaps(now)
         self.info = self.procs.sample()
         for name, kind, message in self.restarts.observe(self.info, wall):
             self._note(self._item(name), ERROR, message, kind=kind)

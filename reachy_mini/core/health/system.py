@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from reachy_mini.core.health.alarm import Alarm, Band
 from reachy_mini.core.levels import ERROR, OK, WARN
 from reachy_mini.common.node_table import namespace_of
 
@@ -28,17 +29,36 @@ from reachy_mini.common.node_table import namespace_of
 @dataclass
 class Thresholds:
     cpu_warn_pct: float = 90.0
-    cpu_error_pct: float = 98.0
+    cpu_error_pct: float = 98.0     # ERROR only with a symptom (motor loop or camera below rate)
+    cpu_clear_pct: float = 80.0
+    cpu_sustain_s: float = 30.0
     mem_warn_pct: float = 85.0
     mem_error_pct: float = 95.0
+    mem_clear_pct: float = 80.0
+    mem_sustain_s: float = 30.0
     disk_warn_pct: float = 85.0
     disk_error_pct: float = 95.0
     temp_warn_c: float = 75.0
     temp_error_c: float = 85.0
+    temp_clear_c: float = 70.0
+    temp_sustain_s: float = 30.0
     node_rss_warn_mb: float = 500.0
     node_rss_error_mb: float = 1500.0
     node_cpu_warn_pct: float = 80.0
     node_fds_warn: int = 500
+
+    def validate(self) -> list[str]:
+        """clear < warn < error for every alarm."""
+        out = []
+        for k in ("cpu", "mem", "disk", "temp", "node_rss"):
+            unit = "_c" if k == "temp" else "_mb" if k == "node_rss" else "_pct"
+            w, e = f"{k}_warn{unit}", f"{k}_error{unit}"
+            if getattr(self, w) >= getattr(self, e):
+                out.append(f"need {w} < {e} ({getattr(self, w)} >= {getattr(self, e)})")
+            c = f"{k}_clear{unit}"
+            if hasattr(self, c) and getattr(self, c) >= getattr(self, w):
+                out.append(f"need {c} < {w} ({getattr(self, c)} >= {getattr(self, w)})")
+        return out
 
 
 # Keys of the health node's system and per-node diagnostics (ros/tasks.py
@@ -69,26 +89,82 @@ def system_snapshot(data_dir: str) -> dict:
             "temps": temps, "uptime_s": time.time() - psutil.boot_time()}
 
 
-def evaluate_system(s: dict, th: Thresholds) -> tuple[int, str]:
-    """(level, message) of a snapshot against the thresholds."""
-    level, msgs = OK, []
+def _bands(th: Thresholds, key: str, unit: str, error: bool = True) -> list[Band]:
+    warn, clear, sustain = (getattr(th, f"{key}_{x}") for x in (f"warn{unit}", f"clear{unit}", "sustain_s"))
+    bands = [Band(WARN, warn, clear, sustain)]
+    if error:
+        bands.append(Band(ERROR, getattr(th, f"{key}_error{unit}"), warn, sustain))
+    return bands
 
-    def check(value, warn, error, text):
-        nonlocal level
-        if value >= error:
+
+def rate_symptoms(items: dict) -> list[str]:
+    """What shows that the robot cannot keep up: the motor loop or the camera
+    below 90 % of its rate, read from the latest statuses health_node
+    aggregated (raw status name -> object with .values as (key, value) pairs
+    or KeyValue messages)."""
+    out = []
+    for suffix, target_key, measured_key, what in (
+            ("motor_node: bus", "target rate (Hz)", "achieved rate (Hz)", "motor loop"),
+            ("camera_node: camera", "target fps", "measured fps", "camera")):
+        for name, it in items.items():
+            if not name.endswith(suffix):
+                continue
+            vals = dict(v if isinstance(v, tuple) else (v.key, v.value) for v in (it.values or ()))
+            try:
+                target, measured = float(vals[target_key]), float(vals[measured_key])
+            except (KeyError, ValueError):
+                continue
+            if target > 0 and measured < 0.9 * target:
+                out.append(f"{what} at {measured:.0f} of {target:.0f} Hz")
+    return out
+
+
+class HostAlarms:
+    """The host checks with hysteresis and sustain (core/health/alarm.py):
+    CPU, memory and the hottest sensor enter WARN after `<x>_sustain_s` at or
+    above `<x>_warn`, and clear below `<x>_clear`. Host CPU alone is never
+    ERROR: only with a symptom (rate_symptoms), since a busy host that still
+    does its job needs no person. Memory and temperature reach ERROR at
+    `<x>_error` held as long; the data disk is judged on each sample (it does
+    not flap)."""
+
+    def __init__(self) -> None:
+        self.cpu, self.mem, self.temp = Alarm([]), Alarm([]), Alarm([])
+
+    def evaluate(self, s: dict, th: Thresholds, now: float, symptoms: list[str] | None = None) -> tuple[int, str]:
+        self.cpu.configure(_bands(th, "cpu", "_pct"))
+        self.mem.configure(_bands(th, "mem", "_pct"))
+        self.temp.configure(_bands(th, "temp", "_c"))
+        level, msgs = OK, []
+        cpu = self.cpu.update(s["cpu_pct"], now)
+        if cpu >= WARN:
+            if cpu >= ERROR and symptoms:
+                level = ERROR
+                msgs.append(f"CPU {s['cpu_pct']:.0f} % (>= {th.cpu_error_pct:g} for {th.cpu_sustain_s:g} s) "
+                            f"and {', '.join(symptoms)}")
+            else:
+                level = WARN
+                msgs.append(f"CPU {s['cpu_pct']:.0f} % (>= {th.cpu_warn_pct:g} for {th.cpu_sustain_s:g} s, "
+                            f"clears below {th.cpu_clear_pct:g})")
+        mem = self.mem.update(s["mem_pct"], now)
+        if mem >= WARN:
+            level = max(level, mem)
+            lim = th.mem_error_pct if mem >= ERROR else th.mem_warn_pct
+            msgs.append(f"memory {s['mem_pct']:.0f} % (>= {lim:g} for {th.mem_sustain_s:g} s, "
+                        f"clears below {th.mem_clear_pct if mem == WARN else th.mem_warn_pct:g})")
+        if s["disk_pct"] >= th.disk_error_pct:
             level = max(level, ERROR)
-            msgs.append(f"{text} (>= {error:g})")
-        elif value >= warn:
+            msgs.append(f"disk {s['disk_pct']:.0f} % (>= {th.disk_error_pct:g})")
+        elif s["disk_pct"] >= th.disk_warn_pct:
             level = max(level, WARN)
-            msgs.append(f"{text} (>= {warn:g})")
-
-    check(s["cpu_pct"], th.cpu_warn_pct, th.cpu_error_pct, f"CPU {s['cpu_pct']:.0f} %")
-    check(s["mem_pct"], th.mem_warn_pct, th.mem_error_pct, f"memory {s['mem_pct']:.0f} %")
-    check(s["disk_pct"], th.disk_warn_pct, th.disk_error_pct, f"disk {s['disk_pct']:.0f} %")
-    if s["temps"]:
-        hottest = max(s["temps"], key=s["temps"].get)
-        check(s["temps"][hottest], th.temp_warn_c, th.temp_error_c, f"{hottest} {s['temps'][hottest]:.0f} C")
-    return level, "; ".join(msgs) if msgs else "OK"
+            msgs.append(f"disk {s['disk_pct']:.0f} % (>= {th.disk_warn_pct:g})")
+        hottest = max(s["temps"], key=s["temps"].get) if s["temps"] else None
+        temp = self.temp.update(s["temps"][hottest] if hottest else None, now)
+        if temp >= WARN:
+            level = max(level, temp)
+            lim = th.temp_error_c if temp >= ERROR else th.temp_warn_c
+            msgs.append(f"{hottest} {s['temps'][hottest]:.0f} C (>= {lim:g} for {th.temp_sustain_s:g} s)")
+        return level, "; ".join(msgs) if msgs else "OK"
 
 
 @dataclass

@@ -8,6 +8,7 @@ from reachy_mini.core.motors.health import Thresholds
 
 THRESHOLDS = ("temperature_warn_c", "temperature_error_c", "voltage_warn_low_v", "voltage_warn_high_v",
               "voltage_error_low_v", "voltage_error_high_v", "current_warn_ma", "current_error_ma")
+ALARM_TIMING = ("temperature_clear_c", "temperature_sustain_s", "voltage_clear_margin_v", "voltage_sustain_s")
 LIVE_DRIVER = ("loop_rate_hz", "status_rate_hz", "command_timeout_s", "command_timeout_action")
 
 
@@ -57,6 +58,13 @@ class MotorConfig(NodeConfig):
     voltage_warn_high_v: float = setting(6.5, "WARN above (V)", 0.0, 20.0, runtime=True)
     voltage_error_low_v: float = setting(3.8, "ERROR below (V)", 0.0, 20.0, runtime=True)
     voltage_error_high_v: float = setting(7.0, "ERROR above (V)", 0.0, 20.0, runtime=True)
+    temperature_clear_c: float = setting(50.0, "a temperature alarm clears below (C)", 0.0, 100.0, runtime=True)
+    temperature_sustain_s: float = setting(3.0, "seconds at or above a temperature threshold before the alarm",
+                                           0.0, 600.0, runtime=True)
+    voltage_clear_margin_v: float = setting(0.2, "a voltage alarm clears once back inside the WARN range by this "
+                                            "much (V)", 0.0, 5.0, runtime=True)
+    voltage_sustain_s: float = setting(2.0, "seconds out of a voltage range before the alarm (a dip under load "
+                                       "is not one)", 0.0, 600.0, runtime=True)
     current_warn_ma: float = setting(800.0, "WARN at or above |current| (mA)", 0.0, 10000.0, runtime=True)
     current_error_ma: float = setting(1200.0, "ERROR at or above |current| (mA)", 0.0, 10000.0, runtime=True)
 
@@ -66,7 +74,8 @@ class MotorConfig(NodeConfig):
 
     def thresholds(self) -> Thresholds:
         """A position older than 5 loop periods (at least 0.5 s) is stale."""
-        return Thresholds(*(getattr(self, k) for k in THRESHOLDS), stale_after_s=max(0.5, 5.0 / self.loop_rate_hz))
+        return Thresholds(*(getattr(self, k) for k in THRESHOLDS), stale_after_s=max(0.5, 5.0 / self.loop_rate_hz),
+                          **{k: getattr(self, k) for k in ALARM_TIMING})
 
     def validate(self) -> list[str]:
         return [f"thresholds: {e}" for e in self.thresholds().validate()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reachy_mini.core.health.alarm import Alarm, Band
 from reachy_mini.core.levels import ERROR, OK, WARN
 from reachy_mini.core.motors.reading import MotorReading
 
@@ -19,11 +20,22 @@ class Thresholds:
     current_warn_ma: float = 800.0
     current_error_ma: float = 1200.0
     stale_after_s: float = 0.5
+    # hysteresis and sustain (core/health/alarm.py) of temperature and voltage
+    temperature_clear_c: float = 50.0
+    temperature_sustain_s: float = 3.0
+    voltage_clear_margin_v: float = 0.2
+    voltage_sustain_s: float = 2.0
 
     def validate(self) -> list[str]:
         errs = []
         if not self.temperature_warn_c < self.temperature_error_c:
             errs.append("temperature_warn_c must be < temperature_error_c")
+        if not self.temperature_clear_c < self.temperature_warn_c:
+            errs.append("temperature_clear_c must be < temperature_warn_c")
+        if not self.voltage_warn_low_v + self.voltage_clear_margin_v < \
+                self.voltage_warn_high_v - self.voltage_clear_margin_v:
+            errs.append("voltage_clear_margin_v leaves no normal range between voltage_warn_low_v and "
+                        "voltage_warn_high_v")
         if not (self.voltage_error_low_v < self.voltage_warn_low_v < self.voltage_warn_high_v < self.voltage_error_high_v):
             errs.append("need voltage_error_low_v < voltage_warn_low_v < voltage_warn_high_v < voltage_error_high_v")
         if not 0 < self.current_warn_ma < self.current_error_ma:
@@ -31,9 +43,45 @@ class Thresholds:
         return errs
 
 
+class MotorAlarms:
+    """One motor's temperature and input-voltage alarms with hysteresis and
+    sustain: a level is entered after `*_sustain_s` beyond its threshold and
+    left once the value is back past the clear threshold (temperature below
+    temperature_clear_c, voltage inside the WARN range by
+    voltage_clear_margin_v). `now` is any steady clock (s)."""
+
+    def __init__(self) -> None:
+        self.temp, self.vlow, self.vhigh = Alarm([]), Alarm([], higher=False), Alarm([])
+
+    def update(self, m: MotorReading, th: Thresholds, now: float) -> list[tuple[int, str]]:
+        ts, vs, mg = th.temperature_sustain_s, th.voltage_sustain_s, th.voltage_clear_margin_v
+        self.temp.configure([Band(WARN, th.temperature_warn_c, th.temperature_clear_c, ts),
+                             Band(ERROR, th.temperature_error_c, th.temperature_warn_c, ts)])
+        self.vlow.configure([Band(WARN, th.voltage_warn_low_v, th.voltage_warn_low_v + mg, vs),
+                             Band(ERROR, th.voltage_error_low_v, th.voltage_warn_low_v, vs)])
+        self.vhigh.configure([Band(WARN, th.voltage_warn_high_v, th.voltage_warn_high_v - mg, vs),
+                              Band(ERROR, th.voltage_error_high_v, th.voltage_warn_high_v, vs)])
+        out = []
+        t, v = m.temperature_c, m.voltage_v
+        lv = self.temp.update(t, now)
+        if lv and t is not None:
+            lim = th.temperature_error_c if lv == ERROR else th.temperature_warn_c
+            out.append((lv, f"temperature {t:.0f} C (>= {lim:.0f} C for {ts:g} s, clears below "
+                            f"{th.temperature_clear_c if lv == WARN else th.temperature_warn_c:.0f} C)"))
+        lv = max(self.vlow.update(v, now), self.vhigh.update(v, now))
+        if lv and v is not None:
+            lo, hi = (th.voltage_error_low_v, th.voltage_error_high_v) if lv == ERROR else \
+                (th.voltage_warn_low_v, th.voltage_warn_high_v)
+            out.append((lv, f"input voltage {v:.1f} V out of [{lo}, {hi}] V for {vs:g} s"))
+        return out
+
+
 def motor_health(m: MotorReading, th: Thresholds, connected: bool, now: float,
-                 new_comm_errors: int = 0) -> tuple[int, str, list[tuple[str, str]]]:
-    """Returns (level, message, values) for one motor."""
+                 new_comm_errors: int = 0, alarms: MotorAlarms | None = None,
+                 ) -> tuple[int, str, list[tuple[str, str]]]:
+    """Returns (level, message, values) for one motor. With `alarms` (the
+    motor's MotorAlarms, kept by the caller) temperature and voltage follow
+    their hysteresis and sustain; without, the raw thresholds of this reading."""
     issues: list[tuple[int, str]] = []
     if not connected:
         issues.append((ERROR, "bus disconnected"))
@@ -41,18 +89,23 @@ def motor_health(m: MotorReading, th: Thresholds, connected: bool, now: float,
         issues.append((ERROR, f"not answering ({m.last_error or 'no reply'})"))
     if m.hardware_error:
         issues.append((ERROR, "hardware error: " + ", ".join(m.hardware_error_names)))
-    t = m.temperature_c
-    if t is not None:
-        if t >= th.temperature_error_c:
-            issues.append((ERROR, f"temperature {t:.0f} C >= {th.temperature_error_c:.0f} C"))
-        elif t >= th.temperature_warn_c:
-            issues.append((WARN, f"temperature {t:.0f} C >= {th.temperature_warn_c:.0f} C"))
-    v = m.voltage_v
-    if v is not None:
-        if not th.voltage_error_low_v <= v <= th.voltage_error_high_v:
-            issues.append((ERROR, f"input voltage {v:.1f} V out of [{th.voltage_error_low_v}, {th.voltage_error_high_v}] V"))
-        elif not th.voltage_warn_low_v <= v <= th.voltage_warn_high_v:
-            issues.append((WARN, f"input voltage {v:.1f} V out of [{th.voltage_warn_low_v}, {th.voltage_warn_high_v}] V"))
+    if alarms is not None:
+        issues += alarms.update(m, th, now)
+    else:
+        t = m.temperature_c
+        if t is not None:
+            if t >= th.temperature_error_c:
+                issues.append((ERROR, f"temperature {t:.0f} C >= {th.temperature_error_c:.0f} C"))
+            elif t >= th.temperature_warn_c:
+                issues.append((WARN, f"temperature {t:.0f} C >= {th.temperature_warn_c:.0f} C"))
+        v = m.voltage_v
+        if v is not None:
+            if not th.voltage_error_low_v <= v <= th.voltage_error_high_v:
+                issues.append((ERROR, f"input voltage {v:.1f} V out of [{th.voltage_error_low_v}, "
+                                      f"{th.voltage_error_high_v}] V"))
+            elif not th.voltage_warn_low_v <= v <= th.voltage_warn_high_v:
+                issues.append((WARN, f"input voltage {v:.1f} V out of [{th.voltage_warn_low_v}, "
+                                     f"{th.voltage_warn_high_v}] V"))
     c = m.current_ma
     if c is not None:
         if abs(c) >= th.current_error_ma:
