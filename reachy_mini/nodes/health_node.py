@@ -56,6 +56,7 @@ class HealthNode(Node):
         self.info: dict = {}
         self.restarts = RestartLog([n.name for n in expected])
         self.killed_pids: set[int] = set()
+        self.refused = ""     # why a state file or pid was not trusted (logged once per change)
         self.db = IncidentWriter(self.data_dir, c.history_days, c.history_max_rows, robot=self.robot)
         self.changes = LevelChanges(self.db.last_levels())
         self.flaps = Flaps(c.flap_max_changes, c.flap_window_s, c.flap_settle_s)
@@ -184,6 +185,10 @@ class HealthNode(Node):
                 self.changes.prune({o.name for o in self.agg.report(now)[0]} | {"toplevel_state"})
         self._settle_flaps(now)
         self.info = self.procs.sample()
+        if self.procs.refused != self.refused:
+            self.refused = self.procs.refused
+            if self.refused:
+                self.get_logger().warning(self.refused)
         for name, kind, message in self.restarts.observe(self.info, wall):
             self._note(self._item(name), ERROR, message, kind=kind)
         if self.procs.manager != "launch" or not self.cfg.restart_hung_nodes:

@@ -19,7 +19,12 @@ def start_sim(link: str, wire_timing: bool = True, timeout: float = 10.0) -> tup
     args = [sys.executable, "-m", "reachy_mini.sim.cli", "serve", "--link", link]
     if not wire_timing:
         args.append("--no-wire-timing")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=None, text=True, preexec_fn=_die_with_parent)
+    # Its own session: a Ctrl-C in the terminal (SIGINT to the whole foreground
+    # process group, as under ros2 launch) must not stop the bus before
+    # motor_node has turned the torque off; motor_node stops it (stop_sim), or
+    # its death does (PR_SET_PDEATHSIG).
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=None, text=True, preexec_fn=_die_with_parent,
+                            start_new_session=True)
     lines = []
     for _ in range(2):
         line = proc.stdout.readline()

@@ -1,7 +1,7 @@
 """`reachy-mini-sim-bus`: run the simulated servo bus, or inject faults into
 a running one.
 
-    reachy-mini-sim-bus serve [--link /tmp/reachy_mini_sim/ttyDXL] [--baud 1000000] [--no-wire-timing]
+    reachy-mini-sim-bus serve [--link <runtime dir>/reachy_mini_sim/ttyDXL] [--baud 1000000] [--no-wire-timing]
     reachy-mini-sim-bus inject overheat --id 12        # also: overload voltage encoder shock
     reachy-mini-sim-bus inject clear --id 12           # the cause goes away (bit stays latched until reboot)
     reachy-mini-sim-bus inject mute --id 14 | unmute --id 14
@@ -27,7 +27,6 @@ import sys
 
 from reachy_mini.common.paths import sim_link
 
-DEFAULT_LINK = sim_link()
 COMMANDS = ["overheat", "overload", "voltage", "encoder", "shock", "clear", "mute", "unmute",
             "corrupt", "garbage", "latency", "late", "vanish", "restore", "reset", "state", "ping"]
 

@@ -228,3 +228,12 @@ def test_motor_alarm_config_rules():
     assert any("voltage_clear_margin_v" in e for e in MotorConfig(voltage_clear_margin_v=1.5).validate())
     th = MotorConfig(temperature_sustain_s=7.0).thresholds()
     assert th.temperature_sustain_s == 7.0 and th.temperature_clear_c == 50.0
+
+
+def test_motor_communication_errors_warn_only_when_they_accumulate():
+    th, a = MotorThresholds(), MotorAlarms()
+    assert motor_health(reading(comm_errors=0), th, True, 100.0, alarms=a)[0] == OK
+    assert motor_health(reading(comm_errors=2, stamp=101.0), th, True, 101.0, alarms=a)[0] == OK, "a lone timeout"
+    lv, msg, _ = motor_health(reading(comm_errors=5, stamp=105.0), th, True, 105.0, alarms=a)
+    assert lv == WARN and msg == "5 communication errors in the last 10 s"
+    assert motor_health(reading(comm_errors=5, stamp=111.0), th, True, 111.0, alarms=a)[0] == OK, "they aged out"

@@ -24,6 +24,31 @@ import psutil
 from reachy_mini.core.health.alarm import Alarm, Band
 from reachy_mini.core.levels import ERROR, OK, WARN
 from reachy_mini.common.node_table import namespace_of
+from reachy_mini.common.paths import UnsafeRuntimeDir, check_private
+
+SUPERVISOR_MARKS = ("reachy_mini.ops.supervisor", "reachy-mini-bringup")
+
+
+def is_our_process(pid: int, marks: tuple[str, ...] = (), started: float | None = None,
+                   match=None) -> str | None:
+    """None when `pid` is a process of this user whose command line contains
+    one of `marks` (or satisfies match(cmdline)) and, when `started` is
+    given, that started then (a recycled pid does not); else why not."""
+    try:
+        p = psutil.Process(pid)
+        with p.oneshot():
+            uid, cmd, created = p.uids().real, p.cmdline(), p.create_time()
+    except psutil.Error:
+        return f"pid {pid} is not running"
+    if uid != os.getuid():
+        return f"pid {pid} belongs to uid {uid}, not to you"
+    if marks and not any(m in a for a in cmd for m in marks):
+        return f"pid {pid} is not a reachy_mini process ({' '.join(cmd)[:80]})"
+    if match is not None and not match(cmd):
+        return f"pid {pid} is another program ({' '.join(cmd)[:80]})"
+    if started is not None and abs(created - started) > 2.0:
+        return f"pid {pid} started at another time than the state file says (pid reused)"
+    return None
 
 
 @dataclass
@@ -222,19 +247,46 @@ class ProcessMonitor:
         self._ema: dict[int, float] = {}
         self._scan_at = 0.0
         self._scan: dict[str, int] = {}
+        self.refused = ""     # why the state file or one of its pids was not trusted (last sample)
 
     def _supervisor_state(self) -> dict | None:
+        """The supervisor's state file, if it is ours and its supervisor
+        still runs: owned by this user, and its supervisor_pid a
+        reachy-mini-bringup process of this user started when it says."""
         if not self.state_file:
             return None
         try:
+            check_private(self.state_file, "state file", False)
             with open(self.state_file) as f:
                 st = json.load(f)
+        except UnsafeRuntimeDir as e:
+            self.refused = str(e)
+            return None
         except (OSError, ValueError):
             return None
-        sup = st.get("supervisor_pid")
-        if not sup or not psutil.pid_exists(sup):
-            return None  # left over from an earlier run
-        return st.get("nodes", {})
+        sup = st.get("supervisor_pid") if isinstance(st, dict) else None
+        if not isinstance(sup, int) or sup <= 0:
+            return None
+        why = is_our_process(sup, SUPERVISOR_MARKS, st.get("supervisor_started"))
+        if why is not None:
+            if psutil.pid_exists(sup):
+                self.refused = f"state file {self.state_file}: {why}; ignored"
+            return None  # left over from an earlier run, or not ours
+        nodes = st.get("nodes", {})
+        return nodes if isinstance(nodes, dict) else {}
+
+    def _trusted(self, name: str, pid) -> int | None:
+        """A node pid from the state file, only if it is this stack's node."""
+        if not isinstance(pid, int) or pid <= 0:
+            return None
+        if not psutil.pid_exists(pid):
+            return pid     # gone (being respawned): reported as such, nothing to act on
+        module = self.nodes[name]
+        why = is_our_process(pid, match=lambda cmd: _matches(cmd, name, module, self.namespace))
+        if why is not None:
+            self.refused = f"state file: {name}: {why}; ignored"
+            return None
+        return pid
 
     def _scan_pids(self) -> dict[str, int]:
         now = time.monotonic()
@@ -261,6 +313,7 @@ class ProcessMonitor:
         return p
 
     def sample(self) -> dict[str, ProcInfo]:
+        self.refused = ""
         sup = self._supervisor_state()
         scan = None if sup is not None else self._scan_pids()
         self.manager = "supervisor" if sup is not None else "launch"
@@ -272,7 +325,7 @@ class ProcessMonitor:
             beat = self.heartbeat_of(name)
             if sup is not None:
                 n = sup.get(name, {})
-                info.pid, info.source = n.get("pid"), "supervisor"
+                info.pid, info.source = self._trusted(name, n.get("pid")), "supervisor"
                 info.starts, info.restarts, info.last_exit = n.get("starts", 0), n.get("restarts", 0), n.get("last_exit")
                 info.hang_kills = n.get("hang_restarts", 0)
                 beat = n.get("heartbeat") or beat

@@ -8,7 +8,8 @@ from reachy_mini.core.motors.health import Thresholds
 
 THRESHOLDS = ("temperature_warn_c", "temperature_error_c", "voltage_warn_low_v", "voltage_warn_high_v",
               "voltage_error_low_v", "voltage_error_high_v", "current_warn_ma", "current_error_ma")
-ALARM_TIMING = ("temperature_clear_c", "temperature_sustain_s", "voltage_clear_margin_v", "voltage_sustain_s")
+ALARM_TIMING = ("temperature_clear_c", "temperature_sustain_s", "voltage_clear_margin_v", "voltage_sustain_s",
+                "comm_errors_warn", "comm_errors_window_s")
 LIVE_DRIVER = ("loop_rate_hz", "status_rate_hz", "command_timeout_s", "command_timeout_action")
 
 
@@ -65,6 +66,9 @@ class MotorConfig(NodeConfig):
                                             "much (V)", 0.0, 5.0, runtime=True)
     voltage_sustain_s: float = setting(2.0, "seconds out of a voltage range before the alarm (a dip under load "
                                        "is not one)", 0.0, 600.0, runtime=True)
+    comm_errors_warn: int = setting(5, "WARN once a motor had this many communication errors (timeouts, bad "
+                                    "CRC) within comm_errors_window_s", 1, 1_000_000, runtime=True)
+    comm_errors_window_s: float = setting(10.0, "window of comm_errors_warn (s)", 1.0, 3600.0, runtime=True)
     current_warn_ma: float = setting(800.0, "WARN at or above |current| (mA)", 0.0, 10000.0, runtime=True)
     current_error_ma: float = setting(1200.0, "ERROR at or above |current| (mA)", 0.0, 10000.0, runtime=True)
 

@@ -2,6 +2,7 @@
 message and key/values out. No ROS imports; unit-tested directly."""
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 from reachy_mini.core.health.alarm import Alarm, Band
@@ -25,6 +26,8 @@ class Thresholds:
     temperature_sustain_s: float = 3.0
     voltage_clear_margin_v: float = 0.2
     voltage_sustain_s: float = 2.0
+    comm_errors_warn: int = 5            # WARN at this many communication errors ...
+    comm_errors_window_s: float = 10.0   # ... within this window (a lone timeout is not an alarm)
 
     def validate(self) -> list[str]:
         errs = []
@@ -52,6 +55,14 @@ class MotorAlarms:
 
     def __init__(self) -> None:
         self.temp, self.vlow, self.vhigh = Alarm([]), Alarm([], higher=False), Alarm([])
+        self.comm: deque[tuple[float, int]] = deque()   # (time, communication error counter)
+
+    def recent_comm_errors(self, total: int, now: float, window_s: float) -> int:
+        """Communication errors within the last `window_s`, from the motor's counter."""
+        self.comm.append((now, total))
+        while len(self.comm) > 1 and now - self.comm[1][0] >= window_s:
+            self.comm.popleft()
+        return max(0, total - self.comm[0][1])
 
     def update(self, m: MotorReading, th: Thresholds, now: float) -> list[tuple[int, str]]:
         ts, vs, mg = th.temperature_sustain_s, th.voltage_sustain_s, th.voltage_clear_margin_v
@@ -114,7 +125,11 @@ def motor_health(m: MotorReading, th: Thresholds, connected: bool, now: float,
             issues.append((WARN, f"current {abs(c):.0f} mA >= {th.current_warn_ma:.0f} mA"))
     if connected and m.responding and m.age_s(now) > th.stale_after_s:
         issues.append((WARN, f"position not updated for {m.age_s(now):.1f} s"))
-    if new_comm_errors and m.responding:
+    if alarms is not None:
+        recent = alarms.recent_comm_errors(m.comm_errors, now, th.comm_errors_window_s)
+        if recent >= th.comm_errors_warn and m.responding:
+            issues.append((WARN, f"{recent} communication errors in the last {th.comm_errors_window_s:g} s"))
+    elif new_comm_errors and m.responding:
         issues.append((WARN, f"{new_comm_errors} communication errors since last report"))
     level = max((lv for lv, _ in issues), default=OK)
     message = "; ".join(msg for _, msg in issues) if issues else "OK"
