@@ -12,7 +12,7 @@ import time
 from typing import Callable
 
 from reachy_mini.core.motors.config import MotorConfig
-from reachy_mini.core.motors.health import MotorAlarms, bus_health, motor_health
+from reachy_mini.core.motors.health import MotorAlarms, RateAlarm, bus_health, motor_health
 from reachy_mini.core.motors.map import MotorMap
 from reachy_mini.core.motors.ports import open_failure, resolve_port
 from reachy_mini.core.motors.recovery import AutoRecovery, Escalation, torque_off_targets
@@ -39,6 +39,7 @@ class BusLink:
         self.ignored_goals, self.ignored_at, self.ignored_names = 0, -1e9, []
         self.readings = {r.name: r for r in self.drv.snapshot()}
         self.alarms = {name: MotorAlarms() for name in self.readings}   # hysteresis per motor
+        self.rate_alarm = RateAlarm()
         self.stats = self.drv.stats()
         self.sample_seq = self.js_published = self.js_skipped = 0
 
@@ -99,6 +100,11 @@ class BusLink:
 
     def reading(self, name: str):
         return self.readings[name]
+
+    def bus_health(self, stats: dict):
+        """core/motors/health.bus_health with the loop-rate alarm's sustain."""
+        return bus_health(stats, self.cfg.loop_rate_hz, rate_alarm=self.rate_alarm, now=time.monotonic(),
+                          sustain_s=self.thresholds.rate_sustain_s)
 
     def fresh_stats(self) -> dict:
         self.stats = self.drv.stats()
@@ -217,7 +223,7 @@ class BusLink:
             elif not gave_up and name in self.recovery.gave_up:
                 self.log.error(f"{name}: {self.recovery.gave_up[name]}")
         escalate |= self.escalation.entered_error("recovery", self.recovery.status()[0])
-        return self.escalation.entered_error("bus", bus_health(stats, self.cfg.loop_rate_hz)[0]) or escalate
+        return self.escalation.entered_error("bus", self.bus_health(stats)[0]) or escalate
 
     def _reboot(self, r) -> None:
         try:

@@ -11,6 +11,12 @@ top-level transitions per hour; exit 1 when missed.
 
     python -m tools.alarm_quality --duration 600 [--report alarm_quality.json]
 
+The simulated bus stands in for servos, which have their own
+microcontrollers: host load does not delay their replies. So, as in `make
+bench`, the simulator runs SCHED_FIFO (--sim-priority, 0: normal scheduler,
+to see what a starved simulator does); the nodes, the driver included, run
+on the normal scheduler and take the load.
+
 Nothing here depends on the alarm rules themselves, so the same file runs
 against an older tree (copy it there) for a before/after comparison.
 """
@@ -66,7 +72,23 @@ class Load:
         self.thread.join(15)
 
 
-def run(duration: float, domain: int, seed: int, workdir: str | None) -> dict:
+def sim_priority(tmp: str, priority: int) -> str:
+    """Every thread of this stack's simulator to SCHED_FIFO `priority`."""
+    import psutil
+
+    pids = [p.pid for p in psutil.process_iter(["cmdline"]) if "reachy_mini.sim.cli" in (p.info["cmdline"] or [])
+            and any(tmp in a for a in p.info["cmdline"])]
+    if not pids or priority <= 0:
+        return "normal scheduler" if pids else "simulator not found"
+    try:
+        for tid in os.listdir(f"/proc/{pids[0]}/task"):
+            os.sched_setscheduler(int(tid), os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as e:
+        return f"normal scheduler (SCHED_FIFO refused: {e})"
+    return f"SCHED_FIFO {priority}"
+
+
+def run(duration: float, domain: int, seed: int, workdir: str | None, priority: int = 30) -> dict:
     if shutil.which("stress-ng") is None:
         raise SystemExit("stress-ng not found: tools/sysdeps.sh test installs it")
     tmp = workdir or tempfile.mkdtemp(prefix="reachy_alarm_quality_")
@@ -83,6 +105,7 @@ def run(duration: float, domain: int, seed: int, workdir: str | None) -> dict:
                 raise RuntimeError(f"stack not healthy within 90 s; see {tmp}/stack.log")
             time.sleep(0.5)
         time.sleep(10.0)    # past start-up
+        sim_sched = sim_priority(tmp, priority)
         load = Load(random.Random(seed)).start()
         start = time.monotonic()
         wall0 = time.time()
@@ -118,7 +141,7 @@ def run(duration: float, domain: int, seed: int, workdir: str | None) -> dict:
     except Exception as e:  # noqa: BLE001 - the figures above stand without it
         incidents = [{"error": str(e)}]
     per_h = len(transitions) / elapsed * 3600.0
-    out = {"duration_s": round(elapsed, 1), "workdir": tmp, "load_bursts": len(load.bursts),
+    out = {"duration_s": round(elapsed, 1), "workdir": tmp, "simulator": sim_sched, "load_bursts": len(load.bursts),
            "load_seconds": round(sum(s for _, s in load.bursts), 1), "cores": os.cpu_count(),
            "top_transitions": len(transitions), "top_transitions_per_hour": round(per_h, 1),
            "seconds_at": {k: round(v, 1) for k, v in seconds.items()}, "view_gap_s": round(gaps, 1),
@@ -135,7 +158,8 @@ def run(duration: float, domain: int, seed: int, workdir: str | None) -> dict:
 
 def print_report(r: dict) -> None:
     print(f"\n=== alarm quality: {r['duration_s']:.0f} s, {r['load_bursts']} stress-ng bursts "
-          f"({r['load_seconds']:.0f} s of load on {r['cores']} cores), workdir {r['workdir']} ===")
+          f"({r['load_seconds']:.0f} s of load on {r['cores']} cores), simulator {r['simulator']}, "
+          f"workdir {r['workdir']} ===")
     for tr in r["transitions"][:40]:
         print(f"  {tr['t']:7.1f} s  {tr['from']:>5} -> {tr['to']:<5} {tr['message']}")
     s = r["seconds_at"]
@@ -154,10 +178,12 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workdir", default=None)
     p.add_argument("--report", default=None, help="also write the report as JSON here")
+    p.add_argument("--sim-priority", type=int, default=30, help="SCHED_FIFO priority of the simulated bus "
+                   "(servos are not delayed by host load); 0: normal scheduler")
     a = p.parse_args(argv)
     if a.duration < 10:
         p.error("--duration must be at least 10 s")
-    r = run(a.duration, a.domain, a.seed, a.workdir)
+    r = run(a.duration, a.domain, a.seed, a.workdir, a.sim_priority)
     print_report(r)
     if a.report:
         with open(a.report, "w") as f:

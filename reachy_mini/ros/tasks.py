@@ -17,7 +17,7 @@ from reachy_mini.core.identity import hardware_id as robot_hardware_id
 from reachy_mini.core.health.system import HostAlarms, evaluate_process, system_snapshot
 from reachy_mini.core.levels import ERROR, OK, WARN, Level
 from reachy_mini.core.media.capture import capture_health
-from reachy_mini.core.motors.health import bus_health, motor_health
+from reachy_mini.core.motors.health import motor_health
 from reachy_mini.ros.diagnostics import DiagnosticTask
 
 Values = Iterable[tuple[str, str]]
@@ -82,7 +82,7 @@ class BusCheck(Check):
 
     def evaluate(self):
         stats = self.bus.fresh_stats()
-        lv, msg, values = bus_health(stats, self.bus.cfg.loop_rate_hz)
+        lv, msg, values = self.bus.bus_health(stats)
         if self.bus.waiting:
             lv, msg = ERROR, self.bus.waiting
         if self.bus.estopped:

@@ -237,3 +237,31 @@ def test_motor_communication_errors_warn_only_when_they_accumulate():
     lv, msg, _ = motor_health(reading(comm_errors=5, stamp=105.0), th, True, 105.0, alarms=a)
     assert lv == WARN and msg == "5 communication errors in the last 10 s"
     assert motor_health(reading(comm_errors=5, stamp=111.0), th, True, 111.0, alarms=a)[0] == OK, "they aged out"
+
+
+def test_motor_not_answering_is_error_only_when_it_lasts():
+    th, a = MotorThresholds(), MotorAlarms()
+    silent = dict(responding=False, last_error="motor 11: no status packet within 9.1 ms")
+    assert motor_health(reading(**silent), th, True, 100.0, alarms=a)[0] == OK, "a missed reply"
+    assert motor_health(reading(stamp=100.5), th, True, 100.5, alarms=a)[0] == OK
+    motor_health(reading(**silent), th, True, 101.0, alarms=a)
+    lv, msg, _ = motor_health(reading(**silent), th, True, 103.0, alarms=a)
+    assert lv == ERROR and msg == "not answering for 2.0 s (motor 11: no status packet within 9.1 ms)"
+    assert motor_health(reading(**silent), th, False, 103.0, alarms=a)[1] == "bus disconnected"
+    lv, msg, _ = motor_health(reading(**silent), th, True, 103.0)
+    assert lv == ERROR and msg.startswith("not answering ("), "without alarms: the raw rule"
+
+
+def test_bus_rate_warn_only_when_it_lasts():
+    from reachy_mini.core.motors.health import RateAlarm, bus_health
+
+    stats = {"connected": True, "achieved_rate_hz": 80.0, "port": "p", "baudrate": 1, "cycle_p50_us": 0,
+             "cycle_p99_us": 0, "cycle_max_us": 0, "jitter_p99_us": 0, "timeouts": 0, "crc_errors": 0,
+             "garbage_bytes": 0, "write_errors": 0, "disconnects": 0, "reconnects": 0}
+    assert bus_health(stats, 100.0)[0] == WARN, "without an alarm: at once"
+    r = RateAlarm()
+    assert bus_health(stats, 100.0, rate_alarm=r, now=0.0, sustain_s=30.0)[0] == OK
+    lv, msg, _ = bus_health(stats, 100.0, rate_alarm=r, now=30.0, sustain_s=30.0)
+    assert lv == WARN and msg == "requested 100 Hz, achieving 80 Hz for 30 s or more"
+    assert bus_health(dict(stats, achieved_rate_hz=93.0), 100.0, rate_alarm=r, now=31.0, sustain_s=30.0)[0] == WARN
+    assert bus_health(dict(stats, achieved_rate_hz=96.0), 100.0, rate_alarm=r, now=32.0, sustain_s=30.0)[0] == OK

@@ -9,7 +9,7 @@ from reachy_mini.core.motors.health import Thresholds
 THRESHOLDS = ("temperature_warn_c", "temperature_error_c", "voltage_warn_low_v", "voltage_warn_high_v",
               "voltage_error_low_v", "voltage_error_high_v", "current_warn_ma", "current_error_ma")
 ALARM_TIMING = ("temperature_clear_c", "temperature_sustain_s", "voltage_clear_margin_v", "voltage_sustain_s",
-                "comm_errors_warn", "comm_errors_window_s")
+                "comm_errors_warn", "comm_errors_window_s", "not_answering_sustain_s", "rate_sustain_s")
 LIVE_DRIVER = ("loop_rate_hz", "status_rate_hz", "command_timeout_s", "command_timeout_action")
 
 
@@ -69,6 +69,11 @@ class MotorConfig(NodeConfig):
     comm_errors_warn: int = setting(5, "WARN once a motor had this many communication errors (timeouts, bad "
                                     "CRC) within comm_errors_window_s", 1, 1_000_000, runtime=True)
     comm_errors_window_s: float = setting(10.0, "window of comm_errors_warn (s)", 1.0, 3600.0, runtime=True)
+    not_answering_sustain_s: float = setting(2.0, "a motor that has not answered for this long is ERROR (a "
+                                             "missed reply before that counts as a communication error)",
+                                             0.0, 60.0, runtime=True)
+    rate_sustain_s: float = setting(30.0, "the control loop below 90 % of loop_rate_hz this long is WARN (s)",
+                                    0.0, 3600.0, runtime=True)
     current_warn_ma: float = setting(800.0, "WARN at or above |current| (mA)", 0.0, 10000.0, runtime=True)
     current_error_ma: float = setting(1200.0, "ERROR at or above |current| (mA)", 0.0, 10000.0, runtime=True)
 

@@ -28,6 +28,8 @@ class Thresholds:
     voltage_sustain_s: float = 2.0
     comm_errors_warn: int = 5            # WARN at this many communication errors ...
     comm_errors_window_s: float = 10.0   # ... within this window (a lone timeout is not an alarm)
+    not_answering_sustain_s: float = 2.0  # a motor silent this long is ERROR (a missed reply is a comm error)
+    rate_sustain_s: float = 30.0          # the loop below 90 % of its rate this long is WARN
 
     def validate(self) -> list[str]:
         errs = []
@@ -56,6 +58,16 @@ class MotorAlarms:
     def __init__(self) -> None:
         self.temp, self.vlow, self.vhigh = Alarm([]), Alarm([], higher=False), Alarm([])
         self.comm: deque[tuple[float, int]] = deque()   # (time, communication error counter)
+        self.silent_since: float | None = None
+
+    def silent_for(self, responding: bool, now: float) -> float:
+        """Seconds the motor has not been answering (0 while it answers)."""
+        if responding:
+            self.silent_since = None
+            return 0.0
+        if self.silent_since is None:
+            self.silent_since = now
+        return now - self.silent_since
 
     def recent_comm_errors(self, total: int, now: float, window_s: float) -> int:
         """Communication errors within the last `window_s`, from the motor's counter."""
@@ -97,7 +109,13 @@ def motor_health(m: MotorReading, th: Thresholds, connected: bool, now: float,
     if not connected:
         issues.append((ERROR, "bus disconnected"))
     elif not m.responding:
-        issues.append((ERROR, f"not answering ({m.last_error or 'no reply'})"))
+        silent = alarms.silent_for(False, now) if alarms is not None else None
+        if silent is None:
+            issues.append((ERROR, f"not answering ({m.last_error or 'no reply'})"))
+        elif silent >= th.not_answering_sustain_s:
+            issues.append((ERROR, f"not answering for {silent:.1f} s ({m.last_error or 'no reply'})"))
+    elif alarms is not None:
+        alarms.silent_for(True, now)
     if m.hardware_error:
         issues.append((ERROR, "hardware error: " + ", ".join(m.hardware_error_names)))
     if alarms is not None:
@@ -156,12 +174,32 @@ def motor_health(m: MotorReading, th: Thresholds, connected: bool, now: float,
     return level, message, values
 
 
-def bus_health(stats: dict, target_rate_hz: float, min_rate_ratio: float = 0.9) -> tuple[int, str, list[tuple[str, str]]]:
+class RateAlarm:
+    """The control loop's rate: WARN once below `min_ratio` of the target for
+    `sustain_s`, cleared at 95 % (a burst of host load is not an alarm)."""
+
+    def __init__(self) -> None:
+        self.alarm = Alarm([], higher=False)
+
+    def update(self, achieved: float, target: float, min_ratio: float, sustain_s: float, now: float) -> int:
+        self.alarm.configure([Band(WARN, min_ratio, max(min_ratio + 0.01, 0.95), sustain_s)])
+        return self.alarm.update(achieved / target if target > 0 else 1.0, now)
+
+
+def bus_health(stats: dict, target_rate_hz: float, min_rate_ratio: float = 0.9, rate_alarm: RateAlarm | None = None,
+               now: float = 0.0, sustain_s: float = 0.0) -> tuple[int, str, list[tuple[str, str]]]:
+    """The bus: disconnected is ERROR; a loop below `min_rate_ratio` of its
+    target is WARN, at once, or with `rate_alarm` (kept by the caller) once
+    it lasted `sustain_s`."""
     issues = []
+    slow = stats["achieved_rate_hz"] < target_rate_hz * min_rate_ratio
+    if rate_alarm is not None:
+        slow = rate_alarm.update(stats["achieved_rate_hz"], target_rate_hz, min_rate_ratio, sustain_s, now) == WARN
     if not stats["connected"]:
         issues.append((ERROR, f"disconnected ({stats.get('last_error') or 'port closed'}); reopening"))
-    elif stats["achieved_rate_hz"] < target_rate_hz * min_rate_ratio:
-        issues.append((WARN, f"requested {target_rate_hz:.0f} Hz, achieving {stats['achieved_rate_hz']:.0f} Hz"))
+    elif slow:
+        issues.append((WARN, f"requested {target_rate_hz:.0f} Hz, achieving {stats['achieved_rate_hz']:.0f} Hz"
+                       + (f" for {sustain_s:g} s or more" if rate_alarm is not None else "")))
     level = max((lv for lv, _ in issues), default=OK)
     msg = "; ".join(m for _, m in issues) if issues else f"{stats['achieved_rate_hz']:.1f} Hz"
     values = [
