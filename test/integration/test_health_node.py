@@ -248,8 +248,11 @@ def test_under_launch_only_a_hung_sibling_is_killed(tmp_path, ros_env):
            "-p", "fps:=5.0", "-p", "compressed_fps:=0.0"]
     health = HealthProc(env, tmp_path, hang_timeout_s=3.0, expected_nodes="[camera_node]")
     sibling = subprocess.Popen(cam, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # the outsider is a grandchild (its parent is a shell): another stack's process
-    outsider_sh = subprocess.Popen(["sh", "-c", " ".join(f"'{a}'" for a in cam) + " & echo $!; wait"], env=env,
+    # the outsider is a grandchild (its parent is a shell): another stack's process (its own runtime
+    # directory, as another user's would be: in the same one its instance lock would stop it at start)
+    (tmp_path / "run2").mkdir(mode=0o700)
+    outsider_sh = subprocess.Popen(["sh", "-c", " ".join(f"'{a}'" for a in cam) + " & echo $!; wait"],
+                                   env=dict(env, XDG_RUNTIME_DIR=str(tmp_path / "run2")),
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     outsider = int(outsider_sh.stdout.readline())
     try:
