@@ -60,7 +60,6 @@ class HealthNode(Node):
         self.db = IncidentWriter(self.data_dir, c.history_days, c.history_max_rows, robot=self.robot)
         self.changes = LevelChanges(self.db.last_levels())
         self.flaps = Flaps(c.flap_max_changes, c.flap_window_s, c.flap_settle_s)
-        self.flap_messages: dict[str, tuple[str, str]] = {}   # flapping name -> (last message, hardware id)
         self.top_watch = TopLevelWatch(self.changes.previous("toplevel_state"), c.notify_settle_s, now,
                                        c.notify_min_interval_s)
         self.notifier: Notifier | None = None
@@ -107,35 +106,20 @@ class HealthNode(Node):
             self.pub_timer = self.create_timer(1.0 / self.cfg.pub_rate, self._publish)
 
     def _note(self, name: str, level: int, message: str, hwid: str = "", kind: str = "level") -> None:
-        """Records a level change (or a restart/hang) as an incident. An item
-        that flaps (core/health/alarm.FlapDetector) is recorded once, at its
-        worst level, "flapping (k changes in M min)", then not again until it
-        settled (_settle_flaps)."""
+        """Records a level change (or a restart/hang) as an incident; a
+        flapping item once, at its worst level, until it settles
+        (core/health/alarm.Flaps)."""
         if kind == "level":
             changed, prev = self.changes.change(name, level)
             if not changed:
                 return
-            d = self.flaps.get(name)
-            event = d.observe(int(level), time.monotonic())
-            if d.flapping:
-                self.flap_messages[name] = (message, hwid)
-                if event != "start":
-                    return
-                level, message = d.worst, f"{d.describe()}; now: {message}"
+            admitted = self.flaps.admit(name, level, message, hwid, time.monotonic())
+            if admitted is None:
+                return
+            level, message = admitted
         else:
             prev = self.changes.previous(name)
         self.db.record(Incident(time.time(), name, int(level), prev, message, hwid, kind))
-
-    def _settle_flaps(self, now: float) -> None:
-        """A flapping item that stopped changing is recorded once more, at its
-        level of now."""
-        for name in [n for n, m in self.flap_messages.items()]:
-            d = self.flaps.get(name)
-            if d.observe(d.level, now) == "end" or not d.flapping:
-                message, hwid = self.flap_messages.pop(name)
-                self.db.record(Incident(time.time(), name, int(d.level), int(d.worst),
-                                        f"settled after flapping ({d.suppressed} changes not recorded); {message}",
-                                        hwid))
 
     def _item(self, node: str) -> str:
         """Aggregated name of a node's presence item, e.g. /Reachy Mini/Nodes/camera_node."""
@@ -169,10 +153,7 @@ class HealthNode(Node):
         for o in outs:
             self._note(o.name, o.level, o.message, o.hardware_id)
         self._note(top.name, top.level, top.message)
-        level, message = top.level, top.message
-        if self.flaps.flapping(top.name):   # one notification at the worst level until it settles
-            d = self.flaps.get(top.name)
-            level, message = d.worst, f"{d.describe()}; now: {top.message}"
+        level, message = self.flaps.held(top.name, top.level, top.message)   # flapping: its worst level
         tr = self.top_watch.observe(level, message, time.monotonic())
         if tr is not None and self.notifier is not None:
             self.notifier.submit(tr)
@@ -183,7 +164,8 @@ class HealthNode(Node):
             self.last_prune = now
             if self.agg.prune(now, 3600.0) or len(self.changes.levels) > 20000:
                 self.changes.prune({o.name for o in self.agg.report(now)[0]} | {"toplevel_state"})
-        self._settle_flaps(now)
+        for name, level, worst, message, hwid in self.flaps.settled(now):
+            self.db.record(Incident(time.time(), name, level, worst, message, hwid))
         self.info = self.procs.sample()
         if self.procs.refused != self.refused:
             self.refused = self.procs.refused

@@ -265,3 +265,15 @@ def test_bus_rate_warn_only_when_it_lasts():
     assert lv == WARN and msg == "requested 100 Hz, achieving 80 Hz for 30 s or more"
     assert bus_health(dict(stats, achieved_rate_hz=93.0), 100.0, rate_alarm=r, now=31.0, sustain_s=30.0)[0] == WARN
     assert bus_health(dict(stats, achieved_rate_hz=96.0), 100.0, rate_alarm=r, now=32.0, sustain_s=30.0)[0] == OK
+
+
+def test_flaps_admit_records_once_then_settled():
+    f = Flaps(2, 60, 10)
+    got = [f.admit("m", lv, f"msg {i}", "hw", float(i)) for i, lv in enumerate([WARN, OK, ERROR, OK, WARN])]
+    assert got[:3] == [(WARN, "msg 0"), (OK, "msg 1"), (ERROR, "msg 2")]
+    assert got[3] == (ERROR, "flapping (3 changes in 1 min); now: msg 3"), "its worst level of the window"
+    assert got[4] is None
+    assert f.held("m", WARN, "now") == (ERROR, "flapping (4 changes in 1 min); now: now")
+    assert f.settled(10.0) == []
+    assert f.settled(14.0) == [("m", WARN, ERROR, "settled after flapping (1 changes not recorded); msg 4", "hw")]
+    assert f.settled(15.0) == [] and f.held("m", OK, "x") == (OK, "x")

@@ -159,13 +159,45 @@ class FlapDetector:
 
 
 class Flaps:
-    """One FlapDetector per item name, bounded."""
+    """One FlapDetector per item name (bounded), and the rule of what gets
+    recorded: `admit` on each level change, `settled` now and then."""
 
     def __init__(self, max_changes: int = 4, window_s: float = 600.0, settle_s: float = 120.0,
                  max_items: int = 20000) -> None:
         self.params = (max_changes, window_s, settle_s)
         self.max_items = max_items
         self.items: dict[str, FlapDetector] = {}
+        self.latest: dict[str, tuple[str, str]] = {}   # flapping name -> (latest message, hardware id)
+
+    def admit(self, name: str, level: int, message: str, hardware_id: str, now: float) -> tuple[int, str] | None:
+        """A level change of `name`: (level, message) to record, or None while
+        it flaps (recorded once, at its worst level, when it starts)."""
+        d = self.get(name)
+        event = d.observe(int(level), now)
+        if not d.flapping:
+            return int(level), message
+        self.latest[name] = (message, hardware_id)
+        return (d.worst, f"{d.describe()}; now: {message}") if event == "start" else None
+
+    def settled(self, now: float) -> list[tuple[str, int, int, str, str]]:
+        """Items that stopped flapping: [(name, level now, worst level,
+        message, hardware id)], each once."""
+        out = []
+        for name in list(self.latest):
+            d = self.items.get(name)
+            if d is None or d.observe(d.level, now) == "end" or not d.flapping:
+                message, hwid = self.latest.pop(name)
+                if d is not None:
+                    out.append((name, int(d.level), int(d.worst),
+                                f"settled after flapping ({d.suppressed} changes not recorded); {message}", hwid))
+        return out
+
+    def held(self, name: str, level: int, message: str) -> tuple[int, str]:
+        """What to notify for `name`: its worst level while it flaps."""
+        d = self.items.get(name)
+        if d is None or not d.flapping:
+            return level, message
+        return d.worst, f"{d.describe()}; now: {message}"
 
     def configure(self, max_changes: int, window_s: float, settle_s: float) -> None:
         self.params = (max_changes, window_s, settle_s)
