@@ -230,13 +230,21 @@ def test_motor_alarm_config_rules():
     assert th.temperature_sustain_s == 7.0 and th.temperature_clear_c == 50.0
 
 
-def test_motor_communication_errors_warn_only_when_they_accumulate():
-    th, a = MotorThresholds(), MotorAlarms()
+def test_motor_communication_errors_warn_only_when_they_accumulate_and_last():
+    th, a = MotorThresholds(comm_errors_sustain_s=20.0), MotorAlarms()
     assert motor_health(reading(comm_errors=0), th, True, 100.0, alarms=a)[0] == OK
     assert motor_health(reading(comm_errors=2, stamp=101.0), th, True, 101.0, alarms=a)[0] == OK, "a lone timeout"
-    lv, msg, _ = motor_health(reading(comm_errors=5, stamp=105.0), th, True, 105.0, alarms=a)
-    assert lv == WARN and msg == "5 communication errors in the last 10 s"
-    assert motor_health(reading(comm_errors=5, stamp=111.0), th, True, 111.0, alarms=a)[0] == OK, "they aged out"
+    assert motor_health(reading(comm_errors=5, stamp=105.0), th, True, 105.0, alarms=a)[0] == OK, "a burst"
+    assert motor_health(reading(comm_errors=5, stamp=111.0), th, True, 111.0, alarms=a)[0] == OK, "it aged out"
+    t, n = 120.0, 5
+    for _ in range(30):              # a bad cable: errors all the time
+        lv, msg, _ = motor_health(reading(comm_errors=n, stamp=t), th, True, t, alarms=a)
+        t, n = t + 1.0, n + 1
+    assert lv == WARN and msg in ("10 communication errors in the last 10 s (>= 5 for 20 s)",
+                                  "11 communication errors in the last 10 s (>= 5 for 20 s)"), msg
+    n -= 1                           # the cable fixed: no new errors
+    assert motor_health(reading(comm_errors=n, stamp=t + 5), th, True, t + 5, alarms=a)[0] == WARN, "hysteresis"
+    assert motor_health(reading(comm_errors=n, stamp=t + 11), th, True, t + 11, alarms=a)[0] == OK
 
 
 def test_motor_not_answering_is_error_only_when_it_lasts():

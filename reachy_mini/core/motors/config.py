@@ -9,7 +9,8 @@ from reachy_mini.core.motors.health import Thresholds
 THRESHOLDS = ("temperature_warn_c", "temperature_error_c", "voltage_warn_low_v", "voltage_warn_high_v",
               "voltage_error_low_v", "voltage_error_high_v", "current_warn_ma", "current_error_ma")
 ALARM_TIMING = ("temperature_clear_c", "temperature_sustain_s", "voltage_clear_margin_v", "voltage_sustain_s",
-                "comm_errors_warn", "comm_errors_window_s", "not_answering_sustain_s", "rate_sustain_s")
+                "comm_errors_warn", "comm_errors_window_s", "comm_errors_sustain_s", "not_answering_sustain_s",
+                "rate_sustain_s")
 LIVE_DRIVER = ("loop_rate_hz", "status_rate_hz", "command_timeout_s", "command_timeout_action")
 
 
@@ -67,8 +68,11 @@ class MotorConfig(NodeConfig):
     voltage_sustain_s: float = setting(2.0, "seconds out of a voltage range before the alarm (a dip under load "
                                        "is not one)", 0.0, 600.0, runtime=True)
     comm_errors_warn: int = setting(5, "WARN once a motor had this many communication errors (timeouts, bad "
-                                    "CRC) within comm_errors_window_s", 1, 1_000_000, runtime=True)
+                                    "CRC) within comm_errors_window_s, for comm_errors_sustain_s", 1, 1_000_000,
+                                    runtime=True)
     comm_errors_window_s: float = setting(10.0, "window of comm_errors_warn (s)", 1.0, 3600.0, runtime=True)
+    comm_errors_sustain_s: float = setting(30.0, "the communication-error WARN once comm_errors_warn held this long "
+                                           "(s); it clears once the window holds none", 0.0, 3600.0, runtime=True)
     not_answering_sustain_s: float = setting(2.0, "a motor that has not answered for this long is ERROR (a "
                                              "missed reply before that counts as a communication error)",
                                              0.0, 60.0, runtime=True)

@@ -27,7 +27,8 @@ class Thresholds:
     voltage_clear_margin_v: float = 0.2
     voltage_sustain_s: float = 2.0
     comm_errors_warn: int = 5            # WARN at this many communication errors ...
-    comm_errors_window_s: float = 10.0   # ... within this window (a lone timeout is not an alarm)
+    comm_errors_window_s: float = 10.0   # ... within this window (a lone timeout is not an alarm) ...
+    comm_errors_sustain_s: float = 30.0  # ... for this long (a burst of host load is not one either)
     not_answering_sustain_s: float = 2.0  # a motor silent this long is ERROR (a missed reply is a comm error)
     rate_sustain_s: float = 30.0          # the loop below 90 % of its rate this long is WARN
 
@@ -58,6 +59,7 @@ class MotorAlarms:
     def __init__(self) -> None:
         self.temp, self.vlow, self.vhigh = Alarm([]), Alarm([], higher=False), Alarm([])
         self.comm: deque[tuple[float, int]] = deque()   # (time, communication error counter)
+        self.comm_alarm = Alarm([])
         self.silent_since: float | None = None
 
     def silent_for(self, responding: bool, now: float) -> float:
@@ -145,8 +147,11 @@ def motor_health(m: MotorReading, th: Thresholds, connected: bool, now: float,
         issues.append((WARN, f"position not updated for {m.age_s(now):.1f} s"))
     if alarms is not None:
         recent = alarms.recent_comm_errors(m.comm_errors, now, th.comm_errors_window_s)
-        if recent >= th.comm_errors_warn and m.responding:
-            issues.append((WARN, f"{recent} communication errors in the last {th.comm_errors_window_s:g} s"))
+        # WARN once the window held >= comm_errors_warn for the sustain time; clear once it holds none
+        alarms.comm_alarm.configure([Band(WARN, th.comm_errors_warn, 0.5, th.comm_errors_sustain_s)])
+        if alarms.comm_alarm.update(recent, now) and m.responding:
+            issues.append((WARN, f"{recent} communication errors in the last {th.comm_errors_window_s:g} s "
+                                 f"(>= {th.comm_errors_warn} for {th.comm_errors_sustain_s:g} s)"))
     elif new_comm_errors and m.responding:
         issues.append((WARN, f"{new_comm_errors} communication errors since last report"))
     level = max((lv for lv, _ in issues), default=OK)
