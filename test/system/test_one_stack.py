@@ -162,3 +162,32 @@ def test_second_launch_in_the_same_namespace_stops_and_clean_stop(tmp_path, ros_
     stop = out[out.find("SIGINT"):] if "SIGINT" in out else out
     bad = [line for line in stop.splitlines() if ERROR_LINE.search(line)]
     assert bad == [], "\n".join(bad)
+
+
+def test_signal_to_every_process_stops_motor_node_before_its_bus(tmp_path, ros_env):
+    """systemd (a whole cgroup) and a terminal's Ctrl-C under ros2 launch (a
+    whole process group) signal motor_node and its simulated bus at the same
+    moment: the bus keeps running until motor_node has turned the torque off
+    and closes it, so the stop logs no ERROR and leaves no simulator behind."""
+    import psutil
+
+    env = _env(ros_env, tmp_path)
+    p = subprocess.Popen([sys.executable, "-m", "reachy_mini.nodes.motor_node", "--ros-args", "-p", "use_sim:=true"],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        sim = wait_for(lambda: [c for c in psutil.Process(p.pid).children() if "reachy_mini.sim.cli" in c.cmdline()],
+                       timeout=20, period=0.2)[0]
+        wait_for(lambda: os.path.exists(tmp_path / "run" / "reachy_mini_run" / "motor_node.alive"), timeout=20)
+        time.sleep(3.0)                      # connected, torque on
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            os.kill(sim.pid, sig)            # both at once, the bus first
+        os.kill(p.pid, signal.SIGTERM)
+        out = p.communicate(timeout=20)[0]
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, out[-2000:]
+    assert "motor_node up on" in out, out[-2000:]
+    bad = [line for line in out.splitlines() if ERROR_LINE.search(line)]
+    assert bad == [], "\n".join(bad)
+    assert wait_for(lambda: not sim.is_running() or sim.status() == psutil.STATUS_ZOMBIE, timeout=5)

@@ -250,6 +250,8 @@ def test_motor_communication_errors_warn_only_when_they_accumulate_and_last():
 def test_motor_not_answering_is_error_only_when_it_lasts():
     th, a = MotorThresholds(), MotorAlarms()
     silent = dict(responding=False, last_error="motor 11: no status packet within 9.1 ms")
+    assert motor_health(reading(**silent), th, True, 99.0, alarms=a)[0] == ERROR, "never answered: no grace"
+    assert motor_health(reading(stamp=99.5), th, True, 99.5, alarms=a)[0] == OK
     assert motor_health(reading(**silent), th, True, 100.0, alarms=a)[0] == OK, "a missed reply"
     assert motor_health(reading(stamp=100.5), th, True, 100.5, alarms=a)[0] == OK
     motor_health(reading(**silent), th, True, 101.0, alarms=a)

@@ -61,12 +61,16 @@ class MotorAlarms:
         self.comm: deque[tuple[float, int]] = deque()   # (time, communication error counter)
         self.comm_alarm = Alarm([])
         self.silent_since: float | None = None
+        self.answered = False
 
     def silent_for(self, responding: bool, now: float) -> float:
-        """Seconds the motor has not been answering (0 while it answers)."""
+        """Seconds the motor has not been answering (0 while it answers;
+        infinite while it never has: no grace for a motor that is not there)."""
         if responding:
-            self.silent_since = None
+            self.silent_since, self.answered = None, True
             return 0.0
+        if not self.answered:
+            return float("inf")
         if self.silent_since is None:
             self.silent_since = now
         return now - self.silent_since
@@ -113,6 +117,8 @@ def motor_health(m: MotorReading, th: Thresholds, connected: bool, now: float,
     elif not m.responding:
         silent = alarms.silent_for(False, now) if alarms is not None else None
         if silent is None:
+            issues.append((ERROR, f"not answering ({m.last_error or 'no reply'})"))
+        elif silent == float("inf"):
             issues.append((ERROR, f"not answering ({m.last_error or 'no reply'})"))
         elif silent >= th.not_answering_sustain_s:
             issues.append((ERROR, f"not answering for {silent:.1f} s ({m.last_error or 'no reply'})"))
