@@ -10,7 +10,7 @@ RUST_SRC := $(shell find rust_driver/src -name "*.rs") rust_driver/Cargo.toml ru
 TF2_MSGS := tools/build_tf2_msgs.sh $(wildcard tools/tf2_msgs/*.* tools/tf2_msgs/msg/*)
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: sdk-venv setup sysdeps-run sysdeps-test run test test-rust test-py test-stress bench soak install-service uninstall-service clean
+.PHONY: sdk-venv setup sysdeps-run sysdeps-test run test test-rust test-py test-stress bench soak alarm-quality install-service uninstall-service clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,11 @@ bench: setup sdk-venv
 DURATION ?= 120
 soak: setup
 	$(PY) -m tools.soak --duration $(DURATION) --report soak_report.json
+
+# Does the stack cry wolf? No faults, bursty stress-ng load: `make alarm-quality QUALITY_DURATION=600`.
+QUALITY_DURATION ?= 600
+alarm-quality: sysdeps-test setup
+	$(PY) -m tools.alarm_quality --duration $(QUALITY_DURATION) --report alarm_quality.json
 
 # Boot-time service (systemd) + udev rules; runs as SERVICE_USER (default: you).
 SERVICE_USER ?= $(USER)

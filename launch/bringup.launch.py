@@ -12,18 +12,24 @@ Respawn: a node that exits is started again after 2 s (use_respawn), at most
 respawn_max_retries times (-1: no limit). A node that exits with status 2
 refused its parameters: it is not respawned at all, since a restart cannot
 fix a bad value (the log says which parameter).
+
+One stack per robot per machine: each node takes its instance lock
+(reachy_mini/common/instance.py) first. A node that finds this robot
+(namespace) already running exits with status 4 (5: the runtime directory is
+not private), and this launch stops at once, leaving the running stack alone.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
 from launch.event_handlers import OnProcessExit
-from launch.events import matches_action
+from launch.events import Shutdown, matches_action
 from launch.events.process import ShutdownProcess
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from reachy_mini.core.identity import check_robot_name
-from reachy_mini.common.node_table import EXIT_INVALID_PARAMETER, NODES, log_level_args, remappings
+from reachy_mini.common.node_table import EXIT_ALREADY_RUNNING, EXIT_INVALID_PARAMETER, EXIT_UNSAFE_RUNTIME_DIR, \
+    NODES, log_level_args, remappings
 
 TRUE = ("true", "1", "yes", "on")
 
@@ -58,8 +64,14 @@ def _arg(context, name: str) -> str:
 
 
 def _no_respawn_on_invalid_parameter(node: Node) -> RegisterEventHandler:
-    """Exit status 2 = invalid parameter: cancel the pending respawn."""
+    """Exit status 2 = invalid parameter: cancel the pending respawn. Status
+    4/5 = this robot already runs here / unsafe runtime directory: stop this
+    whole launch (its other nodes would refuse too)."""
     def on_exit(event, _context):
+        if event.returncode in (EXIT_ALREADY_RUNNING, EXIT_UNSAFE_RUNTIME_DIR):
+            return [LogInfo(msg=f"{node.node_name}: refused to start (exit {event.returncode}, see its message "
+                                "above); stopping this launch"),
+                    EmitEvent(event=Shutdown(reason="reachy_mini refused to start"))]
         if event.returncode != EXIT_INVALID_PARAMETER:
             return None
         return [LogInfo(msg=f"{node.node_name}: invalid parameter (exit {event.returncode}); not respawning. "

@@ -14,7 +14,7 @@ from typing import Callable
 
 from reachy_mini.core.motors.config import MotorConfig
 from reachy_mini.core.motors.envelope import MechanismRules, check_command, check_names
-from reachy_mini.core.motors.health import bus_health, motor_health
+from reachy_mini.core.motors.health import MotorAlarms, RateAlarm, bus_health, motor_health
 from reachy_mini.core.motors.map import MotorMap
 from reachy_mini.core.motors.ports import open_failure, resolve_port
 from reachy_mini.core.motors.recovery import AutoRecovery, Escalation, torque_off_targets
@@ -53,6 +53,8 @@ class BusLink:
         self.goal_rejects = 0
         self.ignored_goals, self.ignored_at, self.ignored_names = 0, -1e9, []
         self.readings = {r.name: r for r in self.drv.snapshot()}
+        self.alarms = {name: MotorAlarms() for name in self.readings}   # hysteresis per motor
+        self.rate_alarm = RateAlarm()
         self.stats = self.drv.stats()
         self.sample_seq = self.js_published = self.js_skipped = 0
 
@@ -105,8 +107,20 @@ class BusLink:
                                command_timeout_s=c.command_timeout_s, timeout_action=c.command_timeout_action)
 
     # ---- what the checks read (ros/tasks.py)
+    def alarm(self, name: str) -> MotorAlarms:
+        """The motor's temperature/voltage alarms (hysteresis), kept across readings."""
+        a = self.alarms.get(name)
+        if a is None:
+            a = self.alarms[name] = MotorAlarms()
+        return a
+
     def reading(self, name: str):
         return self.readings[name]
+
+    def bus_health(self, stats: dict):
+        """core/motors/health.bus_health with the loop-rate alarm's sustain."""
+        return bus_health(stats, self.cfg.loop_rate_hz, rate_alarm=self.rate_alarm, now=time.monotonic(),
+                          sustain_s=self.thresholds.rate_sustain_s)
 
     def fresh_stats(self) -> dict:
         self.stats = self.drv.stats()
@@ -239,7 +253,8 @@ class BusLink:
         self.readings = {r.name: r for r in self.drv.snapshot()}
         escalate = False
         for name, r in self.readings.items():
-            escalate |= self.escalation.entered_error(name, motor_health(r, self.thresholds, stats["connected"], now)[0])
+            escalate |= self.escalation.entered_error(name, motor_health(r, self.thresholds, stats["connected"], now,
+                                                                           alarms=self.alarm(name))[0])
             c = self.cfg
             gave_up = name in self.recovery.gave_up
             if self.recovery.due(r, self.thresholds, c.auto_recover, c.auto_recover_delay_s, now, c.auto_recover_max,
@@ -248,7 +263,7 @@ class BusLink:
             elif not gave_up and name in self.recovery.gave_up:
                 self.log.error(f"{name}: {self.recovery.gave_up[name]}")
         escalate |= self.escalation.entered_error("recovery", self.recovery.status()[0])
-        return self.escalation.entered_error("bus", bus_health(stats, self.cfg.loop_rate_hz)[0]) or escalate
+        return self.escalation.entered_error("bus", self.bus_health(stats)[0]) or escalate
 
     def _reboot(self, r) -> None:
         try:

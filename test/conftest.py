@@ -88,21 +88,3 @@ def ros_env(monkeypatch):
     monkeypatch.setenv("ROS_DOMAIN_ID", next_domain())
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     return dict(os.environ)
-
-
-def params_ignoring_host_cpu(tmp_path) -> str:
-    """The package's parameter file, with the health node's host-CPU alarm out
-    of reach: for tests about something else that must see the robot healthy
-    on a saturated test machine (make test-stress), where "CPU 100 %" is a
-    true ERROR."""
-    import yaml
-
-    from reachy_mini.common.paths import config_path
-
-    with open(config_path("reachy_mini.yaml")) as f:
-        params = yaml.safe_load(f)
-    params.setdefault("/**/health_node", {}).setdefault("ros__parameters", {}).update(
-        {"cpu_warn_pct": 100.5, "cpu_error_pct": 101.0})
-    path = tmp_path / "params_no_cpu_alarm.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return str(path)

@@ -36,6 +36,13 @@ EXIT_INVALID_PARAMETER = 2
 # Exit status of a node that is alive but broken (a worker thread died):
 # restarting it is the cure, so both respawn it.
 EXIT_BROKEN = 3
+# Exit status of a start refused because this robot (namespace) already runs
+# on this machine (common/instance.py), or because the runtime directory is
+# not private (common/paths.py): a restart cannot fix either, so neither the
+# launch file nor the supervisor restarts it (launch stops altogether).
+EXIT_ALREADY_RUNNING = 4
+EXIT_UNSAFE_RUNTIME_DIR = 5
+NOT_RESPAWNED = (EXIT_INVALID_PARAMETER, EXIT_ALREADY_RUNNING, EXIT_UNSAFE_RUNTIME_DIR)
 
 # The diagnostics topics keep their absolute ROS names (diagnostic_updater,
 # diagnostic_aggregator, rqt_robot_monitor). With a namespace they are

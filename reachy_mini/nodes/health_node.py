@@ -13,12 +13,13 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
 from reachy_mini.core.health.aggregator import ConfigError, load_aggregator
+from reachy_mini.core.health.alarm import Flaps
 from reachy_mini.core.health.config import HealthConfig
 from reachy_mini.core.health.incidents import Incident, IncidentWriter
 from reachy_mini.core.health.recorder import snapshot_dir
 from reachy_mini.core.health.nodes import LevelChanges, NodeWatch, RestartLog, node_status
 from reachy_mini.core.health.notify import Notifier, TopLevelWatch
-from reachy_mini.core.health.system import ProcessMonitor, siblings
+from reachy_mini.core.health.system import ProcessMonitor, rate_symptoms, siblings
 from reachy_mini.core.levels import ERROR, Level
 from reachy_mini.common.node_table import NODES
 from reachy_mini.common.paths import data_dir, heartbeat_file, state_file
@@ -57,12 +58,14 @@ class HealthNode(Node):
         self.info: dict = {}
         self.restarts = RestartLog([n.name for n in expected])
         self.killed_pids: set[int] = set()
+        self.refused = ""     # why a state file or pid was not trusted (logged once per change)
         self.db = IncidentWriter(self.data_dir, c.history_days, c.history_max_rows, robot=self.robot)
         if self.db.moved_aside:
             self.get_logger().warning(f"incident database damaged; moved aside to {self.db.moved_aside}, "
                                       "starting a fresh one")
         self.recorder = FlightRecorder(self, snapshot_dir(self.data_dir), c) if c.recorder else None
         self.changes = LevelChanges(self.db.last_levels())
+        self.flaps = Flaps(c.flap_max_changes, c.flap_window_s, c.flap_settle_s)
         self.top_watch = TopLevelWatch(self.changes.previous("toplevel_state"), c.notify_settle_s, now,
                                        c.notify_min_interval_s)
         self.notifier: Notifier | None = None
@@ -81,7 +84,7 @@ class HealthNode(Node):
         self.create_timer(1.0, self._sample)
         self.updater = RobotUpdater(self, self.robot)
         self.updater.setHardwareID(os.uname().nodename)
-        self.updater.add(SystemCheck(self.data_dir, c.thresholds))
+        self.updater.add(SystemCheck(self.data_dir, c.thresholds, lambda: rate_symptoms(self.agg.items)))
         self.updater.add(IncidentsCheck(self))
         self.updater.add(NotifyCheck(self))
         self.updater.add(RecorderCheck(self))
@@ -103,15 +106,24 @@ class HealthNode(Node):
             self.db.retention_days = float(self.cfg.history_days)
         if "history_max_rows" in changed:
             self.db.max_rows = int(self.cfg.history_max_rows)
+        if changed.keys() & {"flap_max_changes", "flap_window_s", "flap_settle_s"}:
+            self.flaps.configure(self.cfg.flap_max_changes, self.cfg.flap_window_s, self.cfg.flap_settle_s)
         if "pub_rate" in changed:
             self.destroy_timer(self.pub_timer)
             self.pub_timer = self.create_timer(1.0 / self.cfg.pub_rate, self._publish)
 
     def _note(self, name: str, level: int, message: str, hwid: str = "", kind: str = "level") -> None:
+        """Records a level change (or a restart/hang) as an incident; a
+        flapping item once, at its worst level, until it settles
+        (core/health/alarm.Flaps)."""
         if kind == "level":
             changed, prev = self.changes.change(name, level)
             if not changed:
                 return
+            admitted = self.flaps.admit(name, level, message, hwid, time.monotonic())
+            if admitted is None:
+                return
+            level, message = admitted
         else:
             prev = self.changes.previous(name)
         snap = self.recorder.incident(name, level) if self.recorder else None   # an ERROR opens a snapshot
@@ -149,7 +161,8 @@ class HealthNode(Node):
         for o in outs:
             self._note(o.name, o.level, o.message, o.hardware_id)
         self._note(top.name, top.level, top.message)
-        tr = self.top_watch.observe(top.level, top.message, time.monotonic())
+        level, message = self.flaps.held(top.name, top.level, top.message)   # flapping: its worst level
+        tr = self.top_watch.observe(level, message, time.monotonic())
         if tr is not None and self.notifier is not None:
             self.notifier.submit(tr)
 
@@ -159,7 +172,13 @@ class HealthNode(Node):
             self.last_prune = now
             if self.agg.prune(now, 3600.0) or len(self.changes.levels) > 20000:
                 self.changes.prune({o.name for o in self.agg.report(now)[0]} | {"toplevel_state"})
+        for name, level, worst, message, hwid in self.flaps.settled(now):
+            self.db.record(Incident(time.time(), name, level, worst, message, hwid))
         self.info = self.procs.sample()
+        if self.procs.refused != self.refused:
+            self.refused = self.procs.refused
+            if self.refused:
+                self.get_logger().warning(self.refused)
         for name, kind, message in self.restarts.observe(self.info, wall):
             self._note(self._item(name), ERROR, message, kind=kind)
         if self.procs.manager != "launch" or not self.cfg.restart_hung_nodes:

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 
 from reachy_mini.core.health.nodes import is_hung
 from reachy_mini.core.identity import check_robot_name
-from reachy_mini.common.node_table import EXIT_INVALID_PARAMETER, NODES, NodeSpec, log_level_args, normalize_namespace, remappings
-from reachy_mini.common.paths import config_path, robot_key
+from reachy_mini.common.instance import LOCKED_BY_ENV, AlreadyRunning, InstanceLock
+from reachy_mini.common.node_table import EXIT_ALREADY_RUNNING, EXIT_INVALID_PARAMETER, EXIT_UNSAFE_RUNTIME_DIR, \
+    NODES, NOT_RESPAWNED, NodeSpec, log_level_args, normalize_namespace, remappings
+from reachy_mini.common.paths import UnsafeRuntimeDir, config_path, robot_key
 from reachy_mini.ops.sdnotify import Notifier
 from reachy_mini.web.config import WebBridgeConfig
 from reachy_mini.common.paths import state_file as default_state_file
@@ -150,9 +152,16 @@ class Supervisor:
         self.notifier = Notifier()
         self.ready = False
         self.pinged = 0.0
+        try:   # the process's start time, for readers to check that the pid is still this supervisor
+            import psutil
+
+            self.started = psutil.Process().create_time()
+        except Exception:  # noqa: BLE001
+            self.started = time.time()
 
     def _start(self, c: Child) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        env[LOCKED_BY_ENV] = str(os.getpid())   # this supervisor holds the child's instance lock
         env.setdefault("MALLOC_ARENA_MAX", "2")   # bounded glibc arenas: RSS stays flat over months
         if c.heartbeat:
             env["REACHY_MINI_HEARTBEAT"] = c.heartbeat
@@ -181,13 +190,13 @@ class Supervisor:
     def write_state(self) -> None:
         if not self.state_file:
             return
-        state = {"supervisor_pid": os.getpid(), "stamp": time.time(), "nodes": {
-            c.spec.name: {"pid": c.proc.pid if c.proc and c.proc.poll() is None else None,
+        state = {"supervisor_pid": os.getpid(), "supervisor_started": self.started, "stamp": time.time(), "nodes": {
+            c.spec.name: {"pid": c.proc.pid if c.proc and c.proc.poll() is None else None, "started": c.started_at,
                           "starts": c.starts, "restarts": c.restarts, "last_exit": c.last_exit,
                           "hang_restarts": c.hang_restarts, "heartbeat": c.heartbeat}
             for c in self.children}}
         tmp = self.state_file + ".tmp"
-        with open(tmp, "w") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "w") as f:
             json.dump(state, f)
         os.replace(tmp, self.state_file)
 
@@ -264,15 +273,16 @@ class Supervisor:
                     if not self.respawn or self.stopping.is_set():
                         self._log(f"{c.spec.name} exited with {c.last_exit}; not respawning")
                         continue
-                    if c.last_exit == EXIT_INVALID_PARAMETER:
-                        self._log(f"{c.spec.name} exited with {c.last_exit} (invalid parameter): not respawning")
+                    if c.last_exit in NOT_RESPAWNED:
+                        why = "invalid parameter" if c.last_exit == EXIT_INVALID_PARAMETER else "refused to start"
+                        self._log(f"{c.spec.name} exited with {c.last_exit} ({why}): not respawning")
                         continue
                     c.crashes.append(now)
                     delay = c.backoff(now)
                     c.next_start = now + delay
                     self._log(f"{c.spec.name} exited with {c.last_exit}; respawning in {delay:.1f} s")
                 elif c.proc is None and self.respawn and c.next_start and now >= c.next_start \
-                        and c.last_exit != EXIT_INVALID_PARAMETER:
+                        and c.last_exit not in NOT_RESPAWNED:
                     c.next_start = 0.0
                     c.restarts += 1
                     self._start(c)
@@ -352,6 +362,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     a = parse_args(argv)
     specs = [n for n in NODES if (not a.only or n.name in a.only) and not getattr(a, f"disable_{n.name}")]
+    # One stack per robot per machine: the robot's lock and each node's, held
+    # until this process exits (common/instance.py), before anything is touched.
+    try:
+        locks = [InstanceLock(a.namespace, what="reachy-mini-bringup").acquire()]
+        locks += [InstanceLock(a.namespace, s.name, what=f"{s.name} of reachy-mini-bringup pid {os.getpid()}").acquire()
+                  for s in specs]
+    except AlreadyRunning as e:
+        print(f"reachy-mini-bringup: {e}", file=sys.stderr, flush=True)
+        return EXIT_ALREADY_RUNNING
+    except (UnsafeRuntimeDir, OSError) as e:
+        print(f"reachy-mini-bringup: {e}", file=sys.stderr, flush=True)
+        return EXIT_UNSAFE_RUNTIME_DIR
     if a.state_file is None:
         a.state_file = default_state_file(a.namespace)
     run_dir = os.path.join(os.path.dirname(os.path.abspath(a.state_file)), f"reachy_mini_bringup.{os.getpid()}")

@@ -137,6 +137,8 @@ def render_unit(user: str, mode: str, exe_dir: str, ros_setup: str = "", ws_setu
         "LimitRTPRIO=50",                 # motor_node's realtime_priority (SCHED_FIFO) may be granted
         "LimitMEMLOCK=infinity",          # and lock_memory
         "KillSignal=SIGTERM",
+        "KillMode=mixed",                 # SIGTERM to the supervisor only: it stops the nodes in order
+                                          # (then SIGKILL to what is left after TimeoutStopSec)
         "TimeoutStopSec=20",
         "NoNewPrivileges=yes",
         "PrivateTmp=yes",

@@ -1,8 +1,9 @@
 """The standard main() of every node: init, build, spin, clean exit."""
 from __future__ import annotations
 
-from reachy_mini.common.node_table import EXIT_BROKEN, namespace_of
-from reachy_mini.common.paths import heartbeat_file
+from reachy_mini.common.instance import AlreadyRunning, InstanceLock, locked_by_parent
+from reachy_mini.common.node_table import EXIT_ALREADY_RUNNING, EXIT_BROKEN, EXIT_UNSAFE_RUNTIME_DIR, namespace_of
+from reachy_mini.common.paths import UnsafeRuntimeDir, heartbeat_file
 from reachy_mini.ros.params import ParameterError
 
 
@@ -10,7 +11,10 @@ def run_node(factory, name: str, args=None) -> int:
     """Standard main(): init, build the node, spin, exit cleanly on SIGINT/
     SIGTERM; an invalid parameter exits with status 2 and a clear message;
     a node whose worker thread died (node.workers(): {name: Thread}) exits
-    with status 3, to be restarted."""
+    with status 3, to be restarted. Before anything else the node takes its
+    instance lock (common/instance.py), unless the supervisor that started it
+    holds it: a second copy in the same namespace exits with status 4 (5 for
+    a runtime directory that is not private)."""
     import os
     import signal
     import sys
@@ -22,6 +26,16 @@ def run_node(factory, name: str, args=None) -> int:
     import threading
 
     argv = args if args is not None else sys.argv
+    lock = None
+    if not locked_by_parent():
+        try:
+            lock = InstanceLock(namespace_of(argv), name, what=name).acquire()   # held until the process exits
+        except AlreadyRunning as e:
+            print(f"[{name}] FATAL: {e}", file=sys.stderr, flush=True)
+            return EXIT_ALREADY_RUNNING
+        except (UnsafeRuntimeDir, OSError) as e:
+            print(f"[{name}] FATAL: {e}", file=sys.stderr, flush=True)
+            return EXIT_UNSAFE_RUNTIME_DIR
     rclpy.init(args=argv, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -98,4 +112,6 @@ def run_node(factory, name: str, args=None) -> int:
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
+        if lock is not None:
+            lock.release()
     return code

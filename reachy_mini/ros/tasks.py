@@ -14,11 +14,11 @@ from typing import Callable, Iterable
 
 from reachy_mini.core.health.nodes import node_status
 from reachy_mini.core.identity import hardware_id as robot_hardware_id
-from reachy_mini.core.health.system import evaluate_process, evaluate_system, system_snapshot
+from reachy_mini.core.health.system import HostAlarms, evaluate_process, system_snapshot
 from reachy_mini.core.levels import ERROR, OK, WARN, Level
 from reachy_mini.core.media.capture import capture_health
 from reachy_mini.core.motors.envelope import eeprom_wider
-from reachy_mini.core.motors.health import bus_health, motor_health
+from reachy_mini.core.motors.health import motor_health
 from reachy_mini.ros.diagnostics import DiagnosticTask
 
 Values = Iterable[tuple[str, str]]
@@ -63,7 +63,7 @@ class MotorCheck(Check):
         self.comm_seen = r.comm_errors
         self.motor_id = str(r.id)
         lv, msg, values = motor_health(r, self.bus.thresholds, self.bus.stats["connected"], time.time(),
-                                       r.comm_errors - prev)
+                                       r.comm_errors - prev, self.bus.alarm(self.motor))
         gave_up = self.bus.recovery.gave_up.get(self.motor)
         if gave_up:
             lv, msg = ERROR, f"{msg}; {gave_up}"
@@ -83,7 +83,7 @@ class BusCheck(Check):
 
     def evaluate(self):
         stats = self.bus.fresh_stats()
-        lv, msg, values = bus_health(stats, self.bus.cfg.loop_rate_hz)
+        lv, msg, values = self.bus.bus_health(stats)
         if self.bus.waiting:
             lv, msg = ERROR, self.bus.waiting
         if self.bus.estopped:
@@ -151,16 +151,20 @@ class CaptureCheck(Check):
 
 # ------------------------------------------------------------------ health node
 class SystemCheck(Check):
-    """The host: CPU, memory, data disk, temperatures."""
+    """The host: CPU, memory, data disk, temperatures, with hysteresis and
+    sustain (HostAlarms). symptoms() -> what shows the robot cannot keep up
+    (the only case where host CPU is ERROR)."""
 
-    def __init__(self, data_dir: str, thresholds: Callable[[], object]) -> None:
+    def __init__(self, data_dir: str, thresholds: Callable[[], object],
+                 symptoms: Callable[[], list[str]] = lambda: []) -> None:
         super().__init__("system")
-        self.data_dir, self.thresholds = data_dir, thresholds
+        self.data_dir, self.thresholds, self.symptoms = data_dir, thresholds, symptoms
+        self.alarms = HostAlarms()
         system_snapshot(data_dir)   # primes cpu_percent
 
     def evaluate(self):
         s = system_snapshot(self.data_dir)
-        lv, msg = evaluate_system(s, self.thresholds())
+        lv, msg = self.alarms.evaluate(s, self.thresholds(), time.monotonic(), self.symptoms())
         values = [("cpu (%)", f"{s['cpu_pct']:.1f}"), ("load average", " ".join(f"{x:.2f}" for x in s["load"])),
                   ("memory (%)", f"{s['mem_pct']:.1f}"), ("disk (%)", f"{s['disk_pct']:.1f}"),
                   ("disk free (GB)", f"{s['disk_free_gb']:.1f}"), ("data dir", self.data_dir),

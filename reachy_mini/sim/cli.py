@@ -1,7 +1,7 @@
 """`reachy-mini-sim-bus`: run the simulated servo bus, or inject faults into
 a running one.
 
-    reachy-mini-sim-bus serve [--link /tmp/reachy_mini_sim/ttyDXL] [--baud 1000000] [--no-wire-timing]
+    reachy-mini-sim-bus serve [--link <runtime dir>/reachy_mini_sim/ttyDXL] [--baud 1000000] [--no-wire-timing]
     reachy-mini-sim-bus inject overheat --id 12        # also: overload voltage encoder shock
     reachy-mini-sim-bus inject clear --id 12           # the cause goes away (bit stays latched until reboot)
     reachy-mini-sim-bus inject mute --id 14 | unmute --id 14
@@ -28,7 +28,6 @@ import sys
 
 from reachy_mini.common.paths import sim_link
 
-DEFAULT_LINK = sim_link()
 COMMANDS = ["overheat", "overload", "voltage", "encoder", "shock", "clear", "mute", "unmute",
             "corrupt", "garbage", "latency", "late", "vanish", "restore", "reset", "state", "ping",
             "position_limits"]
@@ -42,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--link", default=None, help="stable path (symlink) to the pty (default: the robot's, "
                    "see --namespace)")
     s.add_argument("--namespace", default="", help="robot namespace: its own default link and control socket")
+    s.add_argument("--until-stdin-closes", action="store_true",
+                   help="run until stdin closes, ignoring SIGINT and SIGTERM (as motor_node's child: it stops "
+                        "the bus after turning the torque off)")
     s.add_argument("--control", default=None, help="control socket path (default: <link>.ctl)")
     s.add_argument("--baud", type=int, default=1_000_000, help="baud rate used for wire timing")
     s.add_argument("--no-wire-timing", action="store_true", help="answer as fast as possible")
@@ -91,8 +93,19 @@ def main(argv: list[str] | None = None) -> int:
         # holds Event.set()'s lock would deadlock the simulator for good.
         bus.stopping = True
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    if args.until_stdin_closes:
+        import threading
+
+        def _watch_stdin():
+            while sys.stdin.buffer.read(4096):
+                pass
+            bus.stopping = True
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        threading.Thread(target=_watch_stdin, name="stdin-watch", daemon=True).start()
+    else:
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
     print(f"port: {bus.link}", flush=True)
     print(f"control: {bus.control_path}", flush=True)
     try:

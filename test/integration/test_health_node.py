@@ -161,6 +161,36 @@ def test_incident_history_survives_restart(ros_env, tmp_path, probe):
     assert top, "top-level changes are recorded too"
 
 
+def test_flapping_item_is_one_incident_until_it_settles(ros_env, tmp_path, probe):
+    """More than flap_max_changes level changes within flap_window_s: one
+    incident "flapping (k changes in M min)" at the worst level, none for the
+    further changes, one more when it has been stable for flap_settle_s."""
+    name = "/Reachy Mini/Motors/stewart_3"
+    path = db_path(str(tmp_path / "data"))
+    h = HealthProc(ros_env, tmp_path, flap_max_changes=3, flap_window_s=60.0, flap_settle_s=4.0, pub_rate=2.0)
+    try:
+        wait_for(lambda: (publish(probe, [("motor_node: stewart_3", 0, "OK")]), latest(probe).get(name))[1],
+                 timeout=15, period=0.3)
+        for i in range(8):       # 8 changes OK <-> WARN/ERROR
+            lv = (1, 2)[i % 4 == 2] if i % 2 == 0 else 0
+            publish(probe, [("motor_node: stewart_3", lv, f"step {i}")])
+            wait_for(lambda lv=lv: (s := latest(probe).get(name)) and s.level[0] == lv, timeout=5, period=0.05)
+        rows = wait_for(lambda: [r for r in query(path, name_prefix=name) if "flapping" in r["message"]],
+                        timeout=5)
+        assert len(rows) == 1 and rows[0]["level"] == 2, rows
+        assert rows[0]["message"].startswith("flapping (4 changes in 1 min)"), rows[0]["message"]
+        settled = wait_for(lambda: [r for r in query(path, name_prefix=name) if "settled" in r["message"]],
+                           timeout=15, period=0.3)
+        assert settled[0]["level"] == 0 and settled[0]["prev_level"] == 2
+        assert "4 changes not recorded" in settled[0]["message"], settled[0]["message"]
+        all_rows = query(path, name_prefix=name)
+        assert len(all_rows) == 1 + 3 + 1 + 1, [(r["level"], r["message"]) for r in all_rows]
+        publish(probe, [("motor_node: stewart_3", 2, "hot again")])   # after settling: reported at once
+        wait_for(lambda: any(r["message"] == "hot again" for r in query(path, name_prefix=name)), timeout=5)
+    finally:
+        h.stop()
+
+
 def test_invalid_analyzer_file_fails_fast(ros_env, tmp_path):
     h = HealthProc(ros_env, tmp_path, "a: {ros__parameters: {m: {type: diagnostic_aggregator/GenericAnalyzer,"
                                       " path: M, startswith: x, regexp: y}}}")
@@ -196,6 +226,9 @@ def test_runtime_parameters(ros_env, tmp_path, probe):
         assert rate >= 3.5, rate          # 5 Hz (1 Hz before)
         r = set_(cpu_warn_pct=99.5)       # above cpu_error_pct (98)
         assert not r.successful and "cpu_warn_pct < cpu_error_pct" in r.reason
+        r = set_(cpu_clear_pct=95.0)      # the alarm must clear below where it enters (90)
+        assert not r.successful and "cpu_clear_pct < cpu_warn_pct" in r.reason
+        assert set_(cpu_sustain_s=5.0, flap_max_changes=10).successful
         r = set_(analyzers_file="/etc/passwd")
         assert not r.successful and "read-only" in r.reason.lower()
         assert set_(hang_timeout_s=30.0).successful
@@ -215,8 +248,11 @@ def test_under_launch_only_a_hung_sibling_is_killed(tmp_path, ros_env):
            "-p", "fps:=5.0", "-p", "compressed_fps:=0.0"]
     health = HealthProc(env, tmp_path, hang_timeout_s=3.0, expected_nodes="[camera_node]")
     sibling = subprocess.Popen(cam, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # the outsider is a grandchild (its parent is a shell): another stack's process
-    outsider_sh = subprocess.Popen(["sh", "-c", " ".join(f"'{a}'" for a in cam) + " & echo $!; wait"], env=env,
+    # the outsider is a grandchild (its parent is a shell): another stack's process (its own runtime
+    # directory, as another user's would be: in the same one its instance lock would stop it at start)
+    (tmp_path / "run2").mkdir(mode=0o700)
+    outsider_sh = subprocess.Popen(["sh", "-c", " ".join(f"'{a}'" for a in cam) + " & echo $!; wait"],
+                                   env=dict(env, XDG_RUNTIME_DIR=str(tmp_path / "run2")),
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     outsider = int(outsider_sh.stdout.readline())
     try:

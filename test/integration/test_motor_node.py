@@ -215,10 +215,13 @@ def test_runtime_parameters(motor):
     vals = wait_for(lambda: (s := motor_status(probe, "stewart_1", 0)) and Level.of(s[1].level) == 0
                     and {kv.key: kv.value for kv in s[1].values}.get("temperature (C)", "n/a") != "n/a"
                     and {kv.key: kv.value for kv in s[1].values}, timeout=10)
-    # a threshold below the present temperature turns the motor WARN at once
+    # a threshold below the present temperature turns the motor WARN (at once: no sustain time)
     temp = float(vals["temperature (C)"])
-    r = _set(probe, "motor_node", temperature_warn_c=max(1.0, temp - 5.0))
-    assert r[0].successful, r[0].reason
+    r = _set(probe, "motor_node", temperature_sustain_s=0.0, temperature_clear_c=max(0.0, temp - 10.0),
+             temperature_warn_c=max(1.0, temp - 5.0))
+    assert all(x.successful for x in r), [x.reason for x in r]
+    r = _set(probe, "motor_node", temperature_clear_c=temp)      # the alarm must clear below where it enters
+    assert not r[0].successful and "temperature_clear_c must be < temperature_warn_c" in r[0].reason
     t0 = time.monotonic()
     st = wait_for(lambda: (s := motor_status(probe, "stewart_1", t0)) and Level.of(s[1].level) == 1 and s[1],
                   timeout=5)
@@ -384,7 +387,7 @@ def test_a_rate_above_what_the_bus_can_do_does_not_starve_commands(motor):
     item says so, and services are still served (no 'no answer from the
     control thread')."""
     probe, run = motor
-    run("loop_rate_hz:=1000.0")
+    run("loop_rate_hz:=1000.0", "rate_sustain_s:=1.0")   # the loop-rate WARN after 1 s (default 30 s)
     t0 = time.monotonic() + 2.0
     st = wait_for(lambda: (s := _item(probe, "bus", t0)) and s.level == b"\x01" and s, timeout=10)
     assert st.message.startswith("requested 1000 Hz, achieving "), st.message

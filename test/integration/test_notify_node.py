@@ -122,6 +122,34 @@ def test_error_is_one_post_and_leaving_it_one_more(ros_env, tmp_path, probe):
     assert h.proc.returncode == 0, out
 
 
+def test_flapping_top_level_is_one_notification_until_it_settles(ros_env, tmp_path, probe):
+    """A top level toggling ERROR/OK 10 times (notify_min_interval_s 0):
+    notified at its first two changes, then once "flapping (3 changes in 1
+    min)" at ERROR, then nothing until it settled, then once OK."""
+    rec = Receiver()
+    feeder = Feeder(probe)
+    h = HealthProc(ros_env, tmp_path, ANALYZERS, notify_url=rec.url, flap_max_changes=2, flap_window_s=60.0,
+                   flap_settle_s=4.0, **QUIET)
+    try:
+        wait_for(lambda: (t := top(probe)) and t.level[0] == 0, timeout=20, period=0.2)
+        time.sleep(4.0)                      # past the settle window
+        for i in range(10):
+            lv = 2 if i % 2 == 0 else 0
+            feeder.set(lv, f"step {i}")
+            wait_for(lambda lv=lv: (t := top(probe)) and t.level[0] == lv, timeout=5, period=0.05)
+            time.sleep(0.6)
+        assert [b["level"] for b in rec.bodies()] == ["ERROR", "OK", "ERROR"], rec.bodies()
+        assert rec.bodies()[2]["message"].startswith("flapping (3 changes in 1 min); now: "), rec.bodies()[2]
+        bodies = wait_for(lambda: len(rec.bodies()) == 4 and rec.bodies(), timeout=15, period=0.2)
+        assert bodies[3]["level"] == "OK" and bodies[3]["previous_level"] == "ERROR"
+        time.sleep(1.0)
+        assert rec.attempts == 4
+    finally:
+        feeder.close()
+        h.stop()
+        rec.close()
+
+
 def test_receiver_down_then_up_gets_the_post(ros_env, tmp_path, probe):
     port = free_port()
     feeder = Feeder(probe)

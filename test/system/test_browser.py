@@ -244,10 +244,7 @@ def test_incident_list_links_and_plots_its_recording(tmp_path, ros_env, browser)
     motor's temperature and the item's and robot's levels around it."""
     import httpx
 
-    from conftest import params_ignoring_host_cpu
-
-    st = Stack(str(tmp_path), extra=["--params-file", params_ignoring_host_cpu(tmp_path)],
-               domain=ros_env["ROS_DOMAIN_ID"])
+    st = Stack(str(tmp_path), domain=ros_env["ROS_DOMAIN_ID"])
     try:
         st.pids()
         url = f"http://127.0.0.1:{st.port}/"

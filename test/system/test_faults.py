@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from conftest import params_ignoring_host_cpu, wait_for
+from conftest import wait_for
+from reachy_mini.common.paths import config_path
 from test_health_truth import _free_port, _health
 
 # node -> what the 503 names (a top-level group, or the silent monitor)
@@ -27,7 +28,7 @@ class Stack:
     def __init__(self, tmp_path, env, respawn: bool):
         self.port, self.state = _free_port(), str(tmp_path / "state.json")
         argv = [sys.executable, "-m", "reachy_mini.ops.supervisor", "--use-sim",
-                "--params-file", params_ignoring_host_cpu(tmp_path), "--state-file", self.state,
+                "--params-file", config_path("reachy_mini.yaml"), "--state-file", self.state,
                 "--data-dir", str(tmp_path / "data"), "--web-port", str(self.port)] + ([] if respawn else ["--no-respawn"])
         self.proc = subprocess.Popen(argv, env=dict(env, XDG_RUNTIME_DIR=str(tmp_path)), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)

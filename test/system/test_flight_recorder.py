@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, params_ignoring_host_cpu, wait_for
+from conftest import REPO, wait_for
 from reachy_mini.core.health.incidents import db_path, query
 from reachy_mini.core.health.recorder import list_snapshots
 from reachy_mini.sim.bus import send_command
@@ -25,10 +25,12 @@ S = 1_000_000_000
 
 
 def _params(tmp_path, **health) -> str:
-    path = params_ignoring_host_cpu(tmp_path)
-    with open(path) as f:
+    from reachy_mini.common.paths import config_path
+
+    with open(config_path("reachy_mini.yaml")) as f:
         p = yaml.safe_load(f)
-    p["/**/health_node"]["ros__parameters"].update(health)
+    p.setdefault("/**/health_node", {}).setdefault("ros__parameters", {}).update(health)
+    path = str(tmp_path / "params.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(p, f)
     return path

@@ -13,7 +13,8 @@ import time
 
 import httpx
 
-from conftest import params_ignoring_host_cpu, wait_for
+from conftest import wait_for
+from reachy_mini.common.paths import config_path
 
 
 def _free_port() -> int:
@@ -34,7 +35,7 @@ def test_dead_health_node_turns_health_503(tmp_path, ros_env):
     port, state = _free_port(), str(tmp_path / "state.json")
     env = dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path))
     sup = subprocess.Popen([sys.executable, "-m", "reachy_mini.ops.supervisor", "--use-sim", "--no-respawn",
-                            "--params-file", params_ignoring_host_cpu(tmp_path),
+                            "--params-file", config_path("reachy_mini.yaml"),
                             "--state-file", state, "--data-dir", str(tmp_path / "data"), "--web-port", str(port),
                             "--only", "motor_node", "health_node", "web_bridge"],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

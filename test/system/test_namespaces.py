@@ -16,7 +16,8 @@ import httpx
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
-from conftest import params_ignoring_host_cpu, wait_for
+from conftest import wait_for
+from reachy_mini.common.paths import config_path
 from ros_probe import RosProbe
 
 TOKEN = "namespace-test-token-0123456789"
@@ -55,7 +56,7 @@ def two_robots(tmp_path, ros_env):
         port = _free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "reachy_mini.ops.supervisor", "--use-sim", "--namespace", name, "--web-port", str(port),
-             "--params-file", params_ignoring_host_cpu(tmp_path),
+             "--params-file", config_path("reachy_mini.yaml"),
              "--only", "motor_node", "health_node", "web_bridge", "--log-dir", str(tmp_path / f"logs_{name}"),
              *(["--robot-name", NAMES[name]] if NAMES[name] != name else [])],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

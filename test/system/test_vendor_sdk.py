@@ -21,7 +21,7 @@ import pytest
 from reachy_mini.sim.bus import send_command
 from tools.bench.stack import Stack
 
-from conftest import REPO, params_ignoring_host_cpu, wait_for
+from conftest import REPO, wait_for
 
 SDK_PY = os.path.join(REPO, ".venv-sdk", "bin", "python")
 PORT = 18510          # this helper's port range; the SDK takes port= explicitly
@@ -59,8 +59,7 @@ def stack(tmp_path_factory):
     dom = str(base + span - 1)       # the last id of this run's block (ros_env cycles from the first)
     old = os.environ.get("ROS_DOMAIN_ID")
     os.environ["ROS_DOMAIN_ID"] = dom
-    from pathlib import Path
-    st = Stack(tmp, extra=["--params-file", params_ignoring_host_cpu(Path(tmp))], domain=dom, port=PORT)
+    st = Stack(tmp, domain=dom, port=PORT)
     try:
         st.pids()
         wait_for(lambda: _health(st)[0] == 200, timeout=30, period=0.3)

@@ -54,6 +54,15 @@ class HealthConfig(NodeConfig):
     notify_min_interval_s: float = setting(60.0, "after a notification, the next one waits at least this long and "
                                            "then reports the level of that moment (a flapping level is one "
                                            "notification, not a flood)", 0.0, 3600.0)
+    cpu_warn_pct: float = _threshold(90.0, "host CPU: WARN once at or above this (%) for cpu_sustain_s")
+    cpu_error_pct: float = _threshold(98.0, "host CPU: ERROR at or above this (%) for cpu_sustain_s, only while "
+                                      "the motor loop or the camera is below its rate (CPU alone is a WARN)")
+    cpu_clear_pct: float = _threshold(80.0, "host CPU: the alarm clears below this (%)")
+    cpu_sustain_s: float = _threshold(30.0, "host CPU: seconds above a threshold before the alarm")
+    mem_warn_pct: float = _threshold(85.0, "host memory: WARN once at or above this (%) for mem_sustain_s")
+    mem_error_pct: float = _threshold(95.0, "host memory: ERROR once at or above this (%) for mem_sustain_s")
+    mem_clear_pct: float = _threshold(80.0, "host memory: the alarm clears below this (%)")
+    mem_sustain_s: float = _threshold(30.0, "host memory: seconds above a threshold before the alarm")
     recorder: bool = setting(True, "flight recorder: keep the last minute of diagnostics, joint states, head pose "
                              "and goals, and write an MCAP snapshot on each ERROR incident and on request "
                              "(~/snapshot)")
@@ -64,28 +73,26 @@ class HealthConfig(NodeConfig):
                                        "(MB)", 0.1, 1e6, runtime=True)
     snapshot_retention_days: float = setting(30.0, "flight recorder: snapshots older than this are deleted (days)",
                                              0.001, 3650.0, runtime=True)
-    cpu_warn_pct: float = _threshold(90.0, "host CPU: WARN at or above (%)")
-    cpu_error_pct: float = _threshold(98.0, "host CPU: ERROR at or above (%)")
-    mem_warn_pct: float = _threshold(85.0, "host memory: WARN at or above (%)")
-    mem_error_pct: float = _threshold(95.0, "host memory: ERROR at or above (%)")
     disk_warn_pct: float = _threshold(85.0, "data disk: WARN at or above (%)")
     disk_error_pct: float = _threshold(95.0, "data disk: ERROR at or above (%)")
-    temp_warn_c: float = _threshold(75.0, "hottest host sensor: WARN at or above (C)")
-    temp_error_c: float = _threshold(85.0, "hottest host sensor: ERROR at or above (C)")
+    temp_warn_c: float = _threshold(75.0, "hottest host sensor: WARN once at or above this (C) for temp_sustain_s")
+    temp_error_c: float = _threshold(85.0, "hottest host sensor: ERROR once at or above this (C) for temp_sustain_s")
+    temp_clear_c: float = _threshold(70.0, "hottest host sensor: the alarm clears below this (C)")
+    temp_sustain_s: float = _threshold(30.0, "hottest host sensor: seconds above a threshold before the alarm")
     node_rss_warn_mb: float = _threshold(500.0, "a node's RSS: WARN at or above (MB)")
     node_rss_error_mb: float = _threshold(1500.0, "a node's RSS: ERROR at or above (MB)")
-    node_cpu_warn_pct: float = _threshold(80.0, "host CPU: WARN at or above (%)")
+    node_cpu_warn_pct: float = _threshold(80.0, "a node's CPU (average): WARN at or above (%)")
     node_fds_warn: int = _threshold(500, "a node's open files: WARN at or above")
+    flap_max_changes: int = setting(4, "an item whose level changes more than this many times within "
+                                    "flap_window_s is flapping: one incident and one notification at its worst "
+                                    "level until it settles", 1, 1000, runtime=True)
+    flap_window_s: float = setting(600.0, "flap detection window (s)", 10.0, 86400.0, runtime=True)
+    flap_settle_s: float = setting(120.0, "a flapping item settles after this long without a level change (s)",
+                                   1.0, 86400.0, runtime=True)
 
     def thresholds(self) -> Thresholds:
         return Thresholds(**{f.name: getattr(self, f.name) for f in fields(Thresholds)})
 
     def validate(self) -> list[str]:
-        """warn < error for every threshold pair."""
-        th = self.thresholds()
-        out = []
-        for f in fields(Thresholds):
-            k, e = f.name, f.name.replace("_warn", "_error")
-            if "_warn" in k and hasattr(th, e) and getattr(th, k) >= getattr(th, e):
-                out.append(f"need {k} < {e} ({getattr(th, k)} >= {getattr(th, e)})")
-        return out
+        """clear < warn < error for every alarm."""
+        return self.thresholds().validate()

@@ -21,24 +21,69 @@ from dataclasses import dataclass
 
 import psutil
 
+from reachy_mini.core.health.alarm import Alarm, Band
 from reachy_mini.core.levels import ERROR, OK, WARN
 from reachy_mini.common.node_table import namespace_of
+from reachy_mini.common.paths import UnsafeRuntimeDir, check_private
+
+SUPERVISOR_MARKS = ("reachy_mini.ops.supervisor", "reachy-mini-bringup")
+
+
+def is_our_process(pid: int, marks: tuple[str, ...] = (), started: float | None = None,
+                   match=None) -> str | None:
+    """None when `pid` is a process of this user whose command line contains
+    one of `marks` (or satisfies match(cmdline)) and, when `started` is
+    given, that started then (a recycled pid does not); else why not."""
+    try:
+        p = psutil.Process(pid)
+        with p.oneshot():
+            uid, cmd, created = p.uids().real, p.cmdline(), p.create_time()
+    except psutil.Error:
+        return f"pid {pid} is not running"
+    if uid != os.getuid():
+        return f"pid {pid} belongs to uid {uid}, not to you"
+    if marks and not any(m in a for a in cmd for m in marks):
+        return f"pid {pid} is not a reachy_mini process ({' '.join(cmd)[:80]})"
+    if match is not None and not match(cmd):
+        return f"pid {pid} is another program ({' '.join(cmd)[:80]})"
+    if started is not None and abs(created - started) > 2.0:
+        return f"pid {pid} started at another time than the state file says (pid reused)"
+    return None
 
 
 @dataclass
 class Thresholds:
     cpu_warn_pct: float = 90.0
-    cpu_error_pct: float = 98.0
+    cpu_error_pct: float = 98.0     # ERROR only with a symptom (motor loop or camera below rate)
+    cpu_clear_pct: float = 80.0
+    cpu_sustain_s: float = 30.0
     mem_warn_pct: float = 85.0
     mem_error_pct: float = 95.0
+    mem_clear_pct: float = 80.0
+    mem_sustain_s: float = 30.0
     disk_warn_pct: float = 85.0
     disk_error_pct: float = 95.0
     temp_warn_c: float = 75.0
     temp_error_c: float = 85.0
+    temp_clear_c: float = 70.0
+    temp_sustain_s: float = 30.0
     node_rss_warn_mb: float = 500.0
     node_rss_error_mb: float = 1500.0
     node_cpu_warn_pct: float = 80.0
     node_fds_warn: int = 500
+
+    def validate(self) -> list[str]:
+        """clear < warn < error for every alarm."""
+        out = []
+        for k in ("cpu", "mem", "disk", "temp", "node_rss"):
+            unit = "_c" if k == "temp" else "_mb" if k == "node_rss" else "_pct"
+            w, e = f"{k}_warn{unit}", f"{k}_error{unit}"
+            if getattr(self, w) >= getattr(self, e):
+                out.append(f"need {w} < {e} ({getattr(self, w)} >= {getattr(self, e)})")
+            c = f"{k}_clear{unit}"
+            if hasattr(self, c) and getattr(self, c) >= getattr(self, w):
+                out.append(f"need {c} < {w} ({getattr(self, c)} >= {getattr(self, w)})")
+        return out
 
 
 # Keys of the health node's system and per-node diagnostics (ros/tasks.py
@@ -69,26 +114,82 @@ def system_snapshot(data_dir: str) -> dict:
             "temps": temps, "uptime_s": time.time() - psutil.boot_time()}
 
 
-def evaluate_system(s: dict, th: Thresholds) -> tuple[int, str]:
-    """(level, message) of a snapshot against the thresholds."""
-    level, msgs = OK, []
+def _bands(th: Thresholds, key: str, unit: str, error: bool = True) -> list[Band]:
+    warn, clear, sustain = (getattr(th, f"{key}_{x}") for x in (f"warn{unit}", f"clear{unit}", "sustain_s"))
+    bands = [Band(WARN, warn, clear, sustain)]
+    if error:
+        bands.append(Band(ERROR, getattr(th, f"{key}_error{unit}"), warn, sustain))
+    return bands
 
-    def check(value, warn, error, text):
-        nonlocal level
-        if value >= error:
+
+def rate_symptoms(items: dict) -> list[str]:
+    """What shows that the robot cannot keep up: the motor loop or the camera
+    below 90 % of its rate, read from the latest statuses health_node
+    aggregated (raw status name -> object with .values as (key, value) pairs
+    or KeyValue messages)."""
+    out = []
+    for suffix, target_key, measured_key, what in (
+            ("motor_node: bus", "target rate (Hz)", "achieved rate (Hz)", "motor loop"),
+            ("camera_node: camera", "target fps", "measured fps", "camera")):
+        for name, it in items.items():
+            if not name.endswith(suffix):
+                continue
+            vals = dict(v if isinstance(v, tuple) else (v.key, v.value) for v in (it.values or ()))
+            try:
+                target, measured = float(vals[target_key]), float(vals[measured_key])
+            except (KeyError, ValueError):
+                continue
+            if target > 0 and measured < 0.9 * target:
+                out.append(f"{what} at {measured:.0f} of {target:.0f} Hz")
+    return out
+
+
+class HostAlarms:
+    """The host checks with hysteresis and sustain (core/health/alarm.py):
+    CPU, memory and the hottest sensor enter WARN after `<x>_sustain_s` at or
+    above `<x>_warn`, and clear below `<x>_clear`. Host CPU alone is never
+    ERROR: only with a symptom (rate_symptoms), since a busy host that still
+    does its job needs no person. Memory and temperature reach ERROR at
+    `<x>_error` held as long; the data disk is judged on each sample (it does
+    not flap)."""
+
+    def __init__(self) -> None:
+        self.cpu, self.mem, self.temp = Alarm([]), Alarm([]), Alarm([])
+
+    def evaluate(self, s: dict, th: Thresholds, now: float, symptoms: list[str] | None = None) -> tuple[int, str]:
+        self.cpu.configure(_bands(th, "cpu", "_pct"))
+        self.mem.configure(_bands(th, "mem", "_pct"))
+        self.temp.configure(_bands(th, "temp", "_c"))
+        level, msgs = OK, []
+        cpu = self.cpu.update(s["cpu_pct"], now)
+        if cpu >= WARN:
+            if cpu >= ERROR and symptoms:
+                level = ERROR
+                msgs.append(f"CPU {s['cpu_pct']:.0f} % (>= {th.cpu_error_pct:g} for {th.cpu_sustain_s:g} s) "
+                            f"and {', '.join(symptoms)}")
+            else:
+                level = WARN
+                msgs.append(f"CPU {s['cpu_pct']:.0f} % (>= {th.cpu_warn_pct:g} for {th.cpu_sustain_s:g} s, "
+                            f"clears below {th.cpu_clear_pct:g})")
+        mem = self.mem.update(s["mem_pct"], now)
+        if mem >= WARN:
+            level = max(level, mem)
+            lim = th.mem_error_pct if mem >= ERROR else th.mem_warn_pct
+            msgs.append(f"memory {s['mem_pct']:.0f} % (>= {lim:g} for {th.mem_sustain_s:g} s, "
+                        f"clears below {th.mem_clear_pct if mem == WARN else th.mem_warn_pct:g})")
+        if s["disk_pct"] >= th.disk_error_pct:
             level = max(level, ERROR)
-            msgs.append(f"{text} (>= {error:g})")
-        elif value >= warn:
+            msgs.append(f"disk {s['disk_pct']:.0f} % (>= {th.disk_error_pct:g})")
+        elif s["disk_pct"] >= th.disk_warn_pct:
             level = max(level, WARN)
-            msgs.append(f"{text} (>= {warn:g})")
-
-    check(s["cpu_pct"], th.cpu_warn_pct, th.cpu_error_pct, f"CPU {s['cpu_pct']:.0f} %")
-    check(s["mem_pct"], th.mem_warn_pct, th.mem_error_pct, f"memory {s['mem_pct']:.0f} %")
-    check(s["disk_pct"], th.disk_warn_pct, th.disk_error_pct, f"disk {s['disk_pct']:.0f} %")
-    if s["temps"]:
-        hottest = max(s["temps"], key=s["temps"].get)
-        check(s["temps"][hottest], th.temp_warn_c, th.temp_error_c, f"{hottest} {s['temps'][hottest]:.0f} C")
-    return level, "; ".join(msgs) if msgs else "OK"
+            msgs.append(f"disk {s['disk_pct']:.0f} % (>= {th.disk_warn_pct:g})")
+        hottest = max(s["temps"], key=s["temps"].get) if s["temps"] else None
+        temp = self.temp.update(s["temps"][hottest] if hottest else None, now)
+        if temp >= WARN:
+            level = max(level, temp)
+            lim = th.temp_error_c if temp >= ERROR else th.temp_warn_c
+            msgs.append(f"{hottest} {s['temps'][hottest]:.0f} C (>= {lim:g} for {th.temp_sustain_s:g} s)")
+        return level, "; ".join(msgs) if msgs else "OK"
 
 
 @dataclass
@@ -146,19 +247,46 @@ class ProcessMonitor:
         self._ema: dict[int, float] = {}
         self._scan_at = 0.0
         self._scan: dict[str, int] = {}
+        self.refused = ""     # why the state file or one of its pids was not trusted (last sample)
 
     def _supervisor_state(self) -> dict | None:
+        """The supervisor's state file, if it is ours and its supervisor
+        still runs: owned by this user, and its supervisor_pid a
+        reachy-mini-bringup process of this user started when it says."""
         if not self.state_file:
             return None
         try:
+            check_private(self.state_file, "state file", False)
             with open(self.state_file) as f:
                 st = json.load(f)
+        except UnsafeRuntimeDir as e:
+            self.refused = str(e)
+            return None
         except (OSError, ValueError):
             return None
-        sup = st.get("supervisor_pid")
-        if not sup or not psutil.pid_exists(sup):
-            return None  # left over from an earlier run
-        return st.get("nodes", {})
+        sup = st.get("supervisor_pid") if isinstance(st, dict) else None
+        if not isinstance(sup, int) or sup <= 0:
+            return None
+        why = is_our_process(sup, SUPERVISOR_MARKS, st.get("supervisor_started"))
+        if why is not None:
+            if psutil.pid_exists(sup):
+                self.refused = f"state file {self.state_file}: {why}; ignored"
+            return None  # left over from an earlier run, or not ours
+        nodes = st.get("nodes", {})
+        return nodes if isinstance(nodes, dict) else {}
+
+    def _trusted(self, name: str, pid) -> int | None:
+        """A node pid from the state file, only if it is this stack's node."""
+        if not isinstance(pid, int) or pid <= 0:
+            return None
+        if not psutil.pid_exists(pid):
+            return pid     # gone (being respawned): reported as such, nothing to act on
+        module = self.nodes[name]
+        why = is_our_process(pid, match=lambda cmd: _matches(cmd, name, module, self.namespace))
+        if why is not None:
+            self.refused = f"state file: {name}: {why}; ignored"
+            return None
+        return pid
 
     def _scan_pids(self) -> dict[str, int]:
         now = time.monotonic()
@@ -185,6 +313,7 @@ class ProcessMonitor:
         return p
 
     def sample(self) -> dict[str, ProcInfo]:
+        self.refused = ""
         sup = self._supervisor_state()
         scan = None if sup is not None else self._scan_pids()
         self.manager = "supervisor" if sup is not None else "launch"
@@ -196,7 +325,7 @@ class ProcessMonitor:
             beat = self.heartbeat_of(name)
             if sup is not None:
                 n = sup.get(name, {})
-                info.pid, info.source = n.get("pid"), "supervisor"
+                info.pid, info.source = self._trusted(name, n.get("pid")), "supervisor"
                 info.starts, info.restarts, info.last_exit = n.get("starts", 0), n.get("restarts", 0), n.get("last_exit")
                 info.hang_kills = n.get("hang_restarts", 0)
                 beat = n.get("heartbeat") or beat

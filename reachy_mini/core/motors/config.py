@@ -8,6 +8,9 @@ from reachy_mini.core.motors.health import Thresholds
 
 THRESHOLDS = ("temperature_warn_c", "temperature_error_c", "voltage_warn_low_v", "voltage_warn_high_v",
               "voltage_error_low_v", "voltage_error_high_v", "current_warn_ma", "current_error_ma")
+ALARM_TIMING = ("temperature_clear_c", "temperature_sustain_s", "voltage_clear_margin_v", "voltage_sustain_s",
+                "comm_errors_warn", "comm_errors_window_s", "comm_errors_sustain_s", "not_answering_sustain_s",
+                "rate_sustain_s")
 LIVE_DRIVER = ("loop_rate_hz", "status_rate_hz", "command_timeout_s", "command_timeout_action")
 
 
@@ -70,6 +73,24 @@ class MotorConfig(NodeConfig):
     voltage_warn_high_v: float = setting(6.5, "WARN above (V)", 0.0, 20.0, runtime=True)
     voltage_error_low_v: float = setting(3.8, "ERROR below (V)", 0.0, 20.0, runtime=True)
     voltage_error_high_v: float = setting(7.0, "ERROR above (V)", 0.0, 20.0, runtime=True)
+    temperature_clear_c: float = setting(50.0, "a temperature alarm clears below (C)", 0.0, 100.0, runtime=True)
+    temperature_sustain_s: float = setting(3.0, "seconds at or above a temperature threshold before the alarm",
+                                           0.0, 600.0, runtime=True)
+    voltage_clear_margin_v: float = setting(0.2, "a voltage alarm clears once back inside the WARN range by this "
+                                            "much (V)", 0.0, 5.0, runtime=True)
+    voltage_sustain_s: float = setting(2.0, "seconds out of a voltage range before the alarm (a dip under load "
+                                       "is not one)", 0.0, 600.0, runtime=True)
+    comm_errors_warn: int = setting(5, "WARN once a motor had this many communication errors (timeouts, bad "
+                                    "CRC) within comm_errors_window_s, for comm_errors_sustain_s", 1, 1_000_000,
+                                    runtime=True)
+    comm_errors_window_s: float = setting(10.0, "window of comm_errors_warn (s)", 1.0, 3600.0, runtime=True)
+    comm_errors_sustain_s: float = setting(30.0, "the communication-error WARN once comm_errors_warn held this long "
+                                           "(s); it clears once the window holds none", 0.0, 3600.0, runtime=True)
+    not_answering_sustain_s: float = setting(2.0, "a motor that has not answered for this long is ERROR (a "
+                                             "missed reply before that counts as a communication error)",
+                                             0.0, 60.0, runtime=True)
+    rate_sustain_s: float = setting(30.0, "the control loop below 90 % of loop_rate_hz this long is WARN (s)",
+                                    0.0, 3600.0, runtime=True)
     current_warn_ma: float = setting(800.0, "WARN at or above |current| (mA)", 0.0, 10000.0, runtime=True)
     current_error_ma: float = setting(1200.0, "ERROR at or above |current| (mA)", 0.0, 10000.0, runtime=True)
 
@@ -79,7 +100,8 @@ class MotorConfig(NodeConfig):
 
     def thresholds(self) -> Thresholds:
         """A position older than 5 loop periods (at least 0.5 s) is stale."""
-        return Thresholds(*(getattr(self, k) for k in THRESHOLDS), stale_after_s=max(0.5, 5.0 / self.loop_rate_hz))
+        return Thresholds(*(getattr(self, k) for k in THRESHOLDS), stale_after_s=max(0.5, 5.0 / self.loop_rate_hz),
+                          **{k: getattr(self, k) for k in ALARM_TIMING})
 
     def validate(self) -> list[str]:
         return [f"thresholds: {e}" for e in self.thresholds().validate()]
