@@ -22,6 +22,7 @@ import json
 import os
 import time
 
+from reachy_mini.common.node_table import EXIT_ALREADY_RUNNING, EXIT_UNSAFE_RUNTIME_DIR
 from reachy_mini.common.paths import UnsafeRuntimeDir, check_private, lock_file, robot_key
 
 LOCKED_BY_ENV = "REACHY_MINI_LOCKED_BY"
@@ -88,6 +89,23 @@ class InstanceLock:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def acquire_all(locks: list[tuple[str | None, str | None, str]]) -> tuple[list[InstanceLock], int | None, str]:
+    """Acquires every lock, given as (namespace, node, what), in order, for the life of the process: (held
+    locks, None, '') or, when one cannot be had, ([], exit status, reason):
+    EXIT_ALREADY_RUNNING (another stack holds it) or EXIT_UNSAFE_RUNTIME_DIR
+    (a runtime directory or file that is not safely ours). Those taken before
+    the failure are released. One rule for the supervisor and every node."""
+    held: list[InstanceLock] = []
+    try:
+        for namespace, node, what in locks:
+            held.append(InstanceLock(namespace, node, what=what).acquire())
+    except (AlreadyRunning, UnsafeRuntimeDir, OSError) as e:
+        for lock in held:
+            lock.release()
+        return [], EXIT_ALREADY_RUNNING if isinstance(e, AlreadyRunning) else EXIT_UNSAFE_RUNTIME_DIR, str(e)
+    return held, None, ""
 
 
 def locked_by_parent() -> bool:

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 from reachy_mini.core.health.nodes import is_hung
 from reachy_mini.core.identity import check_robot_name
-from reachy_mini.common.instance import LOCKED_BY_ENV, AlreadyRunning, InstanceLock
-from reachy_mini.common.node_table import EXIT_ALREADY_RUNNING, EXIT_INVALID_PARAMETER, EXIT_UNSAFE_RUNTIME_DIR, \
+from reachy_mini.common.instance import LOCKED_BY_ENV, acquire_all
+from reachy_mini.common.node_table import EXIT_INVALID_PARAMETER, \
     NODES, NOT_RESPAWNED, NodeSpec, log_level_args, normalize_namespace, remappings
-from reachy_mini.common.paths import UnsafeRuntimeDir, config_path, robot_key
+from reachy_mini.common.paths import config_path, robot_key
 from reachy_mini.ops.sdnotify import Notifier
 from reachy_mini.web.config import WebBridgeConfig
 from reachy_mini.common.paths import state_file as default_state_file
@@ -364,16 +364,12 @@ def main(argv=None) -> int:
     specs = [n for n in NODES if (not a.only or n.name in a.only) and not getattr(a, f"disable_{n.name}")]
     # One stack per robot per machine: the robot's lock and each node's, held
     # until this process exits (common/instance.py), before anything is touched.
-    try:
-        locks = [InstanceLock(a.namespace, what="reachy-mini-bringup").acquire()]
-        locks += [InstanceLock(a.namespace, s.name, what=f"{s.name} of reachy-mini-bringup pid {os.getpid()}").acquire()
-                  for s in specs]
-    except AlreadyRunning as e:
-        print(f"reachy-mini-bringup: {e}", file=sys.stderr, flush=True)
-        return EXIT_ALREADY_RUNNING
-    except (UnsafeRuntimeDir, OSError) as e:
-        print(f"reachy-mini-bringup: {e}", file=sys.stderr, flush=True)
-        return EXIT_UNSAFE_RUNTIME_DIR
+    locks, status, why = acquire_all(
+        [(a.namespace, None, "reachy-mini-bringup")]
+        + [(a.namespace, s.name, f"{s.name} of reachy-mini-bringup pid {os.getpid()}") for s in specs])
+    if status is not None:
+        print(f"reachy-mini-bringup: {why}", file=sys.stderr, flush=True)
+        return status
     if a.state_file is None:
         a.state_file = default_state_file(a.namespace)
     run_dir = os.path.join(os.path.dirname(os.path.abspath(a.state_file)), f"reachy_mini_bringup.{os.getpid()}")

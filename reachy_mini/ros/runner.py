@@ -1,9 +1,9 @@
 """The standard main() of every node: init, build, spin, clean exit."""
 from __future__ import annotations
 
-from reachy_mini.common.instance import AlreadyRunning, InstanceLock, locked_by_parent
-from reachy_mini.common.node_table import EXIT_ALREADY_RUNNING, EXIT_BROKEN, EXIT_UNSAFE_RUNTIME_DIR, namespace_of
-from reachy_mini.common.paths import UnsafeRuntimeDir, heartbeat_file
+from reachy_mini.common.instance import acquire_all, locked_by_parent
+from reachy_mini.common.node_table import EXIT_BROKEN, namespace_of
+from reachy_mini.common.paths import heartbeat_file
 from reachy_mini.ros.params import ParameterError
 
 
@@ -26,16 +26,12 @@ def run_node(factory, name: str, args=None) -> int:
     import threading
 
     argv = args if args is not None else sys.argv
-    lock = None
+    locks = []
     if not locked_by_parent():
-        try:
-            lock = InstanceLock(namespace_of(argv), name, what=name).acquire()   # held until the process exits
-        except AlreadyRunning as e:
-            print(f"[{name}] FATAL: {e}", file=sys.stderr, flush=True)
-            return EXIT_ALREADY_RUNNING
-        except (UnsafeRuntimeDir, OSError) as e:
-            print(f"[{name}] FATAL: {e}", file=sys.stderr, flush=True)
-            return EXIT_UNSAFE_RUNTIME_DIR
+        locks, status, why = acquire_all([(namespace_of(argv), name, name)])   # held until exit
+        if status is not None:
+            print(f"[{name}] FATAL: {why}", file=sys.stderr, flush=True)
+            return status
     rclpy.init(args=argv, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
@@ -112,6 +108,6 @@ def run_node(factory, name: str, args=None) -> int:
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
-        if lock is not None:
+        for lock in locks:
             lock.release()
     return code

@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from reachy_mini.common import paths
-from reachy_mini.common.instance import LOCKED_BY_ENV, AlreadyRunning, InstanceLock, locked_by_parent
+from reachy_mini.common.instance import LOCKED_BY_ENV, AlreadyRunning, InstanceLock, acquire_all, locked_by_parent
+from reachy_mini.common.node_table import EXIT_ALREADY_RUNNING, EXIT_UNSAFE_RUNTIME_DIR
 from reachy_mini.common.paths import UnsafeRuntimeDir, lock_file, runtime_dir, state_file
 from reachy_mini.core.health.system import ProcessMonitor
 
@@ -69,6 +70,26 @@ def test_instance_lock_second_holder_is_refused_with_the_message(xdg):
     InstanceLock("robot1").acquire().release()     # another namespace: its own lock
     first.release()
     InstanceLock("").acquire().release()           # released: free again
+
+
+def test_acquire_all_gives_the_exit_status_and_keeps_nothing_on_failure(xdg):
+    """The supervisor's and every node's rule: all the locks or none, with
+    exit 4 (another stack) or 5 (an unsafe runtime directory)."""
+    other = InstanceLock("", "web_bridge").acquire()
+    held, status, why = acquire_all([("", None, "a"), ("", "motor_node", "b"), ("", "web_bridge", "c")])
+    assert (held, status) == ([], EXIT_ALREADY_RUNNING) and "already running in namespace ''" in why
+    InstanceLock("").acquire().release()            # the ones taken before the failure were released
+    InstanceLock("", "motor_node").acquire().release()
+    other.release()
+    held, status, why = acquire_all([("", None, "a"), ("", "web_bridge", "c")])
+    assert status is None and why == "" and len(held) == 2
+    for lock in held:
+        lock.release()
+    os.chmod(xdg, 0o777)
+    try:
+        assert acquire_all([("", None, "a")])[1] == EXIT_UNSAFE_RUNTIME_DIR
+    finally:
+        os.chmod(xdg, 0o700)
 
 
 def test_instance_lock_dies_with_its_holder(xdg):
