@@ -34,7 +34,12 @@ def start_node(tmp_path, env, *params, module="reachy_mini.nodes.motor_node"):
     path = override_file(str(tmp_path), "motor_node", over)
     argv = [sys.executable, "-m", module, "--ros-args", "--params-file", config_path("reachy_mini.yaml"),
             "--params-file", path]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # its own private runtime directory: a test may run two motor_nodes side by
+    # side (two robots' worth), which one runtime directory's instance lock refuses
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700, exist_ok=True)
+    proc = subprocess.Popen(argv, env=dict(env, XDG_RUNTIME_DIR=str(run)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     return proc, link + ".ctl"
 
 
