@@ -169,9 +169,10 @@ def test_snapshots_on_request_keep_the_quota(tmp_path, ros_env):
             assert sum(f[1] for f in files) <= 0.12e6, files
         assert len(files) < 6 and names[-1] in [f[0] for f in files], "the oldest went first"
         assert names[0] not in [f[0] for f in files]
-        rec = wait_for(lambda: (s := _recorder_status(st.port)) and int(s["values"]["deleted"]) > 0 and s,
+        # the item is published once a second: wait for the one that counts the sixth file
+        rec = wait_for(lambda: (s := _recorder_status(st.port)) and int(s["values"]["written"]) >= 6 and s,
                        timeout=5, period=0.2)
-        assert rec["level"] == 0 and int(rec["values"]["written"]) == 6, rec
+        assert rec["level"] == 0 and int(rec["values"]["written"]) == 6 and int(rec["values"]["deleted"]) > 0, rec
     finally:
         st.stop()
 
