@@ -185,7 +185,7 @@ def test_services_torque_reboot_estop(motor):
     ("command_timeout_action:=explode", "command_timeout_action"),
     ("temperature_warn_c:=80.0", "temperature_warn_c must be < temperature_error_c"),
     ("motors_file:=/nonexistent.yaml", "motors_file"),
-    ("head_kinematics_file:=/nonexistent.yaml", "head_kinematics_file"),
+    ("head_kinematics_file:=/nonexistent.json", "head_kinematics_file"),
 ])
 def test_invalid_parameter_exits_cleanly(tmp_path, ros_env, param, needle):
     proc, _ = start_node(tmp_path, ros_env, param)

@@ -240,11 +240,10 @@ def _mechanism_rules_accuracy(n: int = 1500, seed: int = 7) -> None:
     import math
     import random
 
-    from reachy_mini.common.paths import config_path
     from reachy_mini.core.head import HeadKinematics, Target, load_geometry
     from reachy_mini.core.motors.envelope import MechanismRules
 
-    geometry = load_geometry(config_path("head_kinematics.yaml"))
+    geometry = load_geometry()
     ik, mm = HeadKinematics(geometry), MotorMap.load()
     rng = random.Random(seed)
     total = right = 0
