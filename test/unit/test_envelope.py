@@ -34,6 +34,20 @@ def test_the_vendor_ranges_are_the_configured_limits():
     assert all(m.max_velocity_rad_s > 0 for m in MAP.motors)
 
 
+def test_the_speed_limits_are_the_servos_own_speed_at_the_robots_supply():
+    """Never slower than the servo could (issue 34): each limit is the e-manual's
+    no-load speed of its model at the robot's 7.6 V, plus the 10 % margin."""
+    from reachy_mini.core.motors.map import SPEED_MARGIN, no_load_rad_s
+
+    assert no_load_rad_s("XL330-M288", 5.0) == pytest.approx(103 * 2 * math.pi / 60, rel=0.005)   # on the line
+    assert no_load_rad_s("XL330-M288") == pytest.approx(16.3, abs=0.05)
+    assert no_load_rad_s("XC330-M288") == pytest.approx(12.95, abs=0.01)
+    assert no_load_rad_s("XL330-M077") == pytest.approx(60.9, abs=0.05)
+    for m in MAP.motors:
+        servo = no_load_rad_s(m.model)
+        assert servo <= m.max_velocity_rad_s == pytest.approx(SPEED_MARGIN * servo, abs=0.1), m.name
+
+
 @pytest.mark.parametrize("entry, why", [
     ({"min_rad": 0.5}, "both min_rad and max_rad"),
     ({"min_rad": 1.0, "max_rad": 0.5}, "must be < max_rad"),

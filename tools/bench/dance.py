@@ -41,9 +41,6 @@ REPEAT = int(os.environ.get("BENCH_DANCE_REPEAT", "2"))
 RUNS = int(os.environ.get("BENCH_DANCE_RUNS", "3"))   # figures: the median over the runs (a busy machine)
 PARAMS = os.environ.get("BENCH_DANCE_PARAMS", "")     # a --params-file for the stack (e.g. another motors_file)
 VENDOR_TICK_S = 0.020
-# The servos' no-load speed at the robot's 7.6 V (config/motors.yaml's comment: the e-manual's
-# figures on their line), without the limit's 10 % margin: how fast the vendor's own robot can follow.
-NO_LOAD_RAD_S = {"XL330-M288": 16.3, "XC330-M288": 13.0, "XL330-M077": 60.9}
 JOINTS = ["body_rotation"] + [f"stewart_{i}" for i in range(1, 7)] + ["right_antenna", "left_antenna"]
 
 SCRIPT = textwrap.dedent("""
@@ -121,7 +118,7 @@ def measure(name: str = DANCE, repeat: int = REPEAT) -> dict[str, tuple[float, f
     target as its servo can follow it|)."""
     import httpx
 
-    from reachy_mini.core.motors.map import MotorMap
+    from reachy_mini.core.motors.map import MotorMap, no_load_rad_s
     from reachy_mini.sim.bus import send_command
 
     tmp = tempfile.mkdtemp(prefix="reachy_bench_dance_")
@@ -164,7 +161,8 @@ def measure(name: str = DANCE, repeat: int = REPEAT) -> dict[str, tuple[float, f
         ts, vs = ours[n]
         ref_v = [r[1][k] for r in got["ref"]]
         errs = _errors(ts, vs, ref_t, ref_v, t0, t1)
-        st, sv = _servo(ref_t, ref_v, NO_LOAD_RAD_S[mm.by_name[n].model])
+        # how fast the vendor's own robot can follow: the servo's no-load speed at its supply, no margin
+        st, sv = _servo(ref_t, ref_v, no_load_rad_s(mm.by_name[n].model))
         res[n] = (_rms(errs), max((abs(e) for e in errs), default=float("nan")),
                   _rms(_errors(ts, vs, st, sv, t0, t1)))
     return res
