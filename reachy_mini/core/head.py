@@ -1,7 +1,16 @@
 """Head pose control (plain Python): the Stewart-platform head's inverse and
 forward kinematics, with the vendor's analytical solver
-(`reachy-mini-rust-kinematics`, analytical IK, numerical FK) and geometry
-(config/head_kinematics.yaml), and the limits a target must respect.
+(`reachy-mini-rust-kinematics`, analytical IK, numerical FK) and geometry,
+and the limits a target must respect.
+
+The geometry is the vendor's own data file, unchanged: reachy-mini 1.13.0's
+`reachy_mini/assets/kinematics_data.json` (GEOMETRY_SOURCE), shipped as
+config/kinematics_data.json (GEOMETRY_FILE). It is read as the vendor's
+AnalyticalKinematics reads it; a file of another form is refused at start
+with its name and what differs (load_geometry). Everything that needs the
+head's geometry (motor_node's IK/FK, head/pose and /tf, the safety
+envelope's mechanism rules, the SDK and HTTP bridges) goes through
+HeadKinematics built from it.
 
 Frames (REP-103): the pose is the head frame in `base_link`, the robot's
 base (x forward, y left, z up), with the height shifted so that the home
@@ -105,28 +114,123 @@ def limit(t: Target, lim: Limits, auto_body_yaw: bool) -> Target:
     return out
 
 
+# The head's geometry: the vendor's data file, copied byte for byte
+# (test/unit/test_core.py checks the digest; test/system/test_vendor_kinematics.py
+# checks it against the file the vendor's wheel installs).
+GEOMETRY_FILE = "kinematics_data.json"
+GEOMETRY_SOURCE = "reachy-mini 1.13.0 (PyPI), reachy_mini/assets/kinematics_data.json"
+GEOMETRY_SHA256 = "b07324cfe46515d7b3bd5be416f5f2ed87811ac1fcdb0e6ad841119e4ed9ab3b"
+# A head goal beyond +/-80 deg is out of reach: the widest Stewart joint
+# range (the vendor's hardware_config.yaml, +/-910 ticks; config/motors.yaml
+# has each motor's own range, enforced by the driver). The data file's own
+# limits are +/-pi.
+REACH_RAD = math.radians(80.0)
+
+_TOP_KEYS = {"motor_arm_length", "rod_length", "head_z_offset", "motors"}
+_MOTOR_KEYS = {"name", "branch_frame", "offset", "solution", "T_motor_world", "branch_position", "limits"}
+
+
+@dataclass(frozen=True)
+class Branch:
+    motor: str
+    branch_position: tuple[float, float, float]   # the rod's end on the head, in the head frame (m)
+    t_motor_world: np.ndarray                      # 4x4: the motor's frame in the world (the base)
+    solution: int                                  # which of the two IK solutions (0/1)
+    limits: tuple[float, float]                    # rad
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The Stewart head's geometry, in the vendor's terms (m, rad). The
+    world frame is the robot's base (x forward, y left, z up); the head
+    pose is the head frame in it, z lowered by head_z_offset so that the
+    home pose is the identity."""
+    motor_arm_length: float
+    rod_length: float
+    head_z_offset: float
+    branches: tuple[Branch, ...]
+    path: str = ""
+
+
+def _number(v, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"{what} must be a finite number, got {v!r}")
+    return float(v)
+
+
+def parse_geometry(data, path: str = "") -> Geometry:
+    """The vendor's kinematics_data.json content -> Geometry. ValueError
+    naming the file and what is not in the form reachy-mini 1.13.0 ships."""
+    where = f"head kinematics: {path or 'geometry'}"
+    try:
+        if not isinstance(data, dict):
+            raise ValueError("is not a JSON object")
+        keys = set(data)
+        if keys != _TOP_KEYS:
+            raise ValueError(f"keys {sorted(keys)}, expected {sorted(_TOP_KEYS)}")
+        motors = data["motors"]
+        if not isinstance(motors, list) or [m.get("name") if isinstance(m, dict) else None
+                                            for m in motors] != HEAD_JOINTS:
+            raise ValueError(f"'motors' must be {HEAD_JOINTS} in this order")
+        branches = []
+        for m in motors:
+            n = m["name"]
+            if set(m) != _MOTOR_KEYS:
+                raise ValueError(f"{n}: keys {sorted(m)}, expected {sorted(_MOTOR_KEYS)}")
+            t = np.array(m["T_motor_world"], dtype=float)
+            bp = [_number(v, f"{n}: branch_position") for v in m["branch_position"]]
+            lim = [_number(v, f"{n}: limits") for v in m["limits"]]
+            if t.shape != (4, 4) or not np.all(np.isfinite(t)) or len(bp) != 3 or len(lim) != 2 or lim[0] >= lim[1]:
+                raise ValueError(f"{n}: T_motor_world must be 4x4 numbers, branch_position 3 numbers, "
+                                 "limits [min, max]")
+            if m["solution"] not in (0, 1) or isinstance(m["solution"], bool):
+                raise ValueError(f"{n}: solution must be 0 or 1, got {m['solution']!r}")
+            _number(m["offset"], f"{n}: offset")   # unused by the vendor's analytical kinematics, as here
+            branches.append(Branch(n, tuple(bp), t, int(m["solution"]), (lim[0], lim[1])))
+        g = Geometry(_number(data["motor_arm_length"], "motor_arm_length"), _number(data["rod_length"], "rod_length"),
+                     _number(data["head_z_offset"], "head_z_offset"), tuple(branches), path)
+        if g.motor_arm_length <= 0 or g.rod_length <= 0:
+            raise ValueError("motor_arm_length and rod_length must be > 0")
+        return g
+    except (TypeError, ValueError, KeyError) as e:
+        msg = f"missing entry {e}" if isinstance(e, KeyError) else str(e)
+        raise ValueError(f"{where}: not the vendor's kinematics_data.json form ({GEOMETRY_SOURCE}): {msg}") from None
+
+
+def load_geometry(path: str | None = None) -> Geometry:
+    """The geometry in `path` (default: the package's config/kinematics_data.json)."""
+    import json
+
+    if not path:
+        from reachy_mini.common.paths import config_path
+        path = config_path(GEOMETRY_FILE)
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise ValueError(f"head kinematics: cannot read {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise ValueError(f"head kinematics: {path} is not valid JSON ({e}); expected the vendor's "
+                         f"kinematics_data.json ({GEOMETRY_SOURCE})") from None
+    return parse_geometry(data, path)
+
+
 class HeadKinematics:
     """IK: a Target -> joint goals (rad) for stewart_1..6 and body_rotation.
-    FK: the six head joints (and the body yaw) -> the head pose."""
+    FK: the six head joints (and the body yaw) -> the head pose. Built as
+    the vendor's AnalyticalKinematics builds its solver."""
 
-    def __init__(self, geometry: dict) -> None:
+    def __init__(self, geometry: Geometry | None = None) -> None:
         from reachy_mini_rust_kinematics import ReachyMiniRustKinematics
 
-        try:
-            self.z_offset = float(geometry["head_z_offset"])
-            self.kin = ReachyMiniRustKinematics(float(geometry["motor_arm_length"]), float(geometry["rod_length"]))
-            branches = geometry["branches"]
-            if [b["motor"] for b in branches] != HEAD_JOINTS:
-                raise ValueError(f"branches must be {HEAD_JOINTS} in this order")
-            for b in branches:
-                t = np.array(b["T_motor_world"], dtype=float)
-                if t.shape != (4, 4) or len(b["branch_position"]) != 3:
-                    raise ValueError(f"{b['motor']}: T_motor_world must be 4x4 and branch_position 3 numbers")
-                self.kin.add_branch([float(v) for v in b["branch_position"]], np.linalg.inv(t).tolist(),
-                                    1.0 if b["solution"] else -1.0)
-            self.joint_limits = {b["motor"]: tuple(b["limits"]) for b in branches}
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"head kinematics: missing or malformed entry {e}") from None
+        g = self.geometry = geometry if geometry is not None else load_geometry()
+        self.z_offset = g.head_z_offset
+        self.kin = ReachyMiniRustKinematics(g.motor_arm_length, g.rod_length)
+        for b in g.branches:
+            self.kin.add_branch(list(b.branch_position), np.linalg.inv(b.t_motor_world).tolist(),
+                                1.0 if b.solution else -1.0)
+        self.joint_limits = {b.motor: (max(b.limits[0], -REACH_RAD), min(b.limits[1], REACH_RAD))
+                             for b in g.branches}
         self.kin.reset_forward_kinematics(self._world(Target()).tolist())
 
     def _world(self, t: Target) -> np.ndarray:
@@ -155,12 +259,3 @@ class HeadKinematics:
             m = np.array(self.kin.forward_kinematics(angles, body))
         roll, pitch, yaw = matrix_to_rpy(m[:3, :3])
         return Target(m[0, 3], m[1, 3], m[2, 3] - self.z_offset, roll, pitch, yaw, body)
-
-
-def load_geometry(path: str) -> dict:
-    from reachy_mini.core.config import read_yaml
-
-    data = read_yaml(path, "head kinematics")
-    if not isinstance(data, dict):
-        raise ValueError(f"head kinematics: {path} is not a mapping")
-    return data

@@ -34,7 +34,7 @@ from reachy_mini.core.head import BODY_JOINT, HEAD_JOINTS, HeadKinematics, Limit
 from reachy_mini.core.motors.config import MotorConfig
 from reachy_mini.core.motors.envelope import MechanismRules, PerMotorThrottle, stamp_text
 from reachy_mini.core.motors.map import MotorMap
-from reachy_mini.common.paths import config_path, sim_link, urdf_path
+from reachy_mini.common.paths import sim_link, urdf_path
 from reachy_mini.ros import qos
 from reachy_mini.core.identity import robot_name
 from reachy_mini.ros.diagnostics import RobotUpdater
@@ -56,7 +56,7 @@ class MotorNode(Node):
         except ValueError as e:
             raise ParameterError(f"parameter 'motors_file': {e}") from None
         try:
-            geometry = load_geometry(cfg.head_kinematics_file or config_path("head_kinematics.yaml"))
+            geometry = load_geometry(cfg.head_kinematics_file or None)
             self.head = HeadKinematics(geometry)
             rules = MechanismRules(HeadKinematics(geometry), motor_map)   # its own FK state: callbacks, not the js thread
         except ValueError as e:

@@ -14,7 +14,6 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from reachy_mini import __version__
-from reachy_mini.common.paths import config_path
 from reachy_mini.core import sdk
 from reachy_mini.core.head import HeadKinematics, load_geometry, quaternion_to_rpy, rpy_to_quaternion
 from reachy_mini.ros import qos
@@ -40,7 +39,7 @@ class SdkRos:
     def __init__(self, node) -> None:   # nodes/web_bridge.WebBridge
         self.node, c = node, node.cfg
         try:
-            self.kin = HeadKinematics(load_geometry(c.head_kinematics_file or config_path("head_kinematics.yaml")))
+            self.kin = HeadKinematics(load_geometry(c.head_kinematics_file or None))
         except ValueError as e:
             raise ParameterError(f"parameter 'head_kinematics_file': {e}") from None
         self.goal_pub = node.create_publisher(JointState, "motors/goal", qos.GOALS)

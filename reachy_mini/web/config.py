@@ -44,8 +44,9 @@ class WebBridgeConfig(NodeConfig):
                                         "so anyone on the network could move the robot (diagnostic WARN)")
     sdk_max_commands_per_s: int = setting(1000, "SDK commands accepted per client per second; beyond, frames are "
                                           "dropped, and a client that keeps flooding is closed", 10, 100000)
-    head_kinematics_file: str = setting("", "head geometry for SDK gotos (IK); '' = the package's "
-                                        "config/head_kinematics.yaml (as motor_node)", check=absolute_or_empty)
+    head_kinematics_file: str = setting("", "head geometry for SDK gotos (IK), in the form of the vendor's "
+                                        "kinematics_data.json; '' = the package's config/kinematics_data.json "
+                                        "(as motor_node)", check=absolute_or_empty)
 
     def validate(self) -> list[str]:
         if bool(self.certfile) != bool(self.keyfile):

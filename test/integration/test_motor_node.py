@@ -185,13 +185,33 @@ def test_services_torque_reboot_estop(motor):
     ("command_timeout_action:=explode", "command_timeout_action"),
     ("temperature_warn_c:=80.0", "temperature_warn_c must be < temperature_error_c"),
     ("motors_file:=/nonexistent.yaml", "motors_file"),
-    ("head_kinematics_file:=/nonexistent.yaml", "head_kinematics_file"),
+    ("head_kinematics_file:=/nonexistent.json", "head_kinematics_file"),
 ])
 def test_invalid_parameter_exits_cleanly(tmp_path, ros_env, param, needle):
     proc, _ = start_node(tmp_path, ros_env, param)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 2, out
     assert "invalid parameter" in out and needle in out, out
+    assert "Traceback" not in out
+
+
+def test_a_head_geometry_of_another_form_stops_the_node_naming_the_file(tmp_path, ros_env):
+    """Issue 34: the vendor's kinematics_data.json with a key renamed (as a
+    newer vendor file might) stops motor_node at start, naming the file."""
+    import json
+
+    from reachy_mini.core.head import load_geometry
+
+    with open(load_geometry().path) as f:
+        data = json.load(f)
+    data["rod_len"] = data.pop("rod_length")
+    bad = tmp_path / "kinematics_data.json"
+    bad.write_text(json.dumps(data))
+    proc, _ = start_node(tmp_path, ros_env, f"head_kinematics_file:={bad}")
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 2, out
+    assert "invalid parameter: parameter 'head_kinematics_file'" in out and str(bad) in out, out
+    assert "not the vendor's kinematics_data.json form (reachy-mini 1.13.0" in out and "rod_len" in out, out
     assert "Traceback" not in out
 
 

@@ -18,7 +18,6 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from reachy_mini.common.paths import config_path
 from reachy_mini.core.head import HeadKinematics, Target, load_geometry, rpy_to_quaternion
 from reachy_mini.core.motors.map import MotorMap
 from reachy_mini.sim.bus import send_command
@@ -30,7 +29,7 @@ from test_motor_node import start_node, stop
 MAP = MotorMap.load()
 NAMES = MAP.names
 RAW = {m.id: m.raw_limits() for m in MAP.motors}      # id -> (min, max, max ticks/s)
-IK = HeadKinematics(load_geometry(config_path("head_kinematics.yaml")))
+IK = HeadKinematics(load_geometry())
 LOOP_PERIOD_S = 0.01                                   # reachy_mini.yaml: loop_rate_hz 100
 PROPERTY = settings(max_examples=30, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -241,9 +240,9 @@ def _refused_and_absent(r, stamp, goals: dict[str, float], reason: str) -> None:
 
 
 def test_raw_stewart_goals_beyond_the_head_pitch_limit_are_refused(fresh):
-    goals = _stewart(Target(pitch=math.radians(50)))
+    goals = _stewart(Target(pitch=math.radians(46)))
     stamp = fresh.send_goal(list(goals), list(goals.values()))
-    _refused_and_absent(fresh, stamp, goals, "head pitch would be 50.0 deg, beyond the limit +/-40 deg")
+    _refused_and_absent(fresh, stamp, goals, "head pitch would be 46.0 deg, beyond the limit +/-40 deg")
 
 
 def test_raw_stewart_goals_without_forward_kinematics_are_refused(fresh):

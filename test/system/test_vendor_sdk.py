@@ -163,6 +163,44 @@ def test_set_target_moves_the_head_within_2_degrees(stack, probe):
     wait_for(lambda: abs(math.degrees(pose_pitch(latest(probe, "/head/pose")))) < 2, timeout=5)
 
 
+def test_a_10_degree_pitch_on_the_wire_reads_10_degrees_through_the_vendors_fk(stack):
+    """The bar-style check (issue 34): the SDK asks for 10 deg of pitch; the
+    goals our stack writes on the bus, read through the vendor's own forward
+    kinematics (AnalyticalKinematics, reachy-mini 1.13.0), are that pose."""
+    from reachy_mini.core.motors.map import MotorMap
+
+    mm = MotorMap.load()
+    send_command(stack.ctl, {"cmd": "goals"})         # forget older writes
+    run_sdk(stack, """
+        with connect() as r:
+            r.set_target(head=create_head_pose(pitch=10, degrees=True))
+            time.sleep(1.0)
+    """)
+    last = {}
+    for _, i, raw in send_command(stack.ctl, {"cmd": "goals"})["goals"]:
+        last[int(i)] = raw
+    joints = [mm.by_id[i].raw_to_rad(last[i]) if i in last else None for i in range(10, 17)]
+    assert None not in joints, last
+    got = run_sdk(stack, f"""
+        from reachy_mini.kinematics import AnalyticalKinematics
+        k = AnalyticalKinematics(automatic_body_yaw=False)
+        for _ in range(5):          # Newton, from the vendor's start (its sleep pose)
+            m = k.fk(np.array({joints!r}))
+        out(pose=m)
+    """)[0]
+    m = np.array(got["pose"])
+    pitch = -math.degrees(math.asin(max(-1.0, min(1.0, m[2, 0]))))
+    roll = math.degrees(math.atan2(m[2, 1], m[2, 2]))
+    print(f"10 deg pitch on the wire, through the vendor's FK: pitch {pitch:.3f} deg, roll {roll:.3f} deg, "
+          f"position {np.round(m[:3, 3] * 1000, 2).tolist()} mm")
+    assert abs(pitch - 10) < 0.2 and abs(roll) < 0.2 and np.abs(m[:3, 3]).max() < 0.0005
+    run_sdk(stack, """
+        with connect() as r:
+            r.set_target(head=create_head_pose())
+            time.sleep(0.3)
+    """)
+
+
 def test_goto_target_each_method_returns_in_time_and_ends_at_target(stack, probe):
     got = run_sdk(stack, """
         with connect() as r:

@@ -300,9 +300,8 @@ def test_head_kinematics_round_trip_and_reach():
     import math
 
     from reachy_mini.core.head import HeadKinematics, Target, load_geometry, quaternion_to_rpy, rpy_to_quaternion
-    from reachy_mini.common.paths import config_path
 
-    k = HeadKinematics(load_geometry(config_path("head_kinematics.yaml")))
+    k = HeadKinematics(load_geometry())
     for roll, pitch, yaw, body in [(0, 10, 0, 0), (-15, 5, 30, 10), (10, -10, -20, -10)]:
         goals = k.ik(Target(z=0.005, roll=math.radians(roll), pitch=math.radians(pitch), yaw=math.radians(yaw),
                             body_yaw=math.radians(body)))
@@ -317,17 +316,79 @@ def test_head_kinematics_round_trip_and_reach():
         quaternion_to_rpy(0, 0, 0, 0)
     assert all(abs(a - b) < 1e-9 for a, b in zip(quaternion_to_rpy(*rpy_to_quaternion(0.1, -0.2, 0.3)),
                                                  (0.1, -0.2, 0.3)))
-    with pytest.raises(ValueError, match="branches"):
-        HeadKinematics({"head_z_offset": 0.1, "motor_arm_length": 0.04, "rod_length": 0.09, "branches": []})
 
 
 def test_read_yaml_names_the_file_and_the_fault(tmp_path):
     from reachy_mini.core.config import read_yaml
-    from reachy_mini.core.head import load_geometry
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [1, 2\n")
-    with pytest.raises(ValueError, match=r"^head kinematics: .*bad.yaml is not valid YAML"):
-        load_geometry(str(bad))
+    with pytest.raises(ValueError, match=r"^motor map: .*bad.yaml is not valid YAML"):
+        read_yaml(str(bad), "motor map")
     with pytest.raises(ValueError, match=r"^motor map: cannot read .*missing.yaml: No such file"):
         read_yaml(str(tmp_path / "missing.yaml"), "motor map")
+
+
+def test_the_head_geometry_is_the_vendors_1_13_file_unchanged():
+    """config/kinematics_data.json is reachy-mini 1.13.0's assets/kinematics_data.json,
+    byte for byte (test/system/test_vendor_kinematics.py compares it with the
+    file the vendor's wheel installs)."""
+    import hashlib
+
+    from reachy_mini.common.paths import config_path
+    from reachy_mini.core.head import GEOMETRY_FILE, GEOMETRY_SHA256, GEOMETRY_SOURCE, load_geometry
+
+    with open(config_path(GEOMETRY_FILE), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == GEOMETRY_SHA256
+    assert "reachy-mini 1.13.0" in GEOMETRY_SOURCE and GEOMETRY_FILE in GEOMETRY_SOURCE
+    g = load_geometry()
+    # the vendor's model since 1.0 (October 2025), not the obsolete 0.038 / 0.090 m one
+    assert (g.motor_arm_length, g.rod_length, g.head_z_offset) == pytest.approx((0.040, 0.085, 0.177))
+    assert [b.motor for b in g.branches] == [f"stewart_{i}" for i in range(1, 7)]
+
+
+def _vendor_data() -> dict:
+    import json
+
+    from reachy_mini.common.paths import config_path
+    from reachy_mini.core.head import GEOMETRY_FILE
+
+    with open(config_path(GEOMETRY_FILE)) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("change, why", [
+    (lambda d: d.pop("rod_length"), r"keys .*expected"),
+    (lambda d: d.update(rod_lenght=0.085), r"keys .*expected"),
+    (lambda d: d.update(rod_length="85 mm"), "rod_length must be a finite number"),
+    (lambda d: d.update(motor_arm_length=-0.04), "motor_arm_length and rod_length must be > 0"),
+    (lambda d: d["motors"].pop(), r"'motors' must be \['stewart_1'"),
+    (lambda d: d["motors"].reverse(), r"'motors' must be \['stewart_1'"),
+    (lambda d: d["motors"][2].pop("branch_position"), r"stewart_3: keys"),
+    (lambda d: d["motors"][1].update(T_motor_world=[[1, 0], [0, 1]]), "stewart_2: T_motor_world must be 4x4"),
+    (lambda d: d["motors"][4].update(solution=2), "stewart_5: solution must be 0 or 1"),
+    (lambda d: d["motors"][0].update(branch_position=[0.02, None, 0.0]), "stewart_1: branch_position must be"),
+])
+def test_a_geometry_file_of_another_form_is_refused_naming_the_file(tmp_path, change, why):
+    import json
+
+    from reachy_mini.core.head import load_geometry
+
+    d = _vendor_data()
+    change(d)
+    path = tmp_path / "kinematics_data.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=r"^head kinematics: .*kinematics_data.json: not the vendor's "
+                                         r"kinematics_data.json form \(reachy-mini 1.13.0.*\): " + why):
+        load_geometry(str(path))
+
+
+def test_the_old_yaml_geometry_or_a_missing_file_is_refused_naming_the_file(tmp_path):
+    from reachy_mini.core.head import load_geometry
+
+    old = tmp_path / "head_kinematics.yaml"
+    old.write_text("motor_arm_length: 0.038\nrod_length: 0.09\nhead_z_offset: 0.177\nbranches: []\n")
+    with pytest.raises(ValueError, match=r"head_kinematics.yaml is not valid JSON .*kinematics_data.json"):
+        load_geometry(str(old))
+    with pytest.raises(ValueError, match=r"cannot read .*nope.json: No such file"):
+        load_geometry(str(tmp_path / "nope.json"))

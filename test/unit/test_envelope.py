@@ -6,7 +6,6 @@ import math
 
 import pytest
 
-from reachy_mini.common.paths import config_path
 from reachy_mini.core.head import HEAD_JOINTS, HeadKinematics, Target, load_geometry
 from reachy_mini.core.motors.envelope import MechanismRules, PerMotorThrottle, check_command, check_names, \
     eeprom_wider, stamp_text
@@ -14,7 +13,7 @@ from reachy_mini.core.motors.map import MotorMap
 from reachy_mini.core.motors.reading import MotorReading
 
 MAP = MotorMap.load()
-GEOMETRY = load_geometry(config_path("head_kinematics.yaml"))
+GEOMETRY = load_geometry()
 IK = HeadKinematics(GEOMETRY)
 
 
@@ -31,8 +30,22 @@ def test_the_vendor_ranges_are_the_configured_limits():
     lo, hi, vmax = s1.raw_limits()
     assert (lo, hi) == (1502, 2958)
     assert s1.min_rad <= s1.raw_to_rad(lo) and s1.raw_to_rad(hi) <= s1.max_rad, "raw range within the rad range"
-    assert vmax == pytest.approx(5.4 * 4096 / (2 * math.pi))
+    assert vmax == pytest.approx(18.0 * 4096 / (2 * math.pi))
     assert all(m.max_velocity_rad_s > 0 for m in MAP.motors)
+
+
+def test_the_speed_limits_are_the_servos_own_speed_at_the_robots_supply():
+    """Never slower than the servo could (issue 34): each limit is the e-manual's
+    no-load speed of its model at the robot's 7.6 V, plus the 10 % margin."""
+    from reachy_mini.core.motors.map import SPEED_MARGIN, no_load_rad_s
+
+    assert no_load_rad_s("XL330-M288", 5.0) == pytest.approx(103 * 2 * math.pi / 60, rel=0.005)   # on the line
+    assert no_load_rad_s("XL330-M288") == pytest.approx(16.3, abs=0.05)
+    assert no_load_rad_s("XC330-M288") == pytest.approx(12.95, abs=0.01)
+    assert no_load_rad_s("XL330-M077") == pytest.approx(60.9, abs=0.05)
+    for m in MAP.motors:
+        servo = no_load_rad_s(m.model)
+        assert servo <= m.max_velocity_rad_s == pytest.approx(SPEED_MARGIN * servo, abs=0.1), m.name
 
 
 @pytest.mark.parametrize("entry, why", [
@@ -66,9 +79,9 @@ def test_well_formed_commands_pass():
 
 
 def test_head_pitch_and_roll_limits_apply_to_raw_stewart_goals():
-    joints = IK.ik(Target(pitch=math.radians(50)))   # IK alone does not limit the pose
+    joints = IK.ik(Target(pitch=math.radians(46)))   # IK alone does not limit the pose (stewart_3 at 76 deg)
     why = rules().check(joints, lambda n: 0.0)
-    assert why == "head pitch would be 50.0 deg, beyond the limit +/-40 deg"
+    assert why == "head pitch would be 46.0 deg, beyond the limit +/-40 deg"
     assert rules().check(IK.ik(Target(pitch=math.radians(30))), lambda n: 0.0) is None
 
 

@@ -85,3 +85,35 @@ def test_body_yaw_turns_the_body():
 def test_a_bad_description_is_refused_with_the_reason(xml, why):
     with pytest.raises(ValueError, match=why):
         RobotFrames(xml)
+
+
+def test_the_urdf_places_the_head_from_the_vendors_geometry():
+    """base_link is the head's home; the kinematics' world (the `base` frame)
+    lies head_z_offset below it, as in the vendor's kinematics_data.json; the
+    body (which holds the Stewart motors) reaches from the base to just
+    under the head's home, above the motors' axes."""
+    from reachy_mini.core.head import HeadKinematics, load_geometry
+
+    g = load_geometry()
+    f = RobotFrames(_urdf())
+    tree = compose(f.static_transforms() + f.dynamic_transforms({"body_rotation": 0.0}, Target()), "base_link")
+    np.testing.assert_allclose(tree["base"][0], [0, 0, -g.head_z_offset], atol=1e-9)
+    np.testing.assert_allclose(tree["head"][0], [0, 0, 0], atol=1e-9)
+    motors_z = [float(np.linalg.inv(b.t_motor_world)[2, 3]) for b in g.branches]
+    assert max(motors_z) - min(motors_z) < 1e-6 and 0.03 < motors_z[0] < g.head_z_offset
+    # the home pose read back through the forward kinematics is base_link itself (head/pose, /tf)
+    k = HeadKinematics(g)
+    p = k.fk(k.ik(Target()), iterations=10)
+    assert max(abs(v) for v in (p.x, p.y, p.z, p.roll, p.pitch, p.yaw)) < 1e-6
+
+
+def test_the_urdf_joint_velocities_are_the_driver_limits():
+    """The URDF's <limit velocity> of the motors it names is config/motors.yaml's max_velocity_rad_s."""
+    urdf = pytest.importorskip("urdf_parser_py.urdf")
+    from reachy_mini.core.motors.map import MotorMap
+
+    mm = MotorMap.load()
+    robot = urdf.URDF.from_xml_string(_urdf())
+    for j in robot.joints:
+        if j.type == "revolute":
+            assert j.limit.velocity == pytest.approx(mm.by_name[j.name].max_velocity_rad_s), j.name

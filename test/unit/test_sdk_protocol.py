@@ -10,7 +10,6 @@ import uuid
 import numpy as np
 import pytest
 
-from reachy_mini.common.paths import config_path
 from reachy_mini.core import sdk
 from reachy_mini.core.head import HeadKinematics, load_geometry
 
@@ -146,7 +145,7 @@ def test_pose_interpolation_takes_yaw_through_the_front():
 
 @pytest.fixture(scope="module")
 def kin():
-    return HeadKinematics(load_geometry(config_path("head_kinematics.yaml")))
+    return HeadKinematics(load_geometry())
 
 
 def test_goto_plan_is_sampled_at_100_hz_and_ends_at_target(kin):

@@ -2,7 +2,8 @@
 default; `make bench BENCH="motors health"` picks some): motors, health,
 media, camera_qos (camera_qos.py), web, stack (see bench_stack.py), envelope (the
 safety envelope: goal -> wire latency with the joint limits on and off, and the
-speed limit: driver vs the servo's Profile Velocity register).
+speed limit: driver vs the servo's Profile Velocity register), sdk (sdk.py),
+dance (dance.py: a vendor dance through the stack against the vendor's IK).
 
 Motors: ours and the baseline measured in the same run against the same
 simulator (1 Mbaud wire timing).
@@ -240,11 +241,10 @@ def _mechanism_rules_accuracy(n: int = 1500, seed: int = 7) -> None:
     import math
     import random
 
-    from reachy_mini.common.paths import config_path
     from reachy_mini.core.head import HeadKinematics, Target, load_geometry
     from reachy_mini.core.motors.envelope import MechanismRules
 
-    geometry = load_geometry(config_path("head_kinematics.yaml"))
+    geometry = load_geometry()
     ik, mm = HeadKinematics(geometry), MotorMap.load()
     rng = random.Random(seed)
     total = right = 0
@@ -487,11 +487,13 @@ def bench_ros_goal(n: int = 300) -> None:
 def main(argv=None) -> int:
     from tools.bench import stack as bench_stack
     from tools.bench.camera_qos import bench_camera_qos
+    from tools.bench.dance import bench_dance
     from tools.bench.sdk import bench_sdk
 
     sections = {"motors": bench_motors, "goal": bench_ros_goal, "envelope": bench_envelope, "health": bench_stack.bench_health,
                 "media": bench_stack.bench_media, "camera_qos": bench_camera_qos,
-                "web": bench_stack.bench_web, "stack": bench_stack.bench_stack, "sdk": bench_sdk}
+                "web": bench_stack.bench_web, "stack": bench_stack.bench_stack, "sdk": bench_sdk,
+                "dance": bench_dance}
     which = (argv if argv is not None else sys.argv[1:]) or list(sections)
     unknown = [w for w in which if w not in sections]
     if unknown:

@@ -59,7 +59,8 @@ class MotorConfig(NodeConfig):
     limit_policy: str = setting("clamp", "a goal beyond its joint range (config/motors.yaml): 'clamp' it (logged at "
                                 "most once a second per motor, counted) or 'reject' the whole command",
                                 choices=("clamp", "reject"))
-    head_kinematics_file: str = setting("", "head geometry YAML (default: the package's config/head_kinematics.yaml)",
+    head_kinematics_file: str = setting("", "head geometry, in the form of the vendor's kinematics_data.json "
+                                        "(default: the package's config/kinematics_data.json, from reachy-mini 1.13.0)",
                                         check=absolute_or_empty)
     robot_description_file: str = setting("", "URDF published on robot_description and used for /tf (default: the "
                                           "package's urdf/reachy_mini.urdf)", check=absolute_or_empty)

@@ -9,6 +9,25 @@ from reachy_mini.core.config import read_yaml
 from reachy_mini.common.paths import config_path
 
 
+# The servos' no-load speed (rev/min) at 3.7, 5.0 and 6.0 V, from the ROBOTIS
+# e-manual (emanual.robotis.com/docs/en/dxl/x/<model>/, "Specifications").
+NO_LOAD_RPM = {"XL330-M288": (76.0, 103.0, 123.0), "XC330-M288": (59.0, 81.0, 97.0),
+               "XL330-M077": (278.0, 383.0, 456.0)}
+NO_LOAD_VOLTS = (3.7, 5.0, 6.0)
+SUPPLY_V = 7.6           # the robot's servo supply (README "Where the speed limits come from")
+SPEED_MARGIN = 1.10      # the speed limits' margin over the no-load speed at SUPPLY_V
+
+
+def no_load_rad_s(model: str, volts: float = SUPPLY_V) -> float:
+    """A servo's no-load speed at `volts` (rad/s): the least-squares line
+    through the e-manual's three figures (a DC motor's no-load speed is
+    linear in its voltage), beyond 6 V too. KeyError for an unknown model."""
+    ys, xs = NO_LOAD_RPM[model], NO_LOAD_VOLTS
+    mx, my = sum(xs) / 3, sum(ys) / 3
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return (my + slope * (volts - mx)) * 2.0 * math.pi / 60.0
+
+
 @dataclass(frozen=True)
 class Motor:
     id: int
