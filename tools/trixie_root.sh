@@ -55,14 +55,17 @@ flock 9                                   # one builder at a time; the others re
 if [ -f "$ROOT/.complete" ]; then echo "$ROOT"; exit 0; fi
 rm -f "$ROOT.failed"
 BUILD=$ROOT.build
-rm -rf "$BUILD"
 echo "reachy_mini: building the Debian 13 root for the real-client camera test in $ROOT (minutes, once)" >&2
-debootstrap --variant=minbase trixie "$BUILD" "$mirror" >"$CACHE/trixie-$HASH.log" 2>&1 \
-  || { tail -5 "$CACHE/trixie-$HASH.log" >&2; cant "debootstrap failed (log: $CACHE/trixie-$HASH.log)"; }
+if [ ! -f "$BUILD/.debootstrapped" ]; then   # a finished debootstrap stage is kept when a later stage failed
+  rm -rf "$BUILD"
+  debootstrap --variant=minbase trixie "$BUILD" "$mirror" >"$CACHE/trixie-$HASH.log" 2>&1 \
+    || { tail -5 "$CACHE/trixie-$HASH.log" >&2; cant "debootstrap failed (log: $CACHE/trixie-$HASH.log)"; }
+  touch "$BUILD/.debootstrapped"
+fi
 
-PKGS="python3 python3-venv python3-gi python3-numpy gstreamer1.0-tools gstreamer1.0-plugins-base
-      gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
-      gir1.2-gst-plugins-bad-1.0"
+PKGS="python3 python3-venv python3-gi python3-numpy gstreamer1.0-tools gstreamer1.0-plugins-base"
+PKGS="$PKGS gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0"
+PKGS="$PKGS gir1.2-gst-plugins-bad-1.0"
 unshare -m --propagation private bash -c '
   set -e
   mount -t proc proc "$1/proc"

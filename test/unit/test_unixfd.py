@@ -32,7 +32,8 @@ def wait_for(pred, timeout=20.0, step=0.02):
 class Reader:
     """Reads the unixfd protocol as unixfdsrc does: header by recvmsg (with fds), then payload."""
 
-    def __init__(self, path):
+    def __init__(self, path, w=W, h=H):
+        self.w, self.h = w, h
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.s.connect(path)
         self.s.settimeout(10.0)
@@ -68,7 +69,7 @@ class Reader:
         size, offset = struct.unpack_from("=QQ", payload, NEW_BUFFER_FMT.size)
         assert (mtype, n_mem, len(fds)) == (0, 1, 1)
         with mmap.mmap(fds[0], size + offset, prot=mmap.PROT_READ) as mm:
-            img = np.frombuffer(mm, np.uint8, size, offset).reshape(H, W, 3).copy()
+            img = np.frombuffer(mm, np.uint8, size, offset).reshape(self.h, self.w, 3).copy()
         os.close(fds[0])
         if release:
             self.release(buf_id)

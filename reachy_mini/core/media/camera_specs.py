@@ -129,6 +129,21 @@ def camera_info(spec_name: str, published: tuple[int, int]) -> dict:
             "source": f"{SOURCE} {spec.name} ({spec.default_resolution}, scaled to {published[0]}x{published[1]})"}
 
 
+def scale_info(info: dict, published: tuple[int, int], source: str) -> dict:
+    """A calibration file's camera_info (core/media/camera.load_camera_info) scaled to `published`."""
+    src = (info["width"], info["height"])
+    k = info["k"]
+    K = scale_k([k[0:3], k[3:6], k[6:9]], src, published)
+    p = list(info["p"])
+    P = scale_k([p[0:3], p[4:7], [0.0, 0.0, 1.0]], src, published)
+    sx = published[0] / src[0]
+    out = dict(info, width=published[0], height=published[1], k=[v for r in K for v in r],
+               p=[P[0][0], P[0][1], P[0][2], p[3] * sx, 0.0, P[1][1], P[1][2], p[7] * published[1] / src[1],
+                  0.0, 0.0, 1.0, p[11]])
+    out["source"] = source if src == published else f"{source} (scaled from {src[0]}x{src[1]})"
+    return out
+
+
 def specs_json(name: str) -> dict:
     """The body of the vendor's GET /api/camera/specs for the spec `name`."""
     spec = get_spec(name)
