@@ -32,12 +32,14 @@ SDK_VERSION=1.13.0
 PKGS="python3 python3-venv python3-gi python3-numpy gstreamer1.0-tools gstreamer1.0-plugins-base"
 PKGS="$PKGS gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0"
 PKGS="$PKGS gir1.2-gst-plugins-bad-1.0"
-CLIENT_MODS="numpy>=2.2.5 asgiref psutil pyserial requests websockets<16 pydantic<3 zeroconf"
+# the modules the SDK's client imports: ReachyMini() (as tools/sdk_venv.sh) and its LOCAL media backend's audio
+CLIENT_MODS="numpy>=2.2.5 asgiref psutil pyserial requests websockets<16 pydantic<3 zeroconf pyusb libusb_package platformdirs"
 RECIPE="debootstrap minbase trixie; apt-get: $PKGS; reachy-mini==$SDK_VERSION --no-deps; $CLIENT_MODS; /opt/sdk venv"
 CACHE=${REACHY_MINI_TRIXIE_CACHE:-/var/cache/reachy_mini}
 HASH=$(printf '%s' "$RECIPE" | sha256sum | cut -c1-12)   # a change of the recipe makes a new root
 ROOT=$CACHE/trixie-$HASH
 
+ROOT=${REACHY_MINI_TRIXIE_ROOT:-$ROOT}     # an existing root elsewhere (used as it is)
 if [ "${1:-}" = --path ]; then echo "$ROOT"; exit 0; fi
 if [ -f "$ROOT/.complete" ]; then echo "$ROOT"; exit 0; fi
 
@@ -98,10 +100,10 @@ unshare -m --propagation private bash -c '
   chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root sh -c "
     python3 -m venv --system-site-packages /opt/sdk &&
     /opt/sdk/bin/pip install -q --no-index --find-links /opt/wheels --no-deps reachy-mini==$2 &&
-    /opt/sdk/bin/pip install -q --no-index --find-links /opt/wheels numpy asgiref psutil pyserial requests websockets pydantic zeroconf &&
-    cd / && /opt/sdk/bin/python -c \"import gi; gi.require_version(\\\"Gst\\\", \\\"1.0\\\"); from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find(\\\"unixfdsrc\\\"), \\\"no unixfdsrc\\\"; from reachy_mini import ReachyMini; print(\\\"sdk ok\\\", Gst.version_string())\"
+    /opt/sdk/bin/pip install -q --no-index --find-links /opt/wheels $(echo "$3" | sed -E 's/[<>=][^ ]*//g') &&
+    cd / && /opt/sdk/bin/python -c \"import gi; gi.require_version(\\\"Gst\\\", \\\"1.0\\\"); from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find(\\\"unixfdsrc\\\"), \\\"no unixfdsrc\\\"; from reachy_mini import ReachyMini; import reachy_mini.daemon.startup_app_config, reachy_mini.media.audio_gstreamer; print(\\\"sdk ok\\\", Gst.version_string())\"
   "
-' _ "$BUILD" "$SDK_VERSION" >>"$CACHE/trixie-$HASH.log" 2>&1 \
+' _ "$BUILD" "$SDK_VERSION" "$CLIENT_MODS" >>"$CACHE/trixie-$HASH.log" 2>&1 \
   || { tail -5 "$CACHE/trixie-$HASH.log" >&2; cant "installing the SDK inside the root failed (log: $CACHE/trixie-$HASH.log)"; }
 rm -rf "$ROOT"
 mv "$BUILD" "$ROOT"
