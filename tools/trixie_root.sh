@@ -100,10 +100,10 @@ unshare -m --propagation private bash -c '
   chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root sh -c "
     python3 -m venv --system-site-packages /opt/sdk &&
     /opt/sdk/bin/pip install -q --no-index --find-links /opt/wheels --no-deps reachy-mini==$2 &&
-    /opt/sdk/bin/pip install -q --no-index --find-links /opt/wheels $(echo "$3" | sed -E 's/[<>=][^ ]*//g') &&
+    /opt/sdk/bin/pip install -q --no-index --find-links /opt/wheels $3 &&
     cd / && /opt/sdk/bin/python -c \"import gi; gi.require_version(\\\"Gst\\\", \\\"1.0\\\"); from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find(\\\"unixfdsrc\\\"), \\\"no unixfdsrc\\\"; from reachy_mini import ReachyMini; import reachy_mini.daemon.startup_app_config, reachy_mini.media.audio_gstreamer; print(\\\"sdk ok\\\", Gst.version_string())\"
   "
-' _ "$BUILD" "$SDK_VERSION" "$CLIENT_MODS" >>"$CACHE/trixie-$HASH.log" 2>&1 \
+' _ "$BUILD" "$SDK_VERSION" "$(echo "$CLIENT_MODS" | sed -E 's/[<>=][^ ]*//g')" >>"$CACHE/trixie-$HASH.log" 2>&1 \
   || { tail -5 "$CACHE/trixie-$HASH.log" >&2; cant "installing the SDK inside the root failed (log: $CACHE/trixie-$HASH.log)"; }
 rm -rf "$ROOT"
 mv "$BUILD" "$ROOT"
