@@ -8,6 +8,7 @@ import mmap
 import os
 import socket
 import struct
+import threading
 import time
 
 import numpy as np
@@ -169,33 +170,44 @@ def test_two_clients_at_once_and_the_pool_stays_bounded(server, path):
     a.close(), b.close()
 
 
-def test_a_client_that_never_releases_is_bounded_then_dropped_and_capture_goes_on(server, path):
-    feed(server, 0, lambda: os.path.exists(path))
-    lazy, good = Reader(path), Reader(path)
-    wait_for(lambda: server.snapshot()["clients"] == 2)
-    got = []
+def test_a_client_that_never_releases_is_bounded_then_dropped_and_capture_goes_on(path):
+    srv = FrameServer(path, W, H, fps=200.0, stuck_s=3.0, idle_s=2.0, retry_s=0.1)
+    try:
+        feed(srv, 0, lambda: os.path.exists(path))
+        lazy, good = Reader(path), Reader(path)
+        wait_for(lambda: srv.snapshot()["clients"] == 2)
+        got, stop = [], threading.Event()
 
-    def good_reads():
-        try:
-            good.s.settimeout(0.01)
-            good.frame()
-            got.append(1)
-        except (TimeoutError, socket.timeout):
-            pass
-        return len(got) >= 20
-    t0 = time.monotonic()
-    n = feed(server, 0, good_reads)
-    s = server.snapshot()
-    assert s["missed"] > 0 and s["pool"] <= server.max_outstanding * 2 + 1   # the lazy one holds <= 3 buffers
-    feed(server, n, lambda: server.snapshot()["stuck_clients"] == 1)
-    assert time.monotonic() - t0 >= 2.0 - 0.1
-    assert "released no buffer" in server.snapshot()["last_error"]
-    assert server.snapshot()["clients"] == 1
-    with pytest.raises((EOFError, ConnectionResetError)):
-        lazy.s.settimeout(10)
-        while True:
-            lazy.command()
-    good.close()
+        def drain():   # the good app reads and releases continuously, on its own thread
+            good.s.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    good.frame()
+                    got.append(1)
+                except (TimeoutError, socket.timeout):
+                    pass
+                except (EOFError, OSError):
+                    return
+        th = threading.Thread(target=drain, daemon=True)
+        th.start()
+        t0 = time.monotonic()
+        n = feed(srv, 0, lambda: len(got) >= 20)
+        s = srv.snapshot()
+        assert s["missed"] > 0 and s["pool"] <= srv.max_outstanding * 2 + 1   # the lazy one holds <= 3 buffers
+        n = feed(srv, n, lambda: srv.snapshot()["stuck_clients"] >= 1)
+        assert time.monotonic() - t0 >= 3.0 - 0.1
+        assert "released no buffer" in srv.snapshot()["last_error"]
+        with pytest.raises((EOFError, ConnectionResetError)):
+            lazy.s.settimeout(10)
+            while True:
+                lazy.command()
+        before = len(got)
+        feed(srv, n, lambda: len(got) >= before + 5)            # the good app still gets frames
+        stop.set()
+        th.join(5)
+        good.close()
+    finally:
+        srv.close()
 
 
 @pytest.mark.parametrize("garbage", [
