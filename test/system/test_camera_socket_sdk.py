@@ -246,7 +246,8 @@ def test_two_sdk_clients_at_once(stack):
 def test_what_an_app_sees_across_a_camera_node_restart(stack):
     """Measured, then asserted as documented (README "The camera for apps"): the
     protocol has no reconnection, so an app connected before the restart gets
-    None from get_frame() from the crash on; a new MediaManager (or app) gets frames."""
+    None from get_frame() from the crash on (at most the frame or two already queued
+    in its own pipeline first); a new MediaManager (or app) gets frames."""
     p = chroot_python(f"""
         from reachy_mini.media.media_manager import MediaManager, MediaBackend
         from reachy_mini.media.camera_constants import get_camera_specs_by_name
@@ -284,4 +285,4 @@ def test_what_an_app_sees_across_a_camera_node_restart(stack):
     r = results(p, 120)[-1]
     print(f"across a camera_node restart: before {r['before']} frames in 3 s; the same MediaManager after the "
           f"restart: {r['after_old']} frames in 5 s; a new MediaManager: {r['after_new']} frames in 3 s")
-    assert r["before"] > 0 and r["after_old"] == 0 and r["after_new"] > 0
+    assert r["before"] > 0 and r["after_old"] <= 2 and r["after_new"] > 0
