@@ -80,7 +80,7 @@ def _video(path: str, size: tuple[int, int]) -> None:
 
 def bench_camera_sdk() -> None:
     tmp = tempfile.mkdtemp(prefix="reachy_bench_camera_sdk_")   # under /tmp: shared with the root's apps
-    env = dict(os.environ, ROS_DOMAIN_ID="93", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", HOME=tmp)
+    env = dict(os.environ, ROS_DOMAIN_ID="91", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", HOME=tmp)
     env.pop("REACHY_MINI_SDK_CAMERA_SOCKET", None)
     root = _root()
     script = os.path.join(tmp, "app.py")
@@ -93,7 +93,7 @@ def bench_camera_sdk() -> None:
           f"SDK apps: {'the vendor client in ' + root if root else 'none (no Debian 13 root: make trixie-root)'}; "
           "busy shared machine: compare within this run", flush=True)
     sock = os.path.join(tmp, "cam.sock")
-    diag = DiagnosticsListener(93, "/diagnostics", "bench_camera_sdk")
+    diag = DiagnosticsListener(91, "/diagnostics", "bench_camera_sdk")
 
     def frames() -> tuple[float, int]:   # (arrival time of the latest camera status, frames captured then)
         with diag.lock:
