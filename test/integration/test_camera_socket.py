@@ -170,3 +170,36 @@ def test_sdk_socket_path_must_be_absolute(ros_env):
     node = start_node(ros_env, "camera_node", use_sim="true", sdk_socket_path="rel/cam.sock")
     out = node.communicate(timeout=60)[0]
     assert node.returncode != 0 and "sdk_socket_path" in out and "absolute" in out
+
+
+def test_camera_unplugged_while_an_app_is_connected(ros_env, tmp_path, probe):
+    """The socket goes away while the device is lost (new apps would wait forever on it),
+    the connected app stays connected and gets frames again when the camera is back."""
+    import cv2
+
+    from test_media import write_video
+
+    video = tmp_path / "clip.avi"
+    write_video(video, n=15)
+    path = str(tmp_path / "cam.sock")
+    node = start_node(ros_env, "camera_node", device=str(video), fps=30.0, width=320, height=240,
+                      sdk_socket_path=path, compressed_fps=0.0)
+    try:
+        wait_for(lambda: os.path.exists(path), timeout=30)
+        r = Reader(path, W, H)
+        _id, _pts, img = read_frame(r)
+        assert img.shape == (H, W, 3)            # the 320x240 file, resized to the spec's size
+        small = cv2.resize(img, (320, 240), interpolation=cv2.INTER_AREA)
+        assert abs(int(small.mean()) - int(small[0, 0, 0])) <= 2   # a uniform grey frame of the file
+        os.rename(video, tmp_path / "away.avi")  # unplugged
+        wait_for(lambda: not os.path.exists(path), timeout=20)
+        t0 = time.monotonic()
+        s = wait_for(lambda: (s := diag(probe, "camera_node: camera", t0)) and s.level[0] == 2 and s, timeout=20)
+        assert vals(s)["sdk_socket"] == "off" and vals(s)["sdk clients"] == "1"
+        os.rename(tmp_path / "away.avi", video)  # plugged back
+        wait_for(lambda: os.path.exists(path), timeout=30)
+        _id, _pts, img = read_frame(r)           # the same app, served again
+        assert img.shape == (H, W, 3)
+        r.close()
+    finally:
+        stop_node(node)
