@@ -51,7 +51,7 @@ def _root() -> tuple[str | None, str]:
 ROOT, WHY = _root()
 pytestmark = pytest.mark.skipif(ROOT is None, reason=WHY)
 
-PRELUDE = textwrap.dedent(f"""
+PRELUDE = textwrap.dedent("""
     import json, os, sys, time, traceback
     import numpy as np
     from reachy_mini import ReachyMini
@@ -248,12 +248,12 @@ def test_what_an_app_sees_across_a_camera_node_restart(stack):
     protocol has no reconnection, so an app connected before the restart gets
     None from get_frame() from the crash on (at most the frame or two already queued
     in its own pipeline first); a new MediaManager (or app) gets frames."""
-    p = chroot_python(f"""
+    p = chroot_python("""
         from reachy_mini.media.media_manager import MediaManager, MediaBackend
         from reachy_mini.media.camera_constants import get_camera_specs_by_name
         spec = get_camera_specs_by_name("lite")
         m = MediaManager(backend=MediaBackend.LOCAL, camera_specs=spec)
-        bins, t0 = {{}}, time.monotonic()
+        bins, t0 = {}, time.monotonic()
         while time.monotonic() - t0 < 3.0:
             if m.get_frame() is not None:
                 bins["before"] = bins.get("before", 0) + 1
