@@ -72,7 +72,7 @@ def chroot_python(script: str, tmp, stdin: bool = False) -> subprocess.Popen:
         f.write(PRELUDE + textwrap.dedent(script) + "\nsys.stdout.flush()\nos._exit(0)\n")
     inner = ('mount --bind /tmp "$1/tmp" && mount --bind /dev "$1/dev" && mount -t proc proc "$1/proc" && '
              'exec chroot "$1" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/tmp PYTHONUNBUFFERED=1 '
-             'GST_REGISTRY=/tmp/gst-registry-i31.bin /opt/sdk/bin/python "$2"')
+             'GST_REGISTRY=/tmp/reachy_mini_trixie_gst_registry.bin /opt/sdk/bin/python "$2"')
     return subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", inner, "_", ROOT, path],
                             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
