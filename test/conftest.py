@@ -18,6 +18,13 @@ for _d in ("unit", "integration", "system"):
 
 from reachy_mini.sim.bus import send_command  # noqa: E402
 
+# camera_node serves the vendor SDK's camera socket, by default at the SDK's fixed
+# /tmp/reachymini_camera_socket: every camera_node this suite starts gets a private
+# path instead (%p: its pid; nodes/camera_node.sdk_socket_path), so parallel stacks
+# never share it. Only the real-client test (test_camera_socket_sdk.py) uses the SDK's path.
+os.environ.setdefault("REACHY_MINI_SDK_CAMERA_SOCKET",
+                      os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", "reachy_mini_test_camsock-%p"))
+
 
 class SimProcess:
     def __init__(self, tmp_path, wire_timing: bool = True):

@@ -5,7 +5,8 @@
 #   tools/sysdeps.sh test   the above + chromium, chromium-driver (browser test), stress-ng (make test-stress),
 #                           openssl (self-signed certificates of the TLS tests),
 #                           prometheus, prometheus-alertmanager (config/monitoring tested against the real servers),
-#                           python3-gi, python3-venv (the vendor SDK's client venv, tools/sdk_venv.sh)
+#                           python3-gi, python3-venv (the vendor SDK's client venv, tools/sdk_venv.sh),
+#                           debootstrap (the Debian 13 root of the real-client camera test, tools/trixie_root.sh)
 # Installs with apt-get when root, through `sudo -n` when sudo works without a
 # password, and otherwise stops with the exact command to run.
 # REACHY_MINI_SKIP_SYSDEPS=1 skips it; REACHY_MINI_SYSDEPS_EXTRA adds package names.
@@ -15,7 +16,7 @@ set_name=${1:-}
 case "$set_name" in
   run)  pkgs=(pkg-config libportaudio2 cmake g++) ;;
   test) pkgs=(pkg-config libportaudio2 cmake g++ chromium chromium-driver stress-ng openssl prometheus prometheus-alertmanager
-              python3-gi python3-venv) ;;
+              python3-gi python3-venv debootstrap) ;;
   *)    echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2206

@@ -253,8 +253,24 @@ def motor_mode(torques: list[str]) -> str | None:
     return "enabled" if all(t == "True" for t in torques) else "disabled"
 
 
+def media_status(camera_serving: bool, audio_shared: bool, camera_specs: str = "lite") -> dict:
+    """The status fields that steer an SDK app's media choice (ReachyMini._configure_mediamanager):
+    no_media is false only while camera_node serves the SDK camera socket AND audio_node shares
+    its devices (else the SDK would fall back to WebRTC, which we do not serve, and fail);
+    camera_specs_name names the spec (the frame size apps read) only while the socket serves."""
+    return {"no_media": not (camera_serving and audio_shared),
+            "camera_specs_name": camera_specs if camera_serving else ""}
+
+
+def media_from_diagnostics(camera: dict, audio: dict) -> dict:
+    """media_status from camera_node's and audio_node's diagnostic values
+    (keys `sdk_socket` = serving|off, `camera_specs_name`; `shared_pcm` = true|false)."""
+    return media_status(camera.get("sdk_socket") == "serving", audio.get("shared_pcm") == "true",
+                        camera.get("camera_specs_name") or "lite")
+
+
 def daemon_status(robot: str, top: dict | None, mode: str | None, version: str, hardware_id: str = "",
-                  simulated: bool | None = None) -> dict:
+                  simulated: bool | None = None, media: dict | None = None) -> dict:
     """running while our top level is OK or WARN; error (with our message) while
     it is ERROR or STALE or not heard yet."""
     if top is None:
@@ -267,8 +283,8 @@ def daemon_status(robot: str, top: dict | None, mode: str | None, version: str, 
                                          "last_alive": time.time(), "control_loop_stats": {}, "error": error}
     return {"type": "daemon_status", "robot_name": robot, "state": state, "wireless_version": False,
             "desktop_app_daemon": False, "simulation_enabled": simulated, "mockup_sim_enabled": None,
-            "no_media": True, "backend_status": backend, "error": error, "version": version,
-            "hardware_id": hardware_id or None}
+            "no_media": True, "camera_specs_name": "", "backend_status": backend, "error": error,
+            "version": version, "hardware_id": hardware_id or None, **(media or {})}
 
 
 def task_progress_msg(uid: str, error: str | None = None) -> dict:

@@ -2,18 +2,27 @@
 at `compressed_fps`, camera/image_raw/compressed (JPEG). Sources (core/media/camera.py):
 V4L2 device by path or `auto` (UVC 38FB:1002), a video file, or the synthetic
 pattern under use_sim. Capture runs on its own thread (core/media/capture.SourceLoop),
-which reopens a lost device with backoff; diagnostics say what happened."""
+which reopens a lost device with backoff; diagnostics say what happened.
+
+Captures at capture_width x capture_height (the Lite camera's 1920x1080 mode) and
+publishes ROS images resized to width x height; serves the vendor SDK's local
+camera socket (core/media/unixfd.FrameServer) at the camera spec's size;
+camera/release (std_srvs/SetBool) gives the device up for apps and takes it back."""
 from __future__ import annotations
 
+import os
 import time
 
 import cv2
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_srvs.srv import SetBool
 
+from reachy_mini.core.media import camera_specs
 from reachy_mini.core.media.camera import OpenCVSource, SyntheticCamera, load_camera_info
 from reachy_mini.core.media.capture import SourceLoop
 from reachy_mini.core.media.config import CameraConfig
+from reachy_mini.core.media.unixfd import DEFAULT_PATH as DEFAULT_SDK_PATH, FrameServer
 from reachy_mini.common.paths import config_path
 from reachy_mini.ros import qos
 from reachy_mini.core.identity import robot_name
@@ -21,6 +30,7 @@ from reachy_mini.ros.diagnostics import RobotUpdater
 from reachy_mini.ros.params import ParameterError, declare
 from reachy_mini.ros.runner import run_node
 from reachy_mini.ros.tasks import CaptureCheck
+from reachy_mini.core.levels import WARN
 
 CONFIG = CameraConfig
 
@@ -30,11 +40,17 @@ class CameraNode(Node):
         super().__init__("camera_node")
         self.cfg = c = declare(self, CameraConfig)
         self.robot = robot_name(self.cfg.robot_name, self.get_namespace())
-        url = c.camera_info_url.removeprefix("file://") or config_path("camera_info.yaml")
-        try:
-            i = load_camera_info(url)
-        except ValueError as e:
-            raise ParameterError(f"parameter 'camera_info_url': {e}") from None
+        self.size = (c.width, c.height)                         # camera/image_raw
+        url = c.camera_info_url.removeprefix("file://")
+        if url:
+            try:
+                i = load_camera_info(url)
+            except ValueError as e:
+                raise ParameterError(f"parameter 'camera_info_url': {e}") from None
+            i = camera_specs.scale_info(i, self.size, f"{url}")
+        else:
+            i = camera_specs.camera_info(c.camera_specs, self.size)
+        self.calibration_source = i["source"]
         self.info = CameraInfo(height=i["height"], width=i["width"], distortion_model=i["distortion_model"],
                                d=i["d"], k=i["k"], r=i["r"], p=i["p"])
         self.frame_id = c.frame_prefix + c.frame_id
@@ -43,21 +59,49 @@ class CameraNode(Node):
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", qos.CAMERA_INFO)
         self.jpg_pub = self.create_publisher(CompressedImage, "camera/image_raw/compressed", qos.PREVIEW)
         self.last_jpg = 0.0
-        make = (lambda: SyntheticCamera(c.width, c.height)) if self.sim else \
-            (lambda: OpenCVSource(c.device, c.width, c.height, c.fps, c.pixel_format))
+        self.sdk = None
+        if c.sdk_socket:
+            sw, sh = camera_specs.get_spec(c.camera_specs).size
+            self.sdk = FrameServer(sdk_socket_path(c.sdk_socket_path, dict(os.environ)), sw, sh, c.sdk_fps, max_clients=c.sdk_max_clients,
+                                   idle_s=max(1.0, 3.0 / c.fps), log=self.get_logger().info)
+        make = (lambda: SyntheticCamera(c.capture_width, c.capture_height)) if self.sim else \
+            (lambda: OpenCVSource(c.device, c.capture_width, c.capture_height, c.fps, c.pixel_format))
         self.loop = SourceLoop(make, self._publish, c.fps, c.stall_timeout_s).start()
+        self.release_srv = self.create_service(SetBool, "camera/release", self._release)
         self.updater = RobotUpdater(self, self.robot)
         self.updater.setHardwareID(c.hardware_id)
         self.updater.add(CaptureCheck("camera", self.loop, "frame", lambda: c.fps, lambda: max(1.0, 3.0 / c.fps),
-                                      self._values))
+                                      self._values, self._sdk_findings))
 
-    def _publish(self, frame, _t: float) -> None:  # capture thread
-        """Converts, copies and encodes only for topics someone subscribes to."""
+    def _release(self, req, res):
+        """data=true: give the camera up (the SDK socket goes away: apps see no_media); false: take it again."""
+        if self.sdk is not None:
+            self.sdk.pause(req.data)
+        ok = self.loop.hold(req.data)
+        res.success = ok
+        res.message = ("released for apps" if req.data else "acquired") if ok else \
+            "the device did not close within 5 s (a read is stuck); it will close when the read returns"
+        self.get_logger().info(f"camera/release({req.data}): {res.message}")
+        return res
+
+    def _sdk_findings(self, _s: dict):
+        if self.sdk is None:
+            return []
+        err = self.sdk.snapshot()["last_error"]
+        return [(WARN, f"SDK camera socket: {err}")] if err and not self.sdk.serving else []
+
+    def _publish(self, frame, t: float) -> None:  # capture thread
+        """Serves the SDK socket (full size), then resizes, converts, copies and encodes
+        only for topics someone subscribes to."""
+        if self.sdk is not None:
+            self.sdk.publish(frame, t)
         cf, enc = self.cfg.compressed_fps, self.cfg.encoding
         raw, info = self.img_pub.get_subscription_count() > 0, self.info_pub.get_subscription_count() > 0
         jpg_due = cf > 0 and time.monotonic() - self.last_jpg >= 1.0 / cf and self.jpg_pub.get_subscription_count() > 0
         if not (raw or info or jpg_due):
             return
+        if frame.shape[1] != self.size[0] or frame.shape[0] != self.size[1]:
+            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         h, w = frame.shape[:2]
         self.info.header.stamp, self.info.header.frame_id = self.get_clock().now().to_msg(), self.frame_id
         if raw:
@@ -82,13 +126,40 @@ class CameraNode(Node):
                 ("measured fps", f"{s['rate']:.2f}"), ("frames", s["count"]), ("dropped frames", s["dropped"]),
                 ("last frame age (s)", f"{s['age']:.3f}"), ("device opens", s["opens"]),
                 ("device losses", s["losses"]), ("last error", s["last_error"] or ""),
-                ("resolution (requested)", f"{c.width}x{c.height}"), ("encoding", c.encoding)]
+                ("resolution (requested)", f"{c.capture_width}x{c.capture_height}"),
+                ("published size", f"{c.width}x{c.height}"), ("encoding", c.encoding),
+                ("calibration", self.calibration_source)] + self._sdk_values()
+
+    def _sdk_values(self):
+        if self.sdk is None:
+            return [("sdk_socket", "off"), ("sdk socket path", "(sdk_socket is false)")]
+        x = self.sdk.snapshot()
+        return [("sdk_socket", "serving" if x["serving"] else "off"), ("sdk socket path", x["path"]),
+                ("camera_specs_name", self.cfg.camera_specs),
+                ("sdk size", f"{self.sdk.width}x{self.sdk.height} BGR"), ("sdk target fps", f"{self.sdk.fps:g}"),
+                ("sdk clients", x["clients"]), ("sdk connections", x["connections"]),
+                ("sdk frames served", x["frames"]), ("sdk frames missed (client behind)", x["missed"]),
+                ("sdk bad clients", x["bad_clients"]), ("sdk stuck clients", x["stuck_clients"]),
+                ("sdk refused clients", x["refused"]), ("sdk stale files removed", x["stale_removed"]),
+                ("sdk last error", x["last_error"]), ("sdk last event", x["last_event"])]
 
     def workers(self) -> dict:
         return {"capture": self.loop.thread}
 
     def shutdown(self) -> None:
         self.loop.stop()
+        if self.sdk is not None:
+            self.sdk.close()
+
+
+def sdk_socket_path(param: str, env: dict) -> str:
+    """The parameter, except that REACHY_MINI_SDK_CAMERA_SOCKET replaces its default ("%p": this
+    process' id): the test suite gives every camera_node a private path that way, so parallel
+    stacks on one machine never share the SDK's /tmp/reachymini_camera_socket."""
+    override = env.get("REACHY_MINI_SDK_CAMERA_SOCKET", "")
+    if override and param == DEFAULT_SDK_PATH:
+        return override.replace("%p", str(os.getpid()))
+    return param
 
 
 def fastdds_profile(env: dict) -> str | None:
@@ -103,8 +174,6 @@ def fastdds_profile(env: dict) -> str | None:
 
 
 def main(args=None) -> int:
-    import os
-
     profile = fastdds_profile(dict(os.environ))
     if profile and os.environ.get("REACHY_MINI_CAMERA_FASTDDS_PROFILE", "1") != "0":   # 0: off (bench baseline)
         os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = profile   # read when rclpy.init creates the participant

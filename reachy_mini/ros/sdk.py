@@ -22,6 +22,12 @@ from reachy_mini.web.sdk_ws import SdkBackend, SdkHub
 from reachy_mini.web.state import group_items
 
 
+def _live_values(tree: list[dict], group: str, leaf: str) -> dict:
+    """An item's values while its node reports (not STALE: a dead node serves nothing)."""
+    st = next((st for name, st in group_items(tree, group) if name == leaf), None)
+    return st["values"] if st is not None and st.get("level", 3) <= 2 else {}
+
+
 def take_latest(sub, msg_type):
     """The latest message of a subscription of the never-spun reader node, or None."""
     with sub.handle:
@@ -99,9 +105,12 @@ class SdkRos:
         n = self.node
         torques = [m.get("torque") for m in n.store.motors() if m["name"] in self.hub.backend.motors]
         bus = next((st for leaf, st in group_items(n.store.snapshot()["tree"], "Motors") if leaf == "bus"), None)
+        tree = n.store.snapshot()["tree"]
+        media = sdk.media_from_diagnostics(_live_values(tree, "Camera", "camera"),
+                                           _live_values(tree, "Audio", "microphone"))
         return sdk.daemon_status(n.robot, n.store.top, sdk.motor_mode([t for t in torques if t is not None]),
                                  __version__, "",
-                                 None if bus is None else bus["values"].get("simulated") == "true")
+                                 None if bus is None else bus["values"].get("simulated") == "true", media)
 
     # ---- commands
     def _stamp(self) -> Time:

@@ -86,6 +86,9 @@ def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None
     for router in (page_routes(cfg.robot), read_routes(ctx), session_routes(ctx), write_routes(ctx)):
         app.include_router(router)
     app.state.sdk = sdk
+    from reachy_mini.web.vendor_camera import camera_routes   # vendor /api/camera (issue 31)
+
+    app.include_router(camera_routes(store))
     if sdk is not None:
         from reachy_mini.web.sdk_ws import sdk_routes
 

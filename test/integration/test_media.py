@@ -85,7 +85,7 @@ def test_camera_decodes_video_file(ros_env, tmp_path, probe):
     probe.listen(Image, "/camera/image_raw", best_effort=True)
     probe.listen(CameraInfo, "/camera/camera_info", best_effort=True)
     probe.listen(CompressedImage, "/camera/image_raw/compressed")
-    node = start_node(ros_env, "camera_node", device=str(video), fps=30.0, compressed_fps=5.0)
+    node = start_node(ros_env, "camera_node", device=str(video), fps=30.0, compressed_fps=5.0, width=320, height=240)
     try:
         wait_for(lambda: len(probe.get("/camera/image_raw")) > 10, timeout=15)
         # QoS per topic (README "Topics and QoS"): frames and info are RELIABLE

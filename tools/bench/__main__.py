@@ -1,6 +1,6 @@
 """`make bench`: figures as `name: value unit` lines. Sections (all by
 default; `make bench BENCH="motors health"` picks some): motors, health,
-media, camera_qos (camera_qos.py), web, stack (see bench_stack.py), envelope (the
+media, camera_qos (camera_qos.py), camera_sdk (camera_sdk.py: the SDK camera socket's cost), web, stack (see bench_stack.py), envelope (the
 safety envelope: goal -> wire latency with the joint limits on and off, and the
 speed limit: driver vs the servo's Profile Velocity register), sdk (sdk.py),
 dance (dance.py: a vendor dance through the stack against the vendor's IK).
@@ -487,11 +487,13 @@ def bench_ros_goal(n: int = 300) -> None:
 def main(argv=None) -> int:
     from tools.bench import stack as bench_stack
     from tools.bench.camera_qos import bench_camera_qos
+    from tools.bench.camera_sdk import bench_camera_sdk
     from tools.bench.dance import bench_dance
     from tools.bench.sdk import bench_sdk
 
     sections = {"motors": bench_motors, "goal": bench_ros_goal, "envelope": bench_envelope, "health": bench_stack.bench_health,
                 "media": bench_stack.bench_media, "camera_qos": bench_camera_qos,
+                "camera_sdk": bench_camera_sdk,
                 "web": bench_stack.bench_web, "stack": bench_stack.bench_stack, "sdk": bench_sdk,
                 "dance": bench_dance}
     which = (argv if argv is not None else sys.argv[1:]) or list(sections)

@@ -92,6 +92,9 @@ class SourceLoop:
         self.last_error = ""
         self.last_data = 0.0
         self.callback_errors = 0
+        self.held = False                       # hold(True): the device is given up (released for apps)
+        self._hold = threading.Event()
+        self._closed = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
@@ -108,6 +111,18 @@ class SourceLoop:
         self._stop.set()
         self._thread.join(timeout)
 
+    def hold(self, on: bool, timeout: float = 5.0) -> bool:
+        """on: close the device and keep it closed until hold(False) (another program may
+        open it meanwhile). Returns True once the device is closed (on) / reopening (off)."""
+        with self.lock:
+            self.held = on
+        if not on:
+            self._hold.clear()
+            return True
+        self._closed.clear()
+        self._hold.set()
+        return self._closed.wait(timeout)
+
     def _lost(self, src: Source, why: str) -> None:
         with self.lock:
             self.present = False
@@ -120,6 +135,12 @@ class SourceLoop:
     def _run(self) -> None:
         backoff = self.backoff_min
         while not self._stop.is_set():
+            if self._hold.is_set():
+                with self.lock:
+                    self.present = False
+                self._closed.set()
+                self._stop.wait(0.05)
+                continue
             src = self.make_source()
             try:
                 src.open()
@@ -134,7 +155,7 @@ class SourceLoop:
             backoff = self.backoff_min
             opened = time.monotonic()
             nxt = time.monotonic()
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not self._hold.is_set():
                 try:
                     data = src.read(timeout=min(0.2, self.stall_s))
                 except SourceError as e:
@@ -175,4 +196,4 @@ class SourceLoop:
             return {"present": self.present, "count": self.count, "dropped": self.dropped, "opens": self.opens,
                     "losses": self.losses, "rate": self.rate.rate(now), "last_error": self.last_error,
                     "age": now - self.last_data if self.last_data else float("inf"),
-                    "description": self.description, "callback_errors": self.callback_errors}
+                    "description": self.description, "callback_errors": self.callback_errors, "held": self.held}

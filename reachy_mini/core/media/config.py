@@ -27,13 +27,25 @@ class CameraConfig(_Device, NodeConfig):
     use_sim: bool = setting(False, "synthetic test pattern instead of a device")
     device: str = setting("auto", "'auto' (UVC 38FB:1002), 'sim', a V4L2 device path or a video file; a path "
                           "that does not exist yet is waited for", check=_camera_device)
-    width: int = setting(640, "image width", 16, 4096)
-    height: int = setting(480, "image height", 16, 4096)
-    fps: float = setting(30.0, "target frame rate", 0.5, 120.0)
+    width: int = setting(640, "width of camera/image_raw (the capture is resized to it)", 16, 4096)
+    height: int = setting(360, "height of camera/image_raw (the capture is resized to it)", 16, 4096)
+    capture_width: int = setting(1920, "capture width (1920x1080: the Lite camera's mode the SDK socket serves)",
+                                 16, 4096)
+    capture_height: int = setting(1080, "capture height", 16, 4096)
+    fps: float = setting(30.0, "target capture and camera/image_raw frame rate", 0.5, 120.0)
+    camera_specs: str = setting("lite", "the vendor camera spec in use: the SDK socket's frame size and the "
+                                "calibration of camera_info", choices=("lite", "wireless", "arducam", "older_rpi",
+                                                                       "generic", "mujoco"))
+    sdk_socket: bool = setting(True, "serve the vendor SDK's local camera socket (GStreamer unixfd protocol)")
+    sdk_socket_path: str = setting("/tmp/reachymini_camera_socket", "path of the SDK camera socket",
+                                   check=lambda v: None if v.startswith("/") else "must be an absolute path")
+    sdk_fps: float = setting(15.0, "frame rate served on the SDK socket (the vendor daemon serves 10)", 1.0, 60.0)
+    sdk_max_clients: int = setting(8, "SDK socket clients at once (more are refused, counted)", 1, 64)
     frame_id: str = setting("camera_optical_frame", "frame_id of the images (REP-103 optical frame of the URDF)")
     frame_prefix: str = setting("", "prefix of frame_id, for fleets (as motor_node's frame_prefix)",
                                 check=frame_prefix_check)
-    camera_info_url: str = setting("", "calibration YAML, path or file:// URL (default: config/camera_info.yaml)")
+    camera_info_url: str = setting("", "calibration YAML, path or file:// URL, scaled to width x height (default: "
+                                   "the vendor's calibration of camera_specs)")
     pixel_format: str = setting("any", "V4L2 capture format", choices=PIXEL_FORMATS)
     encoding: str = setting("bgr8", "published encoding", choices=("bgr8", "rgb8"), runtime=True)
     compressed_fps: float = setting(5.0, "rate of camera/image_raw/compressed (0: off)", 0.0, 120.0, runtime=True)
