@@ -19,8 +19,9 @@ a read never blocks the node and every ALSA error arrives as text).
 Tests: no kernel card exists, so dmix/dsnoop cannot be built; the test
 asoundrc (`sim_asoundrc()`) defines the same two names as `file` PCMs over
 the `null` PCM: capture reads a raw file (rewound at its end), playback
-appends to a raw file. Any number of clients may open them at once, like the
-shared PCMs, but they have no clock: the reader paces (`pcm_clock` false).
+writes a raw file per opening (sim_played() reads them all). Any number of
+clients may open them at once, like the shared PCMs, but they have no
+clock: the reader paces (`pcm_clock` false).
 """
 from __future__ import annotations
 
@@ -117,7 +118,9 @@ def install_asoundrc(home: str | None = None, card: str = CARD) -> tuple[str, st
 def sim_asoundrc(mic_raw: str, speaker_raw: str) -> str:
     """The test stand-in for the board (see the module doc): same names,
     file PCMs over null. mic_raw: S16_LE 16 kHz stereo, read by every client
-    (rewound at its end); speaker_raw: what is played, appended."""
+    (rewound at its end); speaker_raw: what is played, one file per opening
+    (the file PCM with `truncate false` writes speaker_raw, then
+    speaker_raw.0001, .0002, ...: read them with sim_played())."""
     return f"""pcm.{SRC} {{
     type file
     slave.pcm "null"
@@ -135,6 +138,21 @@ pcm.{SINK} {{
     truncate false
 }}
 """
+
+
+def sim_played(speaker_raw: str) -> np.ndarray:
+    """Everything played on the test sink, in opening order, (frames, 2) int16."""
+    import glob
+
+    files = [speaker_raw] + sorted(glob.glob(glob.escape(speaker_raw) + ".[0-9][0-9][0-9][0-9]"))
+    parts = []
+    for f in files:
+        try:
+            b = open(f, "rb").read()
+        except OSError:
+            continue
+        parts.append(np.frombuffer(b[:len(b) // 4 * 4], "<i2").reshape(-1, 2))
+    return np.concatenate(parts) if parts else np.zeros((0, 2), np.int16)
 
 
 def to_channels(pcm: np.ndarray, channels: int) -> np.ndarray:

@@ -93,6 +93,9 @@ class SourceLoop:
         self.last_data = 0.0
         self.callback_errors = 0
         self._stop = threading.Event()
+        self._hold = threading.Event()      # released: the device is closed until resume()
+        self._idle = threading.Event()      # set while no source is open
+        self._idle.set()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
     @property
@@ -108,6 +111,19 @@ class SourceLoop:
         self._stop.set()
         self._thread.join(timeout)
 
+    @property
+    def held(self) -> bool:
+        return self._hold.is_set()
+
+    def hold(self, timeout: float = 3.0) -> bool:
+        """Close the device and keep it closed (given up for another program)
+        until resume(); True once it is closed."""
+        self._hold.set()
+        return self._idle.wait(timeout)
+
+    def resume(self) -> None:
+        self._hold.clear()
+
     def _lost(self, src: Source, why: str) -> None:
         with self.lock:
             self.present = False
@@ -120,10 +136,17 @@ class SourceLoop:
     def _run(self) -> None:
         backoff = self.backoff_min
         while not self._stop.is_set():
+            if self._hold.is_set():
+                with self.lock:
+                    self.present = False
+                self._stop.wait(0.05)
+                continue
             src = self.make_source()
+            self._idle.clear()
             try:
                 src.open()
             except SourceError as e:
+                self._idle.set()
                 with self.lock:
                     self.present, self.last_error = False, str(e)
                 self._stop.wait(backoff)
@@ -135,6 +158,9 @@ class SourceLoop:
             opened = time.monotonic()
             nxt = time.monotonic()
             while not self._stop.is_set():
+                if self._hold.is_set():
+                    src.close()
+                    break
                 try:
                     data = src.read(timeout=min(0.2, self.stall_s))
                 except SourceError as e:
@@ -168,6 +194,7 @@ class SourceLoop:
                     self.callback_errors += 1
             else:
                 src.close()
+            self._idle.set()
 
     def snapshot(self) -> dict:
         now = time.monotonic()
@@ -175,4 +202,5 @@ class SourceLoop:
             return {"present": self.present, "count": self.count, "dropped": self.dropped, "opens": self.opens,
                     "losses": self.losses, "rate": self.rate.rate(now), "last_error": self.last_error,
                     "age": now - self.last_data if self.last_data else float("inf"),
-                    "description": self.description, "callback_errors": self.callback_errors}
+                    "description": self.description, "callback_errors": self.callback_errors,
+                    "held": self._hold.is_set()}
