@@ -60,6 +60,13 @@ class AudioConfig(_Device, NodeConfig):
     device: str = setting("auto", "'auto' (the shared PCM capture_pcm when ~/.asoundrc defines the board's shared "
                           "PCMs, else the XVF3800 through PortAudio), 'alsa:<pcm>' (an ALSA PCM through arecord), "
                           "'sim' or a PortAudio/ALSA device name", check=_audio_device)
+    sample_rate: int = setting(16000, "samples per second", 8000, 48000)
+    channels: int = setting(1, "channels", 1, 8)
+    chunk_ms: int = setting(100, "chunk length (ms)", 10, 1000)
+    silence_warn_s: float = setting(5.0, "WARN after this long of digital silence", 0.1, 3600.0, runtime=True)
+    clip_warn_fraction: float = setting(0.001, "WARN when this fraction of samples is at full scale", 0.0, 1.0,
+                                        runtime=True)
+    stall_timeout_s: float = setting(1.0, "no audio for this long: device lost, reopen", 0.1, 60.0)
     capture_pcm: str = setting("reachymini_audio_src", "shared capture PCM (dsnoop on the board; the SDK's name)")
     playback_pcm: str = setting("reachymini_audio_sink", "shared playback PCM for audio/out and audio/play_file "
                                 "(dmix on the board; the SDK's name)")
@@ -70,17 +77,10 @@ class AudioConfig(_Device, NodeConfig):
     microphone_gain: int = setting(100, "microphone gain (%) applied to audio_node's capture (vendor "
                                    "/api/volume/microphone)", 0, 100, runtime=True)
     board: str = setting("auto", "direction-of-arrival board: 'usb' (XVF3800 38fb:1001 over pyusb), 'off', "
-                         "'sim:<state file>' (simulated board); 'auto' = usb, off under simulation", check=_board)
+                         "'sim:<state file>' (simulated board); 'auto' = usb when device is 'auto', else off", check=_board)
     doa_rate_hz: float = setting(10.0, "rate of audio/direction and audio/speech (board reads)", 1.0, 50.0)
     frame_prefix: str = setting("", "prefix of the mic_array frame_id, for fleets (as motor_node's frame_prefix)",
                                 check=frame_prefix_check)
-    sample_rate: int = setting(16000, "samples per second", 8000, 48000)
-    channels: int = setting(1, "channels", 1, 8)
-    chunk_ms: int = setting(100, "chunk length (ms)", 10, 1000)
-    silence_warn_s: float = setting(5.0, "WARN after this long of digital silence", 0.1, 3600.0, runtime=True)
-    clip_warn_fraction: float = setting(0.001, "WARN when this fraction of samples is at full scale", 0.0, 1.0,
-                                        runtime=True)
-    stall_timeout_s: float = setting(1.0, "no audio for this long: device lost, reopen", 0.1, 60.0)
 
     @property
     def frames_per_chunk(self) -> int:
@@ -97,4 +97,6 @@ class AudioConfig(_Device, NodeConfig):
 
     @property
     def board_mode(self) -> str:
-        return ("off" if self.simulated else "usb") if self.board == "auto" else self.board
+        """'auto': the board over USB when capturing from the board (device 'auto'), else off."""
+        return ("usb" if self.device == "auto" and not self.simulated else "off") if self.board == "auto" \
+            else self.board
