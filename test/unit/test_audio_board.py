@@ -221,3 +221,26 @@ def test_sound_file_reading_and_its_refusals(tmp_path):
 def test_underrun_lines_are_recognised():
     assert alsa.parse_underrun("underrun!!! (at least 12.345 ms long)")
     assert not alsa.parse_underrun("Playing raw data 'stdin'")
+
+
+def test_service_install_merges_the_users_asoundrc(tmp_path):
+    import pwd
+
+    from reachy_mini.ops.systemd import install_asoundrc
+
+    me = pwd.getpwuid(os.getuid())
+    home = tmp_path / me.pw_dir.lstrip("/")
+    home.mkdir(parents=True)
+    (home / ".asoundrc").write_text("# mine\n")
+    assert install_asoundrc(me.pw_name, str(tmp_path)).startswith("updated ")
+    text = (home / ".asoundrc").read_text()
+    assert text.startswith("# mine\n") and alsa.defines_shared(text)
+    assert install_asoundrc(me.pw_name, str(tmp_path)).startswith("unchanged ")
+    assert "no user" in install_asoundrc("reachy-mini-no-such-user", str(tmp_path))
+
+
+def test_udev_rule_grants_the_board_to_dialout():
+    from reachy_mini.ops.systemd import render_rules
+
+    rules = render_rules()
+    assert 'SUBSYSTEM=="usb", ATTRS{idVendor}=="38fb", ATTRS{idProduct}=="1001", GROUP="dialout", MODE="0660"' in rules
