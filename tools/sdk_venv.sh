@@ -3,7 +3,7 @@
 # for the tests that drive our stack with it (test/system/test_vendor_sdk.py).
 # Its own venv: the SDK imports as `reachy_mini`, like this package.
 # Client-only install: the wheel with --no-deps, the modules `import
-# reachy_mini` needs, and PyGObject from Debian (python3-gi: a venv from
+# reachy_mini` and its GStreamer audio need, and PyGObject from Debian (python3-gi: a venv from
 # Debian's /usr/bin/python3 with --system-site-packages). Also the dances
 # library (play_move test). Prints the reason and exits 0 when it cannot
 # be made (the tests then skip with that reason, read from .venv-sdk.failed),
@@ -13,7 +13,11 @@ cd "$(dirname "$0")/.."
 VENV=${SDK_VENV:-.venv-sdk}
 STAMP=$VENV/.installed
 SDK_VERSION=1.13.0
-[ -f "$STAMP" ] && exit 0
+# The SDK's client modules; pyusb, libusb-package, platformdirs: its GStreamer audio imports them
+# (media/audio_control_utils.py for the direction of arrival, the speaker EQ's daemon config).
+MODULES='numpy asgiref psutil pyserial requests websockets<16 pydantic zeroconf pyusb libusb-package platformdirs'
+RECIPE="$SDK_VERSION $MODULES"   # a venv made from another recipe is remade
+[ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$RECIPE" ] && exit 0
 rm -f "$VENV.failed"
 # CI sets REACHY_MINI_REQUIRE_SDK=1 (.ci/run): there the SDK tests must run, so a failure stops make.
 fail() { echo "reachy_mini: vendor SDK venv not made: $*" | tee "$VENV.failed" >&2; exit "${REACHY_MINI_REQUIRE_SDK:-0}"; }
@@ -25,9 +29,10 @@ rm -rf "$VENV"
 P=$(cd "$VENV" && pwd)/bin/python
 $P -m pip install -q --no-deps "reachy-mini==$SDK_VERSION" reachy-mini-dances-library || fail "pip install of the SDK wheel failed"
 # (pip's resolver notes that the wheel's daemon-side requirements are absent: that is the point)
-$P -m pip install -q numpy asgiref psutil pyserial requests "websockets<16" pydantic zeroconf 2>"$VENV/pip.log" \
+# shellcheck disable=SC2086
+$P -m pip install -q $MODULES 2>"$VENV/pip.log" \
   || { tail -5 "$VENV/pip.log" >&2; fail "pip install of the SDK's client modules failed"; }
 (cd /tmp && "$P" -c "import reachy_mini, reachy_mini_dances_library; from reachy_mini import ReachyMini") \
   || fail "import reachy_mini failed in $VENV"
-touch "$STAMP"
+echo "$RECIPE" > "$STAMP"
 echo "reachy_mini: vendor SDK $SDK_VERSION in $VENV"

@@ -210,6 +210,9 @@ def test_sound_file_reading_and_its_refusals(tmp_path):
     ogg = tmp_path / "t.ogg"
     soundfile.write(ogg, tone(0.2)[:, 0] / 32768.0, 16000, format="OGG")
     assert alsa.read_sound_file(str(ogg))[0].shape[0] == 3200
+    flt = tmp_path / "f.wav"                        # 32-bit float, as the vendor's save_audio_to_wav writes
+    soundfile.write(flt, tone(0.2)[:, 0] / 32768.0, 16000, subtype="FLOAT")
+    assert np.abs(alsa.read_sound_file(str(flt))[0]).max() == pytest.approx(0.3 * 32767, abs=2)
     with pytest.raises(ValueError, match="no such file"):
         alsa.read_sound_file(str(tmp_path / "missing.wav"))
     bad = tmp_path / "bad.wav"

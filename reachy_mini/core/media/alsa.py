@@ -117,11 +117,19 @@ def install_asoundrc(home: str | None = None, card: str = CARD) -> tuple[str, st
 
 def sim_asoundrc(mic_raw: str, speaker_raw: str) -> str:
     """The test stand-in for the board (see the module doc): same names,
-    file PCMs over null. mic_raw: S16_LE 16 kHz stereo, read by every client
-    (rewound at its end); speaker_raw: what is played, one file per opening
-    (the file PCM with `truncate false` writes speaker_raw, then
-    speaker_raw.0001, .0002, ...: read them with sim_played())."""
+    file PCMs over null behind `plug` (any client gets the board's S16_LE
+    16 kHz stereo). mic_raw: a raw file read by every client (rewound at its
+    end) or a FIFO fed in real time (then the FIFO is the clock);
+    speaker_raw: what is played, one file per opening (the file PCM with
+    `truncate false` writes speaker_raw, then speaker_raw.0001, ...: read them
+    with sim_played()), or a FIFO drained in real time (the clock)."""
+    fifo_out = os.path.exists(speaker_raw) and not os.path.isfile(speaker_raw)
     return f"""pcm.{SRC} {{
+    type plug
+    slave {{ pcm "reachymini_sim_src"; format S16_LE; channels {PCM_CHANNELS}; rate {PCM_RATE} }}
+}}
+
+pcm.reachymini_sim_src {{
     type file
     slave.pcm "null"
     file "/dev/null"
@@ -130,12 +138,17 @@ def sim_asoundrc(mic_raw: str, speaker_raw: str) -> str:
 }}
 
 pcm.{SINK} {{
+    type plug
+    slave {{ pcm "reachymini_sim_sink"; format S16_LE; channels {PCM_CHANNELS}; rate {PCM_RATE} }}
+}}
+
+pcm.reachymini_sim_sink {{
     type file
     slave.pcm "null"
     file "{speaker_raw}"
     format "raw"
     perm 0600
-    truncate false
+    truncate {"true" if fifo_out else "false"}
 }}
 """
 
@@ -395,9 +408,10 @@ def read_sound_file(path: str) -> tuple[np.ndarray, int]:
     except (ImportError, OSError) as e:
         raise ValueError(f"soundfile (libsndfile) not available: {e}") from None
     try:
-        data, rate = soundfile.read(path, dtype="int16", always_2d=True)
+        # as float, scaled: libsndfile reads a float file as int16 without scaling (all zeros)
+        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except Exception as e:  # noqa: BLE001 - libsndfile's errors (format, truncation)
         raise ValueError(f"{path}: not a readable sound file ({e})") from None
     if len(data) == 0:
         raise ValueError(f"{path}: contains no samples")
-    return data, int(rate)
+    return np.clip(np.round(data * 32768.0), -32768, 32767).astype(np.int16), int(rate)
