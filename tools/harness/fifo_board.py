@@ -7,6 +7,7 @@ blocked writer is a device whose buffer is full: the FIFO is the clock).
 Without them, file PCMs over null run as fast as the CPU allows."""
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import threading
@@ -62,6 +63,10 @@ class FifoDrain:
         self.path = path
         os.mkfifo(path)
         self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        # A small pipe: what the writer has handed over but the "device" has not
+        # played is invisible to ALSA's delay (null has none), so keep it short
+        # (4 KiB = 64 ms), or a clock-slaved sink (alsasink) sees its samples late.
+        fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, 4096)
         self.buf = bytearray()
         self.lock = threading.Lock()
         self._stop = False
@@ -83,7 +88,7 @@ class FifoDrain:
                 with self.lock:
                     self.buf += got
             else:
-                if allowed > RATE * FRAME_BYTES:   # idle writer: do not bank credit for a burst later
+                if allowed > RATE * FRAME_BYTES // 20:   # idle writer: bank no credit (50 ms) for a burst later
                     start, taken = time.monotonic(), 0
                 time.sleep(0.01)
 
