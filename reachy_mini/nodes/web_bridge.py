@@ -125,12 +125,13 @@ class WebBridge(Node):
                         read_window_s=c.read_window_s, tls=bool(tls), session_cookie=f"reachy_mini_session_{c.port}",
                         public_config=c.public() | {"namespace": self.get_namespace()},
                         robot=self.robot)
+        self.media = self._media_actions()
         self.sdk = SdkRos(self) if c.sdk_enabled else None
         app = create_app(s, Actions(self._torque, self._reboot,
                                     lambda since=None, limit=100: query(self.db, since=since, limit=limit),
                                     lambda: summary(self.db)["by_level"], snapshot_dir(data),
                                     lambda: self._call(self.snapshot_cli, Trigger.Request()),
-                                    media=self._media_actions()), web, self.sdk and self.sdk.hub)
+                                    media=self.media), web, self.sdk and self.sdk.hub)
         self.server = uvicorn.Server(uvicorn.Config(app, host=c.host, port=c.port, log_level="warning",
                                                     timeout_graceful_shutdown=2, ws_max_size=sdk.MAX_FRAME_BYTES,
                                                     **tls))

@@ -58,6 +58,22 @@ class PlaySoundRequest(BaseModel):
     file: str
 
 
+def resolve_sound(name: str) -> tuple[str, str]:
+    """(path, '') of a sound to play: an absolute path, or a file name in the
+    vendor's upload directory; ('', reason) when it cannot be played."""
+    path = name
+    if not os.path.isabs(path):
+        base = os.path.basename(path)
+        if not base or base != path:
+            return "", f"{name!r}: give an absolute path or a file name in {SOUNDS_TMP_DIR}"
+        path = os.path.join(SOUNDS_TMP_DIR, base)
+    if not os.path.isfile(path):
+        return "", f"{path}: no such file"
+    if not os.access(path, os.R_OK):
+        return "", f"{path}: not readable"
+    return path, ""
+
+
 def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status)
 
@@ -166,16 +182,9 @@ def vendor_audio_routes(media: MediaActions | None) -> APIRouter:
     def play_sound(body: PlaySoundRequest):
         """Play a sound file (WAV/OGG/FLAC) on the robot's speaker: an absolute
         path, or a name in /tmp/reachy_mini_sounds."""
-        path = body.file
-        if not os.path.isabs(path):
-            name = os.path.basename(path)
-            if not name or name != path:
-                return _problem(400, f"{path!r}: give an absolute path or a file name in {SOUNDS_TMP_DIR}")
-            path = os.path.join(SOUNDS_TMP_DIR, name)
-        if not os.path.isfile(path):
-            return _problem(404, f"{path}: no such file")
-        if not os.access(path, os.R_OK):
-            return _problem(403, f"{path}: not readable")
+        path, err = resolve_sound(body.file)
+        if err:
+            return _problem(404 if "no such file" in err else 403 if "not readable" in err else 400, err)
         res = call(media.play_file, path) if media else call(None)
         return res if isinstance(res, JSONResponse) else {"status": "ok"}
 
