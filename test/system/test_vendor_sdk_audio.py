@@ -32,7 +32,7 @@ from conftest import REPO, wait_for
 from ros_probe import RosProbe
 
 sys.path.insert(0, os.path.join(REPO, "test", "integration"))   # the audio stand-in of test_audio_node
-from test_audio_node import Stand, dominant_hz, ok_mic, publish_out, vals
+from test_audio_node import Stand, dominant_hz, ok_mic, speak, vals
 from test_media import start_node, stop_node
 from test_vendor_sdk import SDK_PY, _skip_reason
 
@@ -44,7 +44,7 @@ APP = textwrap.dedent("""
     import numpy as np
     from reachy_mini.media.media_manager import MediaBackend, MediaManager
     from reachy_mini.media.audio_utils import has_reachymini_asoundrc, save_audio_to_wav
-    wav, seconds = sys.argv[1], float(sys.argv[2])
+    wav, seconds = sys.argv[1], float(sys.argv[2])   # argv[3]: the sound to play
     m = MediaManager(backend=MediaBackend.LOCAL)      # the camera is absent here: the SDK goes on without it
     assert m.audio is not None, "Audio system is not initialized"
     m.start_recording()
@@ -65,14 +65,8 @@ APP = textwrap.dedent("""
     rec = np.concatenate(got)
     rate = m.get_input_audio_samplerate()
     save_audio_to_wav(rec, rate, wav)
-    m.start_playing()
-    t = np.arange(16000) / 16000.0
-    tone = (0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
-    for i in range(0, 16000, 1600):                 # 1 s of 1 kHz, as an app streams speech
-        m.push_audio_sample(np.repeat(tone[i:i + 1600, None], 2, axis=1))
-        time.sleep(0.1)
-    time.sleep(1.0)
-    m.stop_playing()
+    m.play_sound(sys.argv[3])                        # 1 s of 1 kHz (a WAV the test wrote)
+    time.sleep(2.5)
     m.close()
     print(json.dumps({"asoundrc": has_reachymini_asoundrc(), "frames": int(len(rec)),
                       "peak": float(np.abs(rec).max()), "rate": rate}),
@@ -111,21 +105,25 @@ def test_sdk_records_and_plays_beside_a_publishing_audio_node(ros_env, tmp_path,
         app_dir.mkdir()
         (app_dir / "app.py").write_text(APP)
         t0 = time.monotonic()
-        app = subprocess.Popen([SDK_PY, "app.py", str(wav), "2.0"], cwd=app_dir, env=dict(os.environ, HOME=str(home)),
+        import soundfile
+
+        beep = tmp_path / "beep_1khz.wav"
+        soundfile.write(beep, 0.5 * np.sin(2 * np.pi * 1000 * np.arange(16000) / 16000), 16000, subtype="PCM_16")
+        app = subprocess.Popen([SDK_PY, "app.py", str(wav), "2.0", str(beep)], cwd=app_dir,
+                               env=dict(os.environ, HOME=str(home)),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # meanwhile audio_node speaks too (its own speaker stand-in) and the board turns
-        publish_out(probe, np.repeat((0.3 * 32767 * np.sin(2 * np.pi * 1000 * np.arange(8000) / 16000))
-                                     .astype(np.int16)[:, None], 1, axis=1))
+        node_sound = speak(probe, stand, (0.3 * 32767 * np.sin(2 * np.pi * 880 * np.arange(8000) / 16000))
+                           .astype(np.int16)[:, None])
         xvf3800.write_state(stand.board, angle=0.0, speech=True)
         out, err = app.communicate(timeout=120)
         t1 = time.monotonic()
         assert app.returncode == 0, err[-3000:]
         result = json.loads(out.strip().splitlines()[-1])
+        print("SDK app:", result, f"(ran {t1 - t0:.1f} s)")
         # the SDK found the shared PCM names and recorded a non-silent WAV of the board's signal
         assert result["asoundrc"] is True and result["rate"] == 16000
         assert result["frames"] >= 16000 and result["peak"] > 0.2, result
-        import soundfile
-
         data, rate = soundfile.read(wav, dtype="float32", always_2d=True)   # the SDK writes 32-bit float
         assert rate == 16000 and len(data) >= 16000 and np.abs(data).max() > 0.2
         assert dominant_hz(data[-8000:, 0]) == pytest.approx(523.25, abs=15)
@@ -135,13 +133,17 @@ def test_sdk_records_and_plays_beside_a_publishing_audio_node(ros_env, tmp_path,
         assert len(loud) > 8000, f"{len(played)} frames played, {len(loud)} loud"
         seg = played[loud[0]:loud[0] + 8000, 0]
         assert dominant_hz(seg) == pytest.approx(1000, abs=15)
+        print(f"SDK speaker: {len(played)} frames, {len(loud)} above -12 dBFS, {dominant_hz(seg):.0f} Hz")
         # audio_node kept publishing the whole time, and played its own sound
         n = len(probe.get("/audio/chunk", t0)) - len(probe.get("/audio/chunk", t1))
         assert n >= 0.7 * 10 * (t1 - t0), f"{n} chunks in {t1 - t0:.1f} s"
-        assert dominant_hz(stand.played_at_least(8000)[:8000, 0]) == pytest.approx(1000, abs=15)
+        print(f"audio_node meanwhile: {n} chunks on audio/chunk in {t1 - t0:.1f} s")
+        assert dominant_hz(node_sound[:8000, 0]) == pytest.approx(880, abs=15)
         # and the direction followed the board
         d = wait_for(lambda: (d := probe.get("/audio/direction", t0)) and d[-1][1].vector.y > 0.99 and d, timeout=10)
         assert d[-1][1].vector.x == pytest.approx(0, abs=1e-6)
+        v = d[-1][1].vector
+        print(f"audio/direction after the board turned to 0 rad (left): ({v.x:.3f}, {v.y:.3f}, {v.z:.3f})")
         s = ok_mic(probe, time.monotonic())
         assert node.poll() is None and vals(s)["shared_pcm"] == "true"
     finally:

@@ -28,6 +28,10 @@ class FifoFeed:
         self.path, self.hz, self.amp = path, hz, amp
         os.mkfifo(path)
         self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        # A small pipe (4 KiB = 64 ms): a reader that opens late must not find a
+        # second of backlog, which a clock-providing source (alsasrc) would read
+        # at once and run ahead of real time.
+        fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, 4096)
         self.frames, self.period = RATE * chunk_ms // 1000, chunk_ms / 1000
         self.n = 0
         self._stop = False
