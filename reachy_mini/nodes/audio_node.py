@@ -183,13 +183,11 @@ class AudioNode(Node):
                 self.get_logger().warning(self.asoundrc)
         self.capture_pcm = c.device[5:] if c.device.startswith("alsa:") else \
             c.capture_pcm if c.device == "auto" and not self.sim and shared_pcms_defined() else None
-        gain = lambda: float(self.cfg.microphone_gain)   # noqa: E731 - read live (runtime parameter)
-
         def make():
             if self.sim:
                 self.src = SyntheticAudio(c.sample_rate, c.channels, frames)
             elif self.capture_pcm:
-                self.src = alsa.PcmSource(self.capture_pcm, c.channels, frames, paced=c.pcm_clock, gain=gain)
+                self.src = alsa.PcmSource(self.capture_pcm, c.channels, frames, paced=c.pcm_clock)
             else:
                 self.src = SoundDeviceSource(c.device, c.sample_rate, c.channels, frames)
             return self.src
@@ -220,6 +218,7 @@ class AudioNode(Node):
 
     # ---- capture
     def _publish(self, pcm, now: float) -> None:  # capture thread
+        pcm = alsa.apply_gain(pcm, float(self.cfg.microphone_gain))   # runtime parameter, read live
         self.meter.update(pcm, now)
         if self.pub.get_subscription_count() == 0:
             return   # nothing copied for nobody
@@ -309,8 +308,8 @@ class AudioNode(Node):
             out.append((WARN, f"clipping: {self.meter.clip:.1%} of samples at full scale"))
         if self.doa is not None and not self.doa.present and self.doa.failures:
             out.append((WARN, f"direction of arrival unavailable: {self.doa.error}; retrying"))
-        if self.player.last_error and self.player.playing is False and self.player.errors:
-            out.append((WARN, f"speaker: {self.player.last_error}"))
+        if self.player.failing:
+            out.append((WARN, f"speaker: {self.player.last_error}; retried at the next sound"))
         return out
 
     def _values(self, s: dict):

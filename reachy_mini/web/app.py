@@ -86,9 +86,10 @@ def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None
     app.add_middleware(GuardMiddleware, max_body=cfg.max_body_bytes, metrics=ctx.metrics)
     for router in (page_routes(cfg.robot), read_routes(ctx), session_routes(ctx), write_routes(ctx)):
         app.include_router(router)
-    from reachy_mini.web.vendor_audio import vendor_audio_routes
+    if actions is not None and actions.media is not None:   # the vendor's /api/volume, /api/media (issue 30)
+        from reachy_mini.web.vendor_audio import vendor_audio_routes
 
-    app.include_router(vendor_audio_routes(actions.media if actions else None))
+        app.include_router(vendor_audio_routes(actions.media))
     app.state.sdk = sdk
     if sdk is not None:
         from reachy_mini.web.sdk_ws import sdk_routes

@@ -205,9 +205,16 @@ def vendor_audio_routes(media: MediaActions | None) -> APIRouter:
         """Drop the audio queued for the speaker (barge-in)."""
         return stop()
 
-    @r.api_route("/api/media/{rest:path}", methods=["GET", "POST", "DELETE", "PUT"], include_in_schema=False)
-    def not_served(rest: str):
-        head = rest.split("/", 1)[0]
-        return _problem(501, NOT_SERVED.get(head, f"/api/media/{rest} is not implemented by this stack"))
+    def not_served(what: str):
+        return lambda: _problem(501, NOT_SERVED[what])
+
+    for method, path, what in (("GET", "/api/media/sounds", "sounds"), ("POST", "/api/media/sounds/upload", "sounds"),
+                               ("DELETE", "/api/media/sounds/{filename}", "sounds"),
+                               ("POST", "/api/media/wobbling/enable", "wobbling"),
+                               ("POST", "/api/media/wobbling/disable", "wobbling"),
+                               ("POST", "/api/media/tracking/enable", "tracking"),
+                               ("POST", "/api/media/tracking/disable", "tracking"),
+                               ("GET", "/api/media/tracking/face", "tracking")):
+        r.add_api_route(path, not_served(what), methods=[method], include_in_schema=False)
 
     return r

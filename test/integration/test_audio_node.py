@@ -87,7 +87,7 @@ def node(ros_env, stand, probe):
     assert "Traceback" not in out, out
 
 
-def ok_mic(probe, since=0.0, timeout=20):
+def ok_mic(probe, since=0.0, timeout=60):   # generous: a loaded shared machine starts nodes slowly
     return wait_for(lambda: (s := diag(probe, MIC, since)) and s.level[0] == 0 and s, timeout=timeout)
 
 

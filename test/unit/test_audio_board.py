@@ -53,6 +53,14 @@ def test_write_then_read_back_the_mic_gain(board_state):
         board.write("DOA_VALUE_RADIANS", [0, 0])
 
 
+def test_a_board_that_stays_busy_is_a_board_error(board_state):
+    xvf3800.write_state(board_state, retries=1000)
+    board = xvf3800.find_board(xvf3800.simulated_backend(board_state))
+    board.sleep = lambda s: None
+    with pytest.raises(xvf3800.BoardError, match="still busy after 100 attempts"):
+        board.doa()
+
+
 def test_unplugged_board_is_a_board_error_then_found_again(board_state):
     backend = xvf3800.simulated_backend(board_state)
     board = xvf3800.find_board(backend)
@@ -170,7 +178,7 @@ def test_player_plays_a_tone_into_the_sink_and_stop_drops_the_queue(test_pcms):
         end = time.monotonic() + 20
         while (p.played_frames < 8000 or p.playing) and time.monotonic() < end:
             time.sleep(0.05)
-        out = np.fromfile(spk, "<i2").reshape(-1, 2)
+        out = alsa.sim_played(str(spk))
         assert len(out) >= 8000
         assert dominant_hz(out[:8000, 0]) == pytest.approx(1000, abs=15)
         assert np.abs(out[:, 0]).max() == pytest.approx(0.3 * 32767 * 0.5, rel=0.02)   # volume 50 %
@@ -187,14 +195,13 @@ def test_player_reports_an_unopenable_pcm_and_recovers(test_pcms, tmp_path):
         end = time.monotonic() + 20
         while not p.last_error and time.monotonic() < end:
             time.sleep(0.05)
-        assert "no_such_sink" in p.last_error and p.errors >= 1
+        assert "no_such_sink" in p.last_error and p.errors >= 1 and p.failing
         p.pcm = alsa.SINK
-        p.last_error = ""
         before = p.played_frames
         p.play(tone(0.1), 16000)
-        while p.played_frames == before and time.monotonic() < end:
+        while (p.played_frames == before or p.failing) and time.monotonic() < end:
             time.sleep(0.05)
-        assert p.played_frames > before
+        assert p.played_frames > before and not p.failing
     finally:
         p.close()
 

@@ -211,8 +211,8 @@ class PcmSource:
     clock (a card); false for clockless test PCMs (the loop paces)."""
 
     def __init__(self, pcm: str, channels: int, chunk_frames: int, paced: bool = True,
-                 gain=lambda: 100.0, arecord: str = "arecord") -> None:
-        self.pcm, self.ch, self.chunk, self.paced, self.gain = pcm, channels, chunk_frames, paced, gain
+                 arecord: str = "arecord") -> None:
+        self.pcm, self.ch, self.chunk, self.paced = pcm, channels, chunk_frames, paced
         self.description = f"ALSA PCM {pcm}"
         self.arecord = arecord
         self.proc: subprocess.Popen | None = None
@@ -247,7 +247,7 @@ class PcmSource:
                 raise SourceError(f"{self.description}: {_why(self.errors, rc)}")
             buf += got
         pcm = np.frombuffer(bytes(buf), dtype="<i2").reshape(-1, PCM_CHANNELS)
-        return apply_gain(to_channels(pcm, self.ch), self.gain())
+        return to_channels(pcm, self.ch)
 
     def close(self) -> None:
         p, self.proc = self.proc, None
@@ -286,6 +286,7 @@ class Player:
         self.dropped_frames = 0
         self.errors = 0
         self.last_error = ""
+        self.failing = False     # the last session failed; cleared by the next clean one
         self.opens = 0
         self.proc: subprocess.Popen | None = None
         self.stderr: list[str] = []
@@ -329,6 +330,7 @@ class Player:
                                          stderr=subprocess.PIPE, bufsize=0)
         except OSError as e:
             self.errors += 1
+            self.failing = True
             self.last_error = f"cannot run {self.aplay} (alsa-utils missing?): {e}"
             return False
         self.stderr = []
@@ -337,19 +339,23 @@ class Player:
         return True
 
     def _close(self) -> None:
-        p, self.proc = self.proc, None
+        p = self.proc
         if p is None:
             return
         try:
             p.stdin.close()
-            p.wait(3)
+            p.wait(3)          # aplay plays what it was given, then exits
         except (OSError, subprocess.TimeoutExpired):
             p.kill()
             p.wait(2)
+        self.proc = None       # `playing` until the PCM has taken everything
         if p.returncode:
             time.sleep(0.05)
             self.errors += 1
+            self.failing = True
             self.last_error = f"{self.pcm}: {_why(self.stderr, p.returncode)}"
+        else:
+            self.failing = False
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -374,6 +380,7 @@ class Player:
             except (BrokenPipeError, OSError):
                 self.dropped_frames += len(pcm)
                 self._close()
+                self.failing = True
                 if not self.last_error:
                     self.last_error = f"{self.pcm}: playback process ended"
         self._close()
