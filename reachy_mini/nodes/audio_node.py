@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import array
 import os
-import threading
 import time
 
 from geometry_msgs.msg import Vector3Stamped
@@ -62,85 +61,6 @@ from reachy_mini.ros.runner import run_node
 from reachy_mini.ros.tasks import CaptureCheck
 
 CONFIG = AudioConfig
-
-
-def shared_pcms_defined(home: str | None = None) -> bool:
-    path = os.path.join(home or os.path.expanduser("~"), ".asoundrc")
-    try:
-        with open(path, errors="ignore") as f:
-            return alsa.defines_shared(f.read())
-    except OSError:
-        return False
-
-
-class DoaReader:
-    """Polls the board's direction of arrival on its own thread; reopens a
-    lost board with backoff 0.5 s -> 5 s. on_doa(angle, speech)."""
-
-    def __init__(self, mode: str, rate_hz: float, on_doa) -> None:
-        self.mode, self.period, self.on_doa = mode, 1.0 / rate_hz, on_doa
-        self.backend = xvf3800.simulated_backend(mode[4:]) if mode.startswith("sim:") else None
-        self.board = None
-        self.present = False
-        self.error = ""
-        self.reads = 0
-        self.failures = 0
-        self.angle: float | None = None
-        self.speech = False
-        self._hold = threading.Event()
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="doa", daemon=True)
-
-    def start(self) -> "DoaReader":
-        self.thread.start()
-        return self
-
-    def _close(self) -> None:
-        b, self.board = self.board, None
-        if b is not None:
-            b.close()
-
-    def _run(self) -> None:
-        backoff = 0.5
-        nxt = time.monotonic()
-        while not self._stop.is_set():
-            if self._hold.is_set():
-                self._close()
-                self.present = False
-                self._stop.wait(0.05)
-                continue
-            try:
-                if self.board is None:
-                    self.board = xvf3800.find_board(self.backend)
-                angle, speech = self.board.doa()
-            except xvf3800.BoardError as e:
-                self._close()
-                self.present, self.error = False, str(e)
-                self.failures += 1
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-                nxt = time.monotonic()
-                continue
-            backoff = 0.5
-            self.present, self.error = True, ""
-            self.reads += 1
-            self.angle, self.speech = angle, speech
-            try:
-                self.on_doa(angle, speech)
-            except Exception:  # noqa: BLE001 - publishing must not kill the reader
-                pass
-            nxt += self.period
-            self._stop.wait(max(0.0, nxt - time.monotonic()))
-            if time.monotonic() - nxt > self.period:
-                nxt = time.monotonic()
-
-    def hold(self, held: bool) -> None:
-        (self._hold.set if held else self._hold.clear)()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join(3)
-        self._close()
 
 
 class MicrophoneCheck(CaptureCheck):
@@ -173,7 +93,7 @@ class AudioNode(Node):
         self.level_pub = self.create_publisher(Float32, "audio/level_dbfs", qos.AUDIO_LEVEL)
         self.asoundrc = ""
         if c.device == "auto" and not self.sim and os.path.isdir(f"/proc/asound/{alsa.CARD}") \
-                and not shared_pcms_defined():
+                and not alsa.shared_pcms_defined():
             try:
                 path, done = alsa.install_asoundrc()
                 self.asoundrc = f"{path} {done}"
@@ -182,7 +102,7 @@ class AudioNode(Node):
                 self.asoundrc = f"cannot write ~/.asoundrc: {e}"
                 self.get_logger().warning(self.asoundrc)
         self.capture_pcm = c.device[5:] if c.device.startswith("alsa:") else \
-            c.capture_pcm if c.device == "auto" and not self.sim and shared_pcms_defined() else None
+            c.capture_pcm if c.device == "auto" and not self.sim and alsa.shared_pcms_defined() else None
         def make():
             if self.sim:
                 self.src = SyntheticAudio(c.sample_rate, c.channels, frames)
@@ -208,7 +128,7 @@ class AudioNode(Node):
         if c.board_mode != "off":
             self.dir_pub = self.create_publisher(Vector3Stamped, "audio/direction", 10)
             self.speech_pub = self.create_publisher(Bool, "audio/speech", 10)
-            self.doa = DoaReader(c.board_mode, c.doa_rate_hz, self._on_doa).start()
+            self.doa = xvf3800.DoaReader(c.board_mode, c.doa_rate_hz, self._on_doa).start()
 
         self.updater = RobotUpdater(self, self.robot)
         self.updater.setHardwareID(c.hardware_id)

@@ -254,3 +254,28 @@ def test_udev_rule_grants_the_board_to_dialout():
 
     rules = render_rules()
     assert 'SUBSYSTEM=="usb", ATTRS{idVendor}=="38fb", ATTRS{idProduct}=="1001", GROUP="dialout", MODE="0660"' in rules
+
+
+def test_doa_reader_polls_reports_an_unplugged_board_and_recovers(board_state):
+    got = []
+    r = xvf3800.DoaReader(f"sim:{board_state}", 50.0, lambda a, s: got.append((a, s))).start()
+    try:
+        end = time.monotonic() + 20
+        while len(got) < 3 and time.monotonic() < end:
+            time.sleep(0.01)
+        assert got[-1] == (pytest.approx(math.pi / 2), False) and r.present
+        xvf3800.write_state(board_state, present=False)
+        while r.present and time.monotonic() < end:
+            time.sleep(0.01)
+        assert not r.present and r.failures >= 1 and ("No such device" in r.error or "not found" in r.error)
+        xvf3800.write_state(board_state, present=True, angle=0.5, speech=True)
+        while not (r.present and got[-1][0] == pytest.approx(0.5)) and time.monotonic() < end:
+            time.sleep(0.01)
+        assert got[-1] == (pytest.approx(0.5), True)
+        r.hold(True)                                  # released for apps: the board is closed
+        while r.board is not None and time.monotonic() < end:
+            time.sleep(0.01)
+        assert r.board is None
+    finally:
+        r.stop()
+    assert not r.thread.is_alive()

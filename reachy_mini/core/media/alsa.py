@@ -42,6 +42,16 @@ PCM_RATE, PCM_CHANNELS = 16000, 2   # the vendor's shared PCM format
 BEGIN, END = "# >>> reachy_mini shared audio (managed) >>>", "# <<< reachy_mini shared audio (managed) <<<"
 
 
+def shared_pcms_defined(home: str | None = None) -> bool:
+    """~/.asoundrc (of `home`) defines both shared PCM names, as the SDK checks."""
+    path = os.path.join(home or os.path.expanduser("~"), ".asoundrc")
+    try:
+        with open(path, errors="ignore") as f:
+            return defines_shared(f.read())
+    except OSError:
+        return False
+
+
 def asoundrc_entries(card: str = CARD) -> str:
     """The vendor's dmix/dsnoop entries for the board's card (by id)."""
     slave = f"""        pcm "hw:{card},0"

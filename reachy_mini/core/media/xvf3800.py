@@ -25,6 +25,7 @@ import json
 import math
 import os
 import struct
+import threading
 import time
 from dataclasses import dataclass
 
@@ -145,6 +146,76 @@ def doa_vector(angle: float) -> tuple[float, float, float]:
     """Unit vector in the mic_array frame (x forward, y left, z up) of the
     vendor's angle (0 left, pi/2 front, pi right)."""
     return (math.sin(angle), math.cos(angle), 0.0)
+
+
+class DoaReader:
+    """Polls the board's direction of arrival on its own thread; reopens a
+    lost board with backoff 0.5 s -> 5 s. on_doa(angle, speech)."""
+
+    def __init__(self, mode: str, rate_hz: float, on_doa) -> None:
+        self.mode, self.period, self.on_doa = mode, 1.0 / rate_hz, on_doa
+        self.backend = simulated_backend(mode[4:]) if mode.startswith("sim:") else None
+        self.board = None
+        self.present = False
+        self.error = ""
+        self.reads = 0
+        self.failures = 0
+        self.angle: float | None = None
+        self.speech = False
+        self._hold = threading.Event()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="doa", daemon=True)
+
+    def start(self) -> "DoaReader":
+        self.thread.start()
+        return self
+
+    def _close(self) -> None:
+        b, self.board = self.board, None
+        if b is not None:
+            b.close()
+
+    def _run(self) -> None:
+        backoff = 0.5
+        nxt = time.monotonic()
+        while not self._stop.is_set():
+            if self._hold.is_set():
+                self._close()
+                self.present = False
+                self._stop.wait(0.05)
+                continue
+            try:
+                if self.board is None:
+                    self.board = find_board(self.backend)
+                angle, speech = self.board.doa()
+            except BoardError as e:
+                self._close()
+                self.present, self.error = False, str(e)
+                self.failures += 1
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                nxt = time.monotonic()
+                continue
+            backoff = 0.5
+            self.present, self.error = True, ""
+            self.reads += 1
+            self.angle, self.speech = angle, speech
+            try:
+                self.on_doa(angle, speech)
+            except Exception:  # noqa: BLE001 - publishing must not kill the reader
+                pass
+            nxt += self.period
+            self._stop.wait(max(0.0, nxt - time.monotonic()))
+            if time.monotonic() - nxt > self.period:
+                nxt = time.monotonic()
+
+    def hold(self, held: bool) -> None:
+        (self._hold.set if held else self._hold.clear)()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(3)
+        self._close()
 
 
 # ------------------------------------------------------------------ simulation
