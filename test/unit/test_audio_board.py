@@ -132,7 +132,7 @@ def tone(seconds: float, hz: float = 440.0, amp: float = 0.3, rate: int = 16000)
 
 
 @pytest.fixture
-def test_pcms(tmp_path, monkeypatch):
+def pcms(tmp_path, monkeypatch):
     mic, spk = tmp_path / "mic.raw", tmp_path / "speaker.raw"
     tone(1.0).astype("<i2").tofile(mic)
     (tmp_path / ".asoundrc").write_text(alsa.sim_asoundrc(str(mic), str(spk)))
@@ -146,7 +146,7 @@ def dominant_hz(x: np.ndarray, rate: int = 16000) -> float:
 
 
 @needs_alsa
-def test_two_captures_share_the_source_pcm(test_pcms):
+def test_two_captures_share_the_source_pcm(pcms):
     a = alsa.PcmSource(alsa.SRC, 1, 1600, paced=False)
     b = alsa.PcmSource(alsa.SRC, 2, 1600, paced=False)
     a.open()
@@ -161,7 +161,7 @@ def test_two_captures_share_the_source_pcm(test_pcms):
 
 
 @needs_alsa
-def test_capture_failure_is_a_source_error_with_alsas_reason(test_pcms):
+def test_capture_failure_is_a_source_error_with_alsas_reason(pcms):
     src = alsa.PcmSource("no_such_pcm", 1, 1600)
     src.open()
     with pytest.raises(SourceError, match="no_such_pcm|Unknown PCM"):
@@ -170,8 +170,8 @@ def test_capture_failure_is_a_source_error_with_alsas_reason(test_pcms):
 
 
 @needs_alsa
-def test_player_plays_a_tone_into_the_sink_and_stop_drops_the_queue(test_pcms):
-    _, spk = test_pcms
+def test_player_plays_a_tone_into_the_sink_and_stop_drops_the_queue(pcms):
+    _, spk = pcms
     p = alsa.Player(alsa.SINK, volume=lambda: 50.0, idle_s=0.3)
     try:
         p.play(tone(0.5, 1000.0)[:, :1], 16000)
@@ -188,7 +188,7 @@ def test_player_plays_a_tone_into_the_sink_and_stop_drops_the_queue(test_pcms):
 
 
 @needs_alsa
-def test_player_reports_an_unopenable_pcm_and_recovers(test_pcms, tmp_path):
+def test_player_reports_an_unopenable_pcm_and_recovers(pcms, tmp_path):
     p = alsa.Player("no_such_sink", idle_s=0.2)
     try:
         p.play(tone(0.1), 16000)
