@@ -3,7 +3,7 @@
 # for the tests that drive our stack with it (test/system/test_vendor_sdk.py).
 # Its own venv: the SDK imports as `reachy_mini`, like this package.
 # Client-only install: the wheel with --no-deps, the modules `import
-# reachy_mini` needs, and PyGObject from Debian (python3-gi: a venv from
+# reachy_mini` and its GStreamer audio need, and PyGObject from Debian (python3-gi: a venv from
 # Debian's /usr/bin/python3 with --system-site-packages). Also the dances
 # library (play_move test, grid_snap measurement) and the vendor's kinematics
 # crate reachy-mini-rust-kinematics (test/system/test_vendor_kinematics.py
@@ -17,8 +17,12 @@ cd "$(dirname "$0")/.."
 VENV=${SDK_VENV:-.venv-sdk}
 STAMP=$VENV/.installed
 SDK_VERSION=1.13.0
-# What the venv holds; an older venv (other recipe) is made again.
-RECIPE="reachy-mini==$SDK_VERSION dances kinematics"
+# The SDK's client modules; pyusb, libusb-package, platformdirs: its GStreamer audio imports them
+# (media/audio_control_utils.py for the direction of arrival, the speaker EQ's daemon config);
+# the vendor's kinematics crate and onnxruntime: test/system/test_vendor_kinematics.py (see above).
+MODULES='numpy asgiref psutil pyserial requests websockets<16 pydantic zeroconf pyusb libusb-package platformdirs
+reachy-mini-rust-kinematics>=1.0.3,<1.1 onnxruntime==1.27.0'
+RECIPE="$SDK_VERSION dances kinematics $(echo $MODULES)"   # a venv made from another recipe is remade
 [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$RECIPE" ] && exit 0
 rm -f "$VENV.failed"
 # CI sets REACHY_MINI_REQUIRE_SDK=1 (.ci/run): there the SDK tests must run, so a failure stops make.
@@ -31,8 +35,8 @@ rm -rf "$VENV"
 P=$(cd "$VENV" && pwd)/bin/python
 $P -m pip install -q --no-deps "reachy-mini==$SDK_VERSION" reachy-mini-dances-library || fail "pip install of the SDK wheel failed"
 # (pip's resolver notes that the wheel's daemon-side requirements are absent: that is the point)
-$P -m pip install -q numpy asgiref psutil pyserial requests "websockets<16" pydantic zeroconf \
-  "reachy-mini-rust-kinematics>=1.0.3,<1.1" "onnxruntime==1.27.0" 2>"$VENV/pip.log" \
+# shellcheck disable=SC2086
+$P -m pip install -q $MODULES 2>"$VENV/pip.log" \
   || { tail -5 "$VENV/pip.log" >&2; fail "pip install of the SDK's client modules failed"; }
 (cd /tmp && "$P" -c "import reachy_mini, reachy_mini_dances_library; from reachy_mini import ReachyMini
 from reachy_mini.kinematics import AnalyticalKinematics; AnalyticalKinematics()") \

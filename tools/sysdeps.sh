@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages that `make run` / `make test` need.
 #   tools/sysdeps.sh run    pkg-config (Rust build), libportaudio2 (audio capture),
+#                           alsa-utils (audio_node's arecord/aplay on the shared PCMs),
 #                           cmake, g++ (tf2_msgs built into the venv: tools/build_tf2_msgs.sh)
 #   tools/sysdeps.sh test   the above + chromium, chromium-driver (browser test), stress-ng (make test-stress),
 #                           openssl (self-signed certificates of the TLS tests),
 #                           prometheus, prometheus-alertmanager (config/monitoring tested against the real servers),
 #                           python3-gi, python3-venv (the vendor SDK's client venv, tools/sdk_venv.sh),
-#                           debootstrap (the Debian 13 root of the real-client camera test, tools/trixie_root.sh)
+#                           debootstrap (the Debian 13 root of the real-client camera test, tools/trixie_root.sh),
+#                           gir1.2-gstreamer-1.0, gir1.2-gst-plugins-base-1.0, gstreamer1.0-alsa,
+#                           gstreamer1.0-plugins-base, gstreamer1.0-plugins-good (the SDK's GStreamer audio:
+#                           alsasrc/alsasink on the shared PCMs, test/system/test_vendor_sdk_audio.py)
 # Installs with apt-get when root, through `sudo -n` when sudo works without a
 # password, and otherwise stops with the exact command to run.
 # REACHY_MINI_SKIP_SYSDEPS=1 skips it; REACHY_MINI_SYSDEPS_EXTRA adds package names.
@@ -14,9 +18,10 @@ set -euo pipefail
 
 set_name=${1:-}
 case "$set_name" in
-  run)  pkgs=(pkg-config libportaudio2 cmake g++) ;;
-  test) pkgs=(pkg-config libportaudio2 cmake g++ chromium chromium-driver stress-ng openssl prometheus prometheus-alertmanager
-              python3-gi python3-venv debootstrap) ;;
+  run)  pkgs=(pkg-config libportaudio2 alsa-utils cmake g++) ;;
+  test) pkgs=(pkg-config libportaudio2 alsa-utils cmake g++ chromium chromium-driver stress-ng openssl prometheus prometheus-alertmanager
+              python3-gi python3-venv gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-alsa
+              gstreamer1.0-plugins-base gstreamer1.0-plugins-good debootstrap) ;;
   *)    echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2206

@@ -45,15 +45,10 @@ UNSUPPORTED = {
     "wake_up": "daemon-side wake-up is not implemented; the SDK's wake_up() (a goto) works",
     "goto_sleep": "daemon-side sleep is not implemented; the SDK's goto_sleep() (gotos) works",
     "goto_target": "daemon-side goto command is not implemented; the SDK's goto_target() (a task) works",
-    "play_sound": "media is not served over the SDK protocol (no_media)",
     "play_recorded_move": "recorded-move datasets are not served; play_move() in the app works",
     "preload_dataset": "recorded-move datasets are not served",
-    "set_volume": "media is not served over the SDK protocol (no_media)",
-    "get_volume": "media is not served over the SDK protocol (no_media)",
-    "set_microphone_volume": "media is not served over the SDK protocol (no_media)",
-    "get_microphone_volume": "media is not served over the SDK protocol (no_media)",
-    "apply_audio_config": "media is not served over the SDK protocol (no_media)",
-    "read_audio_parameter": "media is not served over the SDK protocol (no_media)",
+    "apply_audio_config": "raw XVF3800 parameters are not served: audio_node owns the board's USB interface",
+    "read_audio_parameter": "raw XVF3800 parameters are not served: audio_node owns the board's USB interface",
     "set_robot_name": "the robot's name is the stack's robot_name parameter",
     "delete_hf_token": "no Hugging Face account is kept by this stack",
     "restart_daemon": "the stack is restarted by its supervisor or systemd, not by an app",
@@ -64,10 +59,14 @@ UNSUPPORTED = {
     "play_uploaded_move": "uploaded moves are not implemented; play_move() in the app works",
     "cancel_move": "uploaded moves are not implemented",
     "stop_move": "uploaded moves are not implemented; a new target preempts a goto",
-    "play_uploaded_audio": "media is not served over the SDK protocol (no_media)",
-    "cancel_audio": "media is not served over the SDK protocol (no_media)",
-    "clear_incoming_audio": "media is not served over the SDK protocol (no_media)",
+    "play_uploaded_audio": "audio uploads are not implemented; play_sound with a path on the robot works",
+    "cancel_audio": "audio uploads are not implemented; clear_incoming_audio stops what is playing",
 }
+# Audio commands served through audio_node (web_bridge -> audio/play_file, audio/stop, its
+# speaker_volume / microphone_gain parameters). Over /ws/sdk the vendor sends no reply
+# (fire-and-forget), so get_volume / get_microphone_volume are accepted and answer nothing, as there.
+MEDIA = ("play_sound", "set_volume", "get_volume", "set_microphone_volume", "get_microphone_volume",
+         "clear_incoming_audio")
 for _t in ("upload_move_start", "upload_move_chunk", "upload_move_finish",
            "upload_audio_start", "upload_audio_chunk", "upload_audio_finish"):
     UNSUPPORTED[_t] = "uploads are not implemented"
@@ -90,7 +89,7 @@ class ProtocolError(ValueError):
 @dataclass
 class Command:
     """kind: motion | torque | auto_body_yaw | record_start | record_stop |
-    record_append | task | unsupported."""
+    record_append | task | media | unsupported."""
     kind: str
     type: str
     head: np.ndarray | None = None          # 4x4
@@ -104,6 +103,7 @@ class Command:
     duration: float = 0.0
     method: str = "minjerk"
     reason: str = ""
+    value: object = None                    # media: the file (play_sound) or the volume 0-100 (set_*)
 
 
 def _float(v, what: str) -> float:
@@ -187,6 +187,18 @@ def parse(text: str | bytes) -> Command:
         return Command("record_append", t, record=d["record"])
     if t == "task":
         return _task(d)
+    if t in MEDIA:
+        c = Command("media", t)
+        if t == "play_sound":
+            if not isinstance(d.get("file"), str) or not d["file"]:
+                raise ProtocolError("invalid", "play_sound: file: expected a non-empty string")
+            c.value = d["file"]
+        elif t.startswith("set_"):
+            v = d.get("volume")
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 100:
+                raise ProtocolError("invalid", f"{t}: volume: expected an integer in [0, 100]")
+            c.value = v
+        return c
     if t in UNSUPPORTED:
         return Command("unsupported", t, reason=UNSUPPORTED[t])
     raise ProtocolError("unknown", f"unknown message type {t[:60]!r}")

@@ -4,15 +4,19 @@ over a StateStore filled from /diagnostics_agg, /diagnostics_toplevel_state,
 history. uvicorn runs on its own thread; writes call motor_node's services."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 
 import rclpy
 import uvicorn
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import Vector3Stamped
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, JointState
-from std_msgs.msg import Float32, String
+from std_msgs.msg import Bool, Float32, Int16MultiArray, MultiArrayDimension, String
 from std_srvs.srv import SetBool, Trigger
 from tf2_msgs.msg import TFMessage
 
@@ -31,6 +35,7 @@ from reachy_mini.ros.tasks import SdkCheck, WebServerCheck
 from reachy_mini.web.app import Actions, WebConfig, create_app
 from reachy_mini.web.config import WILDCARD_HOSTS, WebBridgeConfig
 from reachy_mini.web.state import StateStore, status_dict
+from reachy_mini.web.vendor_audio import MediaActions
 
 CONFIG = WebBridgeConfig
 
@@ -94,6 +99,11 @@ class WebBridge(Node):
                                         cli_args=["--ros-args", "-r", "__node:=web_bridge_reader"])
         self.demand_subs: dict = {}
         self.audio_sub = self.reader.create_subscription(Float32, "audio/level_dbfs", lambda m: None, qos.LATEST)
+        # direction of arrival (10 Hz from audio_node), read at 5 Hz into store.doa
+        self.dir_sub = self.reader.create_subscription(Vector3Stamped, "audio/direction", lambda m: None, qos.LATEST)
+        self.speech_sub = self.reader.create_subscription(Bool, "audio/speech", lambda m: None, qos.LATEST)
+        self.speech = False
+        self.doa_seen = 0.0
         # One 5 Hz tick does all the periodic work (each wake-up of the Python
         # executor costs more than the work itself): demand, audio level, a
         # silent health node (STALE on the page and /api/health), incidents.
@@ -102,16 +112,26 @@ class WebBridge(Node):
         self.torque_cli = self.create_client(SetBool, f"{c.motor_node}/set_torque")
         self.reboot_cli = self.create_client(Trigger, f"{c.motor_node}/reboot")
         self.snapshot_cli = self.create_client(Trigger, "health_node/snapshot")   # the flight recorder
+        # the vendor's /api/volume and /api/media (web/vendor_audio.py)
+        self.audio_get_cli = self.create_client(GetParameters, "audio_node/get_parameters")
+        self.audio_set_cli = self.create_client(SetParameters, "audio_node/set_parameters")
+        self.audio_release_cli = self.create_client(SetBool, "audio/release")
+        self.camera_release_cli = self.create_client(SetBool, "camera/release")
+        self.audio_stop_cli = self.create_client(Trigger, "audio/stop")
+        self.play_file_pub = self.create_publisher(String, "audio/play_file", 10)
+        self.audio_out_pub = self.create_publisher(Int16MultiArray, "audio/out", qos.AUDIO)
         web = WebConfig(token=token, write_rate=c.write_rate, write_window_s=c.write_window_s,
                         protect_reads=c.exposed(), scrape_token=scrape_token, read_rate=c.read_rate,
                         read_window_s=c.read_window_s, tls=bool(tls), session_cookie=f"reachy_mini_session_{c.port}",
                         public_config=c.public() | {"namespace": self.get_namespace()},
                         robot=self.robot)
+        self.media = self._media_actions()
         self.sdk = SdkRos(self) if c.sdk_enabled else None
         app = create_app(s, Actions(self._torque, self._reboot,
                                     lambda since=None, limit=100: query(self.db, since=since, limit=limit),
                                     lambda: summary(self.db)["by_level"], snapshot_dir(data),
-                                    lambda: self._call(self.snapshot_cli, Trigger.Request())), web, self.sdk and self.sdk.hub)
+                                    lambda: self._call(self.snapshot_cli, Trigger.Request()),
+                                    media=self.media), web, self.sdk and self.sdk.hub)
         self.server = uvicorn.Server(uvicorn.Config(app, host=c.host, port=c.port, log_level="warning",
                                                     timeout_graceful_shutdown=2, ws_max_size=sdk.MAX_FRAME_BYTES,
                                                     **tls))
@@ -143,10 +163,70 @@ class WebBridge(Node):
         level = take_latest(self.audio_sub, Float32)
         if level is not None:
             self.store.set_audio_level(level.data)
+        self._take_doa()
         if self.ticks % 2 == 0:
             self.store.check_stale()
         if self.ticks % 5 == 0:
             self._poll_incidents()
+
+    def _take_doa(self) -> None:
+        """store.doa (the vendor's DoaSnapshot) from audio/direction + audio/speech; None
+        when audio_node has said nothing for 2 s (no board)."""
+        sp = take_latest(self.speech_sub, Bool)
+        if sp is not None:
+            self.speech = sp.data
+        d = take_latest(self.dir_sub, Vector3Stamped)
+        now = time.monotonic()
+        if d is not None:
+            self.doa_seen = now
+            # unit vector (sin a, cos a, 0) in mic_array -> the vendor's angle a (0 left, pi/2 front, pi right)
+            self.store.doa = {"angle": math.atan2(d.vector.x, d.vector.y), "speech_detected": bool(self.speech)}
+        elif self.store.doa is not None and now - self.doa_seen > 2.0:
+            self.store.doa = None
+
+    # ---- the vendor's audio API (web/vendor_audio.py), on uvicorn's threads
+    def _media_actions(self) -> MediaActions:
+        def get_param(name: str) -> int:
+            r = self._call_raw(self.audio_get_cli, GetParameters.Request(names=[name]))
+            if not r.values or r.values[0].type != ParameterType.PARAMETER_INTEGER:
+                raise TimeoutError(f"audio_node has no integer parameter {name}")
+            return r.values[0].integer_value
+
+        def set_param(name: str, value: int) -> tuple[bool, str]:
+            p = Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_INTEGER,
+                                                          integer_value=int(value)))
+            res = self._call_raw(self.audio_set_cli, SetParameters.Request(parameters=[p])).results[0]
+            return res.successful, res.reason
+
+        def publish(pub, msg) -> None:
+            """Publish once audio_node listens (a message sent before discovery is lost)."""
+            end = time.monotonic() + self.cfg.service_timeout_s
+            while pub.get_subscription_count() == 0:
+                if time.monotonic() > end:
+                    raise TimeoutError(f"nobody subscribes to {pub.topic_name} (is audio_node running?)")
+                time.sleep(0.02)
+            pub.publish(msg)
+
+        def test_tone() -> None:   # 0.3 s of 880 Hz at -10 dBFS, mono 16 kHz
+            n = 4800
+            m = Int16MultiArray()
+            m.layout.dim = [MultiArrayDimension(label="samples", size=n, stride=n),
+                            MultiArrayDimension(label="channels", size=1, stride=1)]
+            m.data = [int(0.3 * 32767 * math.sin(2 * math.pi * 880 * i / 16000)) for i in range(n)]
+            publish(self.audio_out_pub, m)
+
+        def audio_state() -> dict:
+            v = next((st["values"] for st in self.store.tree
+                      if st["name"].endswith("microphone") and "shared_pcm" in st["values"]), {})
+            return {"shared_pcm": v.get("shared_pcm") == "true", "released": v.get("released") == "true"}
+
+        return MediaActions(
+            get_param=get_param, set_param=set_param,
+            release_audio=lambda give_up: self._call(self.audio_release_cli, SetBool.Request(data=give_up)),
+            release_camera=lambda give_up: self._call(self.camera_release_cli, SetBool.Request(data=give_up)),
+            play_file=lambda path: publish(self.play_file_pub, String(data=path)),
+            stop_sound=lambda: self._call(self.audio_stop_cli, Trigger.Request()),
+            test_tone=test_tone, audio_state=audio_state)
 
     def _follow_demand(self) -> None:
         if self.sdk is not None:
@@ -174,6 +254,10 @@ class WebBridge(Node):
             self.app.state.read_limiter.configure(self.cfg.read_rate, self.cfg.read_window_s)
 
     def _call(self, cli, req) -> tuple[bool, str]:   # uvicorn worker thread; the executor completes it
+        r = self._call_raw(cli, req)
+        return r.success, r.message
+
+    def _call_raw(self, cli, req):
         if not cli.wait_for_service(timeout_sec=self.cfg.service_timeout_s):
             raise TimeoutError(f"service {cli.srv_name} not available (is its node running?)")
         fut = cli.call_async(req)
@@ -183,8 +267,7 @@ class WebBridge(Node):
         if not fut.done():
             fut.cancel()
             raise TimeoutError(f"service {cli.srv_name} did not answer within {self.cfg.service_timeout_s} s")
-        r = fut.result()
-        return r.success, r.message
+        return fut.result()
 
     def _torque(self, enabled: bool) -> tuple[bool, str]:
         return self._call(self.torque_cli, SetBool.Request(data=enabled))

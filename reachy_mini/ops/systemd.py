@@ -1,6 +1,7 @@
 """`reachy-mini-service`: run the stack at boot under systemd, as an
 unprivileged user in the dialout group, with Restart=on-failure; plus udev
-rules giving the servo adapter and the camera stable names.
+rules giving the servo adapter and the camera stable names, and the shared
+audio PCMs in the user's ~/.asoundrc (merged, never clobbered).
 
     sudo .venv/bin/reachy-mini-service install --user reachy            # no ROS install (reachy-mini-bringup)
     sudo reachy-mini-service install --user reachy --mode ros2 \\
@@ -192,6 +193,27 @@ def _bringup_dir() -> str | None:
     return None
 
 
+def install_asoundrc(user: str, root: str = "/") -> str:
+    """The shared audio PCMs (reachymini_audio_src/sink, dmix/dsnoop) in the
+    service user's ~/.asoundrc, merged with what is there (core/media/alsa)."""
+    from reachy_mini.core.media import alsa
+
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        return f"note: no user {user!r}: ~/.asoundrc (shared audio PCMs) not written"
+    home = os.path.join(root, pw.pw_dir.lstrip("/"))
+    if not os.path.isdir(home):
+        return f"note: {home} does not exist: ~/.asoundrc (shared audio PCMs) not written"
+    try:
+        path, done = alsa.install_asoundrc(home)
+        if done != "unchanged" and os.geteuid() == 0:
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+    except OSError as e:
+        return f"warning: cannot write {home}/.asoundrc: {e}"
+    return f"{done} {path} (shared audio PCMs {alsa.SRC} / {alsa.SINK})"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="reachy-mini-service", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -250,6 +272,7 @@ def main(argv=None) -> int:
         with open(path, "w") as f:
             f.write(text)
         print(f"wrote {path}")
+    print(install_asoundrc(a.user, a.root))
     if live:
         for cmd in (["udevadm", "control", "--reload"], ["udevadm", "trigger"], ["systemctl", "daemon-reload"],
                     ["systemctl", "enable", "--now", UNIT]) + \

@@ -63,8 +63,25 @@ class SdkRos:
         self.task = None
         self.status_cache = (0.0, None)
         self.hub = SdkHub(SdkBackend(self.motion, node._torque, self.state, self.status, self.goto, self.task_result,
-                                     tuple(sdk.HEAD_ORDER + sdk.ANTENNAS), self._log),
+                                     tuple(sdk.HEAD_ORDER + sdk.ANTENNAS), self._log, self._media),
                           c.sdk_open_to_network, c.sdk_max_commands_per_s)
+
+    def _media(self, cmd: sdk.Command) -> tuple[bool, str]:   # worker thread
+        """The SDK's audio commands through audio_node (web/vendor_audio.MediaActions)."""
+        from reachy_mini.web.vendor_audio import resolve_sound
+
+        m = self.node.media
+        if cmd.type == "play_sound":
+            path, err = resolve_sound(cmd.value)
+            if err:
+                return False, err
+            m.play_file(path)
+            return True, ""
+        if cmd.type in ("set_volume", "set_microphone_volume"):
+            return m.set_param("speaker_volume" if cmd.type == "set_volume" else "microphone_gain", cmd.value)
+        if cmd.type == "clear_incoming_audio":
+            return m.stop_sound()
+        return True, ""   # get_volume / get_microphone_volume: no reply over /ws/sdk, as the vendor's
 
     def _log(self, level: str, msg: str) -> None:   # rclpy: one severity per call site
         log = self.node.get_logger()

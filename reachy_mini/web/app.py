@@ -50,6 +50,7 @@ class Actions:
     incident_counts: Callable[[], dict[str, int]] = dict   # level name -> incidents stored (/metrics)
     snapshot_dir: str = ""                                   # the flight recorder's files ('' = none)
     snapshot: Callable[[], tuple[bool, str]] | None = None   # asks health_node for a snapshot
+    media: object | None = None   # web.vendor_audio.MediaActions: the vendor's /api/volume, /api/media
 
 
 @dataclass
@@ -85,6 +86,10 @@ def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None
     app.add_middleware(GuardMiddleware, max_body=cfg.max_body_bytes, metrics=ctx.metrics)
     for router in (page_routes(cfg.robot), read_routes(ctx), session_routes(ctx), write_routes(ctx)):
         app.include_router(router)
+    if actions is not None and actions.media is not None:   # the vendor's /api/volume, /api/media (issue 30)
+        from reachy_mini.web.vendor_audio import vendor_audio_routes
+
+        app.include_router(vendor_audio_routes(actions.media))
     app.state.sdk = sdk
     from reachy_mini.web.vendor_camera import camera_routes   # vendor /api/camera (issue 31)
 

@@ -41,6 +41,7 @@ class SdkBackend:
     task_result: Callable[[object, bool], str | None | bool]  # (handle, final) -> False: pending; None: done; str: error
     motors: tuple[str, ...] = ()
     log: Callable[[str, str], None] = lambda level, msg: getattr(log, level)(msg)
+    media: Callable[[sdk.Command], tuple[bool, str]] | None = None   # audio commands (blocking); None: not served
 
 
 @dataclass
@@ -152,6 +153,10 @@ class SdkHub:
             t = asyncio.create_task(self._task(c, cmd))
             c.tasks.add(t)
             t.add_done_callback(c.tasks.discard)
+        elif k == "media":
+            if self.backend.media is None:
+                return self._unsupported(c, cmd.type, "audio is not connected to this bridge")
+            asyncio.get_running_loop().run_in_executor(None, self._media, c, cmd)
         elif k == "unsupported":
             self._unsupported(c, cmd.type, cmd.reason)
             if cmd.uuid:
@@ -174,6 +179,15 @@ class SdkHub:
         if not ok:
             self.last_error = f"set_torque({on}): {msg}"
             self.backend.log("warning", f"SDK client {c.host}: set_torque {on} failed: {msg}")
+
+    def _media(self, c: Client, cmd: sdk.Command) -> None:
+        try:
+            ok, msg = self.backend.media(cmd)
+        except Exception as e:   # TimeoutError: audio_node absent
+            ok, msg = False, str(e)
+        if not ok:
+            self.last_error = f"{cmd.type}: {msg}"
+            self.backend.log("warning", f"SDK client {c.host}: {cmd.type} failed: {msg}")
 
     async def _task(self, c: Client, cmd: sdk.Command) -> None:
         try:

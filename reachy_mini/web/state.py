@@ -69,6 +69,9 @@ class StateStore:
         self.camera_version = 0
         self.audio_level: float | None = None
         self.audio_stamp = 0.0
+        # direction of arrival (vendor's DoaSnapshot): None or {"angle": rad, "speech_detected": bool};
+        # filled by web_bridge from audio_node's audio/direction + audio/speech
+        self.doa: dict | None = None
         self.incidents: list[dict] = []
         self.history: collections.deque = collections.deque(maxlen=max(2, int(history_s / sample_period_s)))
         self.sample_period_s = sample_period_s

@@ -23,6 +23,8 @@ from reachy_mini.web.app import Actions, create_app
 from reachy_mini.web.sdk_ws import SdkBackend, SdkHub
 from reachy_mini.web.state import StateStore
 
+from conftest import wait_for
+
 JOINTS = {n: 0.01 * i for i, n in enumerate(sdk.HEAD_ORDER + sdk.ANTENNAS)}
 
 
@@ -31,13 +33,16 @@ class Recorder:
         self.motions: list[sdk.Command] = []
         self.logs: list[tuple[str, str]] = []
         self.torques: list[bool] = []
+        self.media: list[tuple[str, object]] = []
 
     def backend(self) -> SdkBackend:
         def goto(cmd):
             raise ValueError("torque off: call enable_motors() first")
         return SdkBackend(self.motions.append, lambda on: (self.torques.append(on), (True, ""))[1],
                           lambda: (JOINTS, np.eye(4)), lambda: sdk.daemon_status("rm", None, "enabled", "0.1"),
-                          goto, lambda h, final: None, tuple(JOINTS), lambda lv, m: self.logs.append((lv, m)))
+                          goto, lambda h, final: None, tuple(JOINTS), lambda lv, m: self.logs.append((lv, m)),
+                          lambda cmd: (self.media.append((cmd.type, cmd.value)),
+                                       (cmd.value != "/no/such.wav", "/no/such.wav: no such file"))[1])
 
 
 def client(open_to_network: bool):
@@ -71,8 +76,13 @@ def test_non_loopback_client_is_refused_by_default():
 def served():
     import uvicorn
 
+    import socket
+
     tc, hub, rec = client(open_to_network=True)
-    server = uvicorn.Server(uvicorn.Config(tc.app, host="127.0.0.1", port=18530, log_level="warning"))
+    with socket.socket() as s:     # a free port: a fixed one may be another run's on a shared machine
+        s.bind(("127.0.0.1", 0))
+        hub.test_port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(tc.app, host="127.0.0.1", port=hub.test_port, log_level="warning"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     end = time.monotonic() + 10
@@ -89,7 +99,7 @@ def test_opened_to_the_network_it_serves_and_warns(served):
     hub, rec = served
     lv, msg, values = SdkCheck(hub, exposed=True).evaluate()
     assert lv == WARN and "SDK endpoint open to the network without authentication" in msg
-    url = "ws://127.0.0.1:18530/ws/sdk"
+    url = f"ws://127.0.0.1:{hub.test_port}/ws/sdk"
     with connect(url, additional_headers={"X-Reachy-Client": "python_sdk/1.13.0 (linux)"}) as a, \
             connect(url) as b:
         for ws in (a, b):                              # each client gets the state stream
@@ -120,3 +130,26 @@ def test_opened_to_the_network_it_serves_and_warns(served):
     assert hub.counts["malformed"] == 1 and "set_wobbling" in hub.unsupported
     _, _, values = SdkCheck(hub, exposed=True).evaluate()
     assert ("unsupported: set_wobbling", sdk.UNSUPPORTED["set_wobbling"]) in values
+
+
+def test_audio_commands_are_served_through_the_backend(served):
+    """play_sound, set_volume, ... (issue 30): handed to audio_node, fire-and-forget as the vendor's; a
+    failure is logged with the reason; a bad volume is an invalid frame."""
+    from websockets.sync.client import connect
+
+    hub, rec = served
+    with connect(f"ws://127.0.0.1:{hub.test_port}/ws/sdk") as ws:
+        until(ws, "daemon_status")
+        for m in ({"type": "play_sound", "file": "/tmp/beep.wav"}, {"type": "set_volume", "volume": 35},
+                  {"type": "get_volume"}, {"type": "set_microphone_volume", "volume": 80},
+                  {"type": "clear_incoming_audio"}, {"type": "play_sound", "file": "/no/such.wav"},
+                  {"type": "set_volume", "volume": 101}, {"type": "set_volume", "volume": True}):
+            ws.send(json.dumps(m))
+        end = time.monotonic() + 10
+        while len(rec.media) < 6 and time.monotonic() < end:
+            time.sleep(0.02)
+    assert rec.media == [("play_sound", "/tmp/beep.wav"), ("set_volume", 35), ("get_volume", None),
+                         ("set_microphone_volume", 80), ("clear_incoming_audio", None),
+                         ("play_sound", "/no/such.wav")]
+    assert hub.counts["invalid"] == 2 and not {"play_sound", "set_volume"} & set(hub.unsupported)
+    wait_for(lambda: any("play_sound failed: /no/such.wav: no such file" in m for _, m in rec.logs), timeout=5)

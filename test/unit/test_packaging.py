@@ -30,7 +30,7 @@ ROSDEP = {
     "geometry_msgs": "geometry_msgs", "trajectory_msgs": "trajectory_msgs",
     "launch_ros": "launch_ros", "launch_testing": "launch_testing", "launch_testing_ros": "launch_testing_ros",
     "diagnostic_updater": "diagnostic_updater", "ament_index_python": "ament_index_python",
-    "hypothesis": "python3-hypothesis",
+    "hypothesis": "python3-hypothesis", "usb": "python3-usb", "soundfile": "python3-soundfile",
     "tf2_msgs": "tf2_msgs", "urdf_parser_py": "urdfdom_py",
     "sounddevice": None, "dynamixel_sdk": None, "schemathesis": None, "rosbags": None,
 }

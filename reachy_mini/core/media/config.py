@@ -57,10 +57,21 @@ class CameraConfig(_Device, NodeConfig):
         return "camera:synthetic" if self.simulated else "uvc:38fb:1002" if self.device == "auto" else self.device
 
 
+def _audio_device(v: str) -> str | None:
+    return "an ALSA PCM name must follow 'alsa:'" if v == "alsa:" else None
+
+
+def _board(v: str) -> str | None:
+    return None if v in ("auto", "usb", "off") or (v.startswith("sim:") and len(v) > 4) else \
+        "must be 'auto', 'usb', 'off' or 'sim:<state file>'"
+
+
 @dataclass
 class AudioConfig(_Device, NodeConfig):
     use_sim: bool = setting(False, "synthetic tone instead of a capture device")
-    device: str = setting("auto", "'auto' (XVF3800), 'sim' or a PortAudio/ALSA device name")
+    device: str = setting("auto", "'auto' (the shared PCM capture_pcm when ~/.asoundrc defines the board's shared "
+                          "PCMs, else the XVF3800 through PortAudio), 'alsa:<pcm>' (an ALSA PCM through arecord), "
+                          "'sim' or a PortAudio/ALSA device name", check=_audio_device)
     sample_rate: int = setting(16000, "samples per second", 8000, 48000)
     channels: int = setting(1, "channels", 1, 8)
     chunk_ms: int = setting(100, "chunk length (ms)", 10, 1000)
@@ -68,6 +79,20 @@ class AudioConfig(_Device, NodeConfig):
     clip_warn_fraction: float = setting(0.001, "WARN when this fraction of samples is at full scale", 0.0, 1.0,
                                         runtime=True)
     stall_timeout_s: float = setting(1.0, "no audio for this long: device lost, reopen", 0.1, 60.0)
+    capture_pcm: str = setting("reachymini_audio_src", "shared capture PCM (dsnoop on the board; the SDK's name)")
+    playback_pcm: str = setting("reachymini_audio_sink", "shared playback PCM for audio/out and audio/play_file "
+                                "(dmix on the board; the SDK's name)")
+    pcm_clock: bool = setting(True, "the capture PCM has a clock (a sound card); false for clockless PCMs "
+                              "(file/null test PCMs): the node paces its reads")
+    speaker_volume: int = setting(100, "speaker volume (%) of what audio_node plays (vendor /api/volume)", 0, 100,
+                                  runtime=True)
+    microphone_gain: int = setting(100, "microphone gain (%) applied to audio_node's capture (vendor "
+                                   "/api/volume/microphone)", 0, 100, runtime=True)
+    board: str = setting("auto", "direction-of-arrival board: 'usb' (XVF3800 38fb:1001 over pyusb), 'off', "
+                         "'sim:<state file>' (simulated board); 'auto' = usb when device is 'auto', else off", check=_board)
+    doa_rate_hz: float = setting(10.0, "rate of audio/direction and audio/speech (board reads)", 1.0, 50.0)
+    frame_prefix: str = setting("", "prefix of the mic_array frame_id, for fleets (as motor_node's frame_prefix)",
+                                check=frame_prefix_check)
 
     @property
     def frames_per_chunk(self) -> int:
@@ -80,4 +105,10 @@ class AudioConfig(_Device, NodeConfig):
     @property
     def hardware_id(self) -> str:
         return "audio:synthetic" if self.simulated else "usb:38fb:1001" if self.device == "auto" \
-            else f"alsa:{self.device}"
+            else f"alsa:{self.device.removeprefix('alsa:')}"
+
+    @property
+    def board_mode(self) -> str:
+        """'auto': the board over USB when capturing from the board (device 'auto'), else off."""
+        return ("usb" if self.device == "auto" and not self.simulated else "off") if self.board == "auto" \
+            else self.board
