@@ -27,6 +27,7 @@ from reachy_mini.common.instance import LOCKED_BY_ENV, acquire_all
 from reachy_mini.common.node_table import EXIT_INVALID_PARAMETER, \
     NODES, NOT_RESPAWNED, NodeSpec, log_level_args, normalize_namespace, remappings
 from reachy_mini.common.paths import config_path, robot_key
+from reachy_mini.common.lifeline import spawn
 from reachy_mini.ops.sdnotify import Notifier
 from reachy_mini.web.config import WebBridgeConfig
 from reachy_mini.common.paths import state_file as default_state_file
@@ -45,6 +46,7 @@ class Child:
     started_at: float = 0.0
     hang_restarts: int = 0
     heartbeat: str = ""
+    lock_fd: int | None = None   # its instance lock, held by the supervisor and handed to the node
 
     def backoff(self, now: float, window_s: float = 60.0) -> float:
         """0.5 s after a crash, doubling for each crash in the last minute, max 10 s."""
@@ -172,11 +174,12 @@ class Supervisor:
             except FileNotFoundError:
                 pass
         log = self.logs.get(c.spec.name)
+        # the node dies with this supervisor and holds its lock (common/lifeline.py)
         if log is None:
-            c.proc = subprocess.Popen(c.argv, start_new_session=True, env=env)
+            c.proc = spawn(c.argv, env, c.lock_fd, start_new_session=True)
         else:
-            c.proc = subprocess.Popen(c.argv, start_new_session=True, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT)
+            c.proc = spawn(c.argv, env, c.lock_fd, start_new_session=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log.write(f"--- {stamp} reachy-mini-bringup: started pid {c.proc.pid}\n".encode())
             threading.Thread(target=_pump, args=(c.proc.stdout, log, b""), daemon=True).start()
@@ -385,6 +388,8 @@ def main(argv=None) -> int:
                                    a.robot_name),
                       heartbeat=os.path.join(run_dir, f"{s.name}.heartbeat"))
                 for s in specs]
+    for c, lock in zip(children, locks[1:]):
+        c.lock_fd = lock.fd
     sup = Supervisor(children, respawn=not a.no_respawn, state_file=a.state_file, stop_timeout=a.stop_timeout,
                      hang_timeout=a.hang_timeout, log_dir=a.log_dir, log_max_bytes=a.log_max_bytes,
                      log_backups=a.log_backups)
