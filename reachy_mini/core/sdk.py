@@ -256,7 +256,12 @@ def motor_mode(torques: list[str]) -> str | None:
 def daemon_status(robot: str, top: dict | None, mode: str | None, version: str, hardware_id: str = "",
                   simulated: bool | None = None) -> dict:
     """running while our top level is OK or WARN; error (with our message) while
-    it is ERROR or STALE or not heard yet."""
+    it is ERROR or STALE or not heard yet.
+
+    `version` is this package's own version, reported as `package_version`;
+    the daemon `version` an SDK compares with its own (and warns about on
+    connect when they differ) is the vendor protocol version we serve,
+    SDK_VERSION. Also the body of GET /api/daemon/status."""
     if top is None:
         state, error = "error", "no health report from the stack yet"
     elif top["level"] >= 2:
@@ -267,8 +272,8 @@ def daemon_status(robot: str, top: dict | None, mode: str | None, version: str, 
                                          "last_alive": time.time(), "control_loop_stats": {}, "error": error}
     return {"type": "daemon_status", "robot_name": robot, "state": state, "wireless_version": False,
             "desktop_app_daemon": False, "simulation_enabled": simulated, "mockup_sim_enabled": None,
-            "no_media": True, "backend_status": backend, "error": error, "version": version,
-            "hardware_id": hardware_id or None}
+            "no_media": True, "backend_status": backend, "error": error, "version": SDK_VERSION,
+            "package_version": version, "hardware_id": hardware_id or None}
 
 
 def task_progress_msg(uid: str, error: str | None = None) -> dict:

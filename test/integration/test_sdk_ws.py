@@ -71,14 +71,18 @@ def test_non_loopback_client_is_refused_by_default():
 def served():
     import uvicorn
 
+    from tools.bench.stack import free_port
+
     tc, hub, rec = client(open_to_network=True)
-    server = uvicorn.Server(uvicorn.Config(tc.app, host="127.0.0.1", port=18530, log_level="warning"))
+    port = free_port()   # other suites run beside this one: no fixed port
+    server = uvicorn.Server(uvicorn.Config(tc.app, host="127.0.0.1", port=port, log_level="warning"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
-    end = time.monotonic() + 10
+    end = time.monotonic() + 30
     while not server.started and time.monotonic() < end:
         time.sleep(0.02)
-    yield hub, rec
+    assert server.started, f"uvicorn did not start on port {port}"
+    yield hub, rec, port
     server.should_exit = True
     t.join(5)
 
@@ -86,10 +90,10 @@ def served():
 def test_opened_to_the_network_it_serves_and_warns(served):
     from websockets.sync.client import connect
 
-    hub, rec = served
+    hub, rec, port = served
     lv, msg, values = SdkCheck(hub, exposed=True).evaluate()
     assert lv == WARN and "SDK endpoint open to the network without authentication" in msg
-    url = "ws://127.0.0.1:18530/ws/sdk"
+    url = f"ws://127.0.0.1:{port}/ws/sdk"
     with connect(url, additional_headers={"X-Reachy-Client": "python_sdk/1.13.0 (linux)"}) as a, \
             connect(url) as b:
         for ws in (a, b):                              # each client gets the state stream
