@@ -52,8 +52,10 @@ def sim(tmp_path):
     s.close()
 
 
-def wait_for(pred, timeout: float = 3.0, period: float = 0.01):
-    """Polls `pred` until it returns a truthy value; returns it or fails."""
+def wait_for(pred, timeout: float = 10.0, period: float = 0.01):
+    """Polls `pred` until it returns a truthy value; returns it or fails.
+    The default timeout is generous (a loaded machine: two CPU hogs beside
+    the suite): it bounds a wait for an event, it is not a timing assertion."""
     end = time.monotonic() + timeout
     last = None
     while time.monotonic() < end:

@@ -51,7 +51,9 @@ def spawn(argv: list[str], env: dict, lock_fd: int | None = None, sig: int = sig
           **popen) -> subprocess.Popen:
     """subprocess.Popen for a node of the stack: it gets `sig` when this
     process dies, and inherits `lock_fd` (its instance lock) as
-    $REACHY_MINI_LOCK_FD."""
+    $REACHY_MINI_LOCK_FD. Call it from a thread that lives as long as the
+    process (the supervisor's main loop): the kernel sends the signal when
+    the thread that forked the child exits."""
     env = dict(env)
     fds = ()
     if lock_fd is not None:

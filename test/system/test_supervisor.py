@@ -122,7 +122,7 @@ def test_hung_node_killed_by_the_supervisor_and_reported_by_the_health_node(tmp_
         assert wait_for(lambda: query(db, kind="restart"), timeout=5)
         # and it is back: its item returns from STALE/ERROR
         assert wait_for(lambda: [r for r in query(db, name_prefix="/Reachy Mini/Camera/")
-                                 if r["prev_level"] == 3 and r["level"] == 0], timeout=15)
+                                 if (r["prev_level"] or 0) >= 2 and r["level"] <= 1], timeout=60, period=0.5)
     finally:
         out = _stop(sup)
     assert "camera_node exited with -9" in out and "restarting camera_node: no heartbeat" in out
@@ -188,10 +188,14 @@ def test_log_level_reaches_our_logger_not_rcl(tmp_path, ros_env):
                                                           "reachy_mini.yaml"),
                      False, "ns_log", "debug", None, str(tmp_path), data_dir=str(tmp_path / "d"),
                      state_file=str(tmp_path / "s.json"))
-    p = subprocess.Popen(argv, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(4.0)
-    p.send_signal(signal.SIGINT)
-    out = p.communicate(timeout=15)[0]
+    log = tmp_path / "out.log"
+    p = subprocess.Popen(argv, env=ros_env, stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True)
+    try:   # its first debug line (the node publishing), however long a loaded machine takes to get there
+        wait_for(lambda: "[DEBUG]" in log.read_text(), timeout=60, period=0.2)
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(30)
+    out = log.read_text()
     assert "[DEBUG]" in out and "[ns_log.health_node]" in out, out[-1500:]
     assert "[rcl]" not in out and "[rcl." not in out
 
