@@ -12,7 +12,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from reachy_mini.core.levels import OK, WARN
 from reachy_mini.core.motors.config import MotorConfig
+from reachy_mini.core.motors.events import BusEventLog
 from reachy_mini.core.motors.envelope import MechanismRules, check_command, check_names
 from reachy_mini.core.motors.health import MotorAlarms, RateAlarm, bus_health, motor_health
 from reachy_mini.core.motors.map import MotorMap
@@ -50,6 +52,7 @@ class BusLink:
         self.torque_wanted: set[str] = set()
         self.recovery, self.escalation = AutoRecovery(), Escalation()
         self.thresholds = cfg.thresholds()
+        self.events_log = BusEventLog(self.thresholds.not_answering_sustain_s)   # bus events' log levels
         self.goal_rejects = 0
         self.ignored_goals, self.ignored_at, self.ignored_names = 0, -1e9, []
         self.readings = {r.name: r for r in self.drv.snapshot()}
@@ -84,8 +87,10 @@ class BusLink:
             return self._waiting(open_failure(port, getattr(e, "cause", None) or str(e)))
         self.waiting = None
         if missing:
-            names = [f"{self.map.by_id[i].name} (id {i})" for i in missing]
-            self.log.error(f"motors not answering at start: {', '.join(names)}")
+            # a start-up straggler is a WARN; ERROR once silent for the rule's sustain (watch)
+            self.line(*self.events_log.missing_at_start([self.map.by_id[i].name for i in missing],
+                                                        [f"{self.map.by_id[i].name} (id {i})" for i in missing],
+                                                        time.monotonic()))
         if self.cfg.torque_on_start:
             self.torque(True, None)
         self.log.info(f"motor_node up on {port} at {self.cfg.loop_rate_hz:.0f} Hz, {len(self.map.motors)} motors")
@@ -100,6 +105,7 @@ class BusLink:
     def configure(self, changed: dict) -> None:
         """Runtime parameter changes (already validated)."""
         self.thresholds = self.cfg.thresholds()
+        self.events_log.sustain_s = self.thresholds.not_answering_sustain_s
         if any(k in ("loop_rate_hz", "status_rate_hz", "command_timeout_s", "command_timeout_action")
                for k in changed):
             c = self.cfg
@@ -243,14 +249,29 @@ class BusLink:
         return not failed, "torque off on all motors" if not failed else f"torque off failed on {failed}"
 
     # ---- monitoring (10 Hz)
-    def watch(self, on_event: Callable) -> bool:
-        """Drains driver events, refreshes readings, runs automatic recovery;
-        True when something entered ERROR (its diagnostics go out at once)."""
+    def line(self, level: int, text: str) -> None:
+        """A log line at a level of core/levels.py (OK = INFO); one call site
+        per severity, as rclpy requires."""
+        if level == OK:
+            self.log.info(text)
+        elif level == WARN:
+            self.log.warning(text)
+        else:
+            self.log.error(text)
+
+    def watch(self) -> bool:
+        """Drains driver events (logged at the level their alarm rule gives
+        them: core/motors/events.py), refreshes readings, runs automatic
+        recovery; True when something entered ERROR (its diagnostics go out
+        at once)."""
+        mono = time.monotonic()
         for ev in self.drv.events():
-            on_event(ev)
+            self.line(*self.events_log.event(ev.kind, ev.message, ev.motor_name, mono))
         now = time.time()
         stats = self.fresh_stats()
         self.readings = {r.name: r for r in self.drv.snapshot()}
+        for lv, text in self.events_log.poll({n: r.responding for n, r in self.readings.items()}, mono):
+            self.line(lv, text)
         escalate = False
         for name, r in self.readings.items():
             escalate |= self.escalation.entered_error(name, motor_health(r, self.thresholds, stats["connected"], now,

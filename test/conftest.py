@@ -59,8 +59,10 @@ def sim(tmp_path):
     s.close()
 
 
-def wait_for(pred, timeout: float = 3.0, period: float = 0.01):
-    """Polls `pred` until it returns a truthy value; returns it or fails."""
+def wait_for(pred, timeout: float = 10.0, period: float = 0.01):
+    """Polls `pred` until it returns a truthy value; returns it or fails.
+    The default timeout is generous (a loaded machine: two CPU hogs beside
+    the suite): it bounds a wait for an event, it is not a timing assertion."""
     end = time.monotonic() + timeout
     last = None
     while time.monotonic() < end:
@@ -95,3 +97,26 @@ def ros_env(monkeypatch):
     monkeypatch.setenv("ROS_DOMAIN_ID", next_domain())
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     return dict(os.environ)
+
+
+@pytest.fixture
+def cpu_hogs():
+    """Two CPU hogs (`stress-ng --cpu 2`, tools/sysdeps.sh test installs it)
+    beside the test, as on a busy robot; bounded (10 min) and killed at the
+    end, whatever the test did."""
+    import shutil
+    import signal
+
+    exe = shutil.which("stress-ng")
+    if exe is None:
+        pytest.skip("stress-ng not installed (tools/sysdeps.sh test installs it)")
+    p = subprocess.Popen([exe, "--cpu", "2", "--timeout", "600s", "--quiet"], start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield p
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)   # stress-ng and its workers (its own session)
+        except ProcessLookupError:
+            pass
+        p.wait(10)

@@ -4,7 +4,10 @@ private runtime directory.
 - reachy-mini-bringup holds the robot's lock, `reachy_mini[.<ns>].lock`, and
   the lock of each node it starts, `reachy_mini[.<ns>]-<node>.lock`, for its
   whole life (across respawns); its children know (REACHY_MINI_LOCKED_BY =
-  the supervisor's pid, checked against their parent) and take none.
+  the supervisor's pid, checked against their parent) and take none: each
+  inherits its own lock's descriptor instead (common/lifeline.py), so the
+  lock is held while the supervisor or the node lives, and the node dies
+  with the supervisor.
 - Under ros2 launch (or ros2 run) each node's process takes its own node
   lock before it touches anything shared (simulated bus, heartbeat).
 

@@ -106,16 +106,19 @@ class NodeConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_params_file(cls: type[C], path: str, node: str) -> C:
-        """The config a node started with `--params-file path` would get for
-        the parameters it sets (`/**`, `<node>` and `/**/<node>` sections, in
-        file order; unknown keys ignored), defaults for the rest. For readers
-        outside the node (the supervisor); the node itself declares them."""
-        doc = read_yaml(path, "--params-file") or {}
+    def from_params_file(cls: type[C], path: str | list[str], node: str) -> C:
+        """The config a node started with `--params-file path` (or with one
+        `--params-file` per path, in order) would get for the parameters it
+        sets (`/**`, `<node>` and `/**/<node>` sections, in file order, a
+        later file overriding an earlier one as rcl applies them; unknown
+        keys ignored), defaults for the rest. For readers outside the node
+        (the supervisor); the node itself declares them."""
         names = {"/**", "**", node, f"/{node}", f"/**/{node}"}
         known = {p.name for p in cls.specs()}
         found = {}
-        for key, section in (doc.items() if isinstance(doc, dict) else ()):
-            if key in names and isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
-                found |= {k: v for k, v in section["ros__parameters"].items() if k in known}
+        for one in ([path] if isinstance(path, str) else path):
+            doc = read_yaml(one, "--params-file") or {}
+            for key, section in (doc.items() if isinstance(doc, dict) else ()):
+                if key in names and isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
+                    found |= {k: v for k, v in section["ros__parameters"].items() if k in known}
         return cls(**found)

@@ -284,7 +284,12 @@ def media_from_diagnostics(camera: dict, audio: dict) -> dict:
 def daemon_status(robot: str, top: dict | None, mode: str | None, version: str, hardware_id: str = "",
                   simulated: bool | None = None, media: dict | None = None) -> dict:
     """running while our top level is OK or WARN; error (with our message) while
-    it is ERROR or STALE or not heard yet."""
+    it is ERROR or STALE or not heard yet.
+
+    `version` is this package's own version, reported as `package_version`;
+    the daemon `version` an SDK compares with its own (and warns about on
+    connect when they differ) is the vendor protocol version we serve,
+    SDK_VERSION. Also the body of GET /api/daemon/status."""
     if top is None:
         state, error = "error", "no health report from the stack yet"
     elif top["level"] >= 2:
@@ -296,7 +301,7 @@ def daemon_status(robot: str, top: dict | None, mode: str | None, version: str, 
     return {"type": "daemon_status", "robot_name": robot, "state": state, "wireless_version": False,
             "desktop_app_daemon": False, "simulation_enabled": simulated, "mockup_sim_enabled": None,
             "no_media": True, "camera_specs_name": "", "backend_status": backend, "error": error,
-            "version": version, "hardware_id": hardware_id or None, **(media or {})}
+            "version": SDK_VERSION, "package_version": version, "hardware_id": hardware_id or None, **(media or {})}
 
 
 def task_progress_msg(uid: str, error: str | None = None) -> dict:

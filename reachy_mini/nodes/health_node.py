@@ -12,7 +12,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
-from reachy_mini.core.health.aggregator import ConfigError, load_aggregator
+from reachy_mini.core.health.aggregator import ConfigError, load_aggregator, shown_message
 from reachy_mini.core.health.alarm import Flaps
 from reachy_mini.core.health.config import HealthConfig
 from reachy_mini.core.health.incidents import Incident, IncidentWriter
@@ -158,8 +158,8 @@ class HealthNode(Node):
         self.agg_pub.publish(arr)
         self.top_pub.publish(_status(top))
         self.get_logger().debug(f"published {len(outs)} items; top level {top.level}: {top.message}")
-        for o in outs:
-            self._note(o.name, o.level, o.message, o.hardware_id)
+        for o in outs:   # incidents read a group's cause, not its bare level word
+            self._note(o.name, o.level, shown_message(o.message, o.values), o.hardware_id)
         self._note(top.name, top.level, top.message)
         level, message = self.flaps.held(top.name, top.level, top.message)   # flapping: its worst level
         tr = self.top_watch.observe(level, message, time.monotonic())

@@ -239,19 +239,13 @@ class MotorNode(Node):
 
     def _watch(self) -> None:
         log = self.get_logger()
-        if self.bus.watch(self._event):
+        if self.bus.watch():
             self.updater.force_update()  # a change to ERROR goes out at once
         if log.is_enabled_for(LoggingSeverity.DEBUG):   # `log_level:=debug`: a 10 Hz trace of the bus
             s = self.bus.stats
             log.debug(f"bus {s['achieved_rate_hz']:.1f} Hz, cycle p50 {s['cycle_p50_us']:.0f} us "
                       f"p99 {s['cycle_p99_us']:.0f} us, jitter p99 {s['jitter_p99_us']:.0f} us, "
                       f"timeouts {s['timeouts']}, crc {s['crc_errors']}, garbage {s['garbage_bytes']}")
-
-    def _event(self, ev) -> None:   # (rclpy: one severity per call site)
-        if ev.kind == "info":
-            self.get_logger().info(f"[{ev.kind}] {ev.message}")
-        else:
-            self.get_logger().error(f"[{ev.kind}] {ev.message}")
 
     def workers(self) -> dict:
         return {"joint_states": self.js_thread}

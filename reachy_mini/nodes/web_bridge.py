@@ -22,6 +22,7 @@ from tf2_msgs.msg import TFMessage
 
 from reachy_mini.core import sdk
 from reachy_mini.common.paths import data_dir
+from reachy_mini.core.health.aggregator import shown_message
 from reachy_mini.core.health.incidents import db_path, query, summary
 from reachy_mini.core.health.recorder import snapshot_dir
 from reachy_mini.core.levels import Level
@@ -40,9 +41,9 @@ from reachy_mini.web.vendor_audio import MediaActions
 CONFIG = WebBridgeConfig
 
 
-def _d(st) -> dict:
-    return status_dict(st.name, Level.of(st.level), st.message, [(kv.key, kv.value) for kv in st.values],
-                       st.hardware_id)
+def _d(st) -> dict:   # a group's message on the page and in the API: its cause (core/health/aggregator.py)
+    values = [(kv.key, kv.value) for kv in st.values]
+    return status_dict(st.name, Level.of(st.level), shown_message(st.message, values), values, st.hardware_id)
 
 
 def _transforms(m: TFMessage) -> list:

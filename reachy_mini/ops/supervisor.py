@@ -27,6 +27,7 @@ from reachy_mini.common.instance import LOCKED_BY_ENV, acquire_all
 from reachy_mini.common.node_table import EXIT_INVALID_PARAMETER, \
     NODES, NOT_RESPAWNED, NodeSpec, log_level_args, normalize_namespace, remappings
 from reachy_mini.common.paths import config_path, robot_key
+from reachy_mini.common.lifeline import spawn
 from reachy_mini.ops.sdnotify import Notifier
 from reachy_mini.web.config import WebBridgeConfig
 from reachy_mini.common.paths import state_file as default_state_file
@@ -45,6 +46,7 @@ class Child:
     started_at: float = 0.0
     hang_restarts: int = 0
     heartbeat: str = ""
+    lock_fd: int | None = None   # its instance lock, held by the supervisor and handed to the node
 
     def backoff(self, now: float, window_s: float = 60.0) -> float:
         """0.5 s after a crash, doubling for each crash in the last minute, max 10 s."""
@@ -66,7 +68,7 @@ def override_file(directory: str, node: str, params: dict) -> str:
     return path
 
 
-def node_argv(spec: NodeSpec, params_file: str, use_sim: bool, namespace: str, log_level: str,
+def node_argv(spec: NodeSpec, params_file: str | list[str], use_sim: bool, namespace: str, log_level: str,
               web_port: int | None, run_dir: str, data_dir: str | None = None,
               state_file: str | None = None, started: list[str] | None = None,
               hang_timeout: float | None = None, robot_name: str | None = None) -> list[str]:
@@ -86,7 +88,9 @@ def node_argv(spec: NodeSpec, params_file: str, use_sim: bool, namespace: str, l
     # --disable-external-lib-logs: no per-start log files under ~/.ros/log (they
     # would pile up with every respawn); node output goes to our stdout or to the
     # rotating files of --log-dir.
-    argv = [sys.executable, "-m", spec.module, "--ros-args", "--params-file", params_file,
+    # the files in their order (rcl: a later file overrides an earlier one), then the overrides
+    files = [params_file] if isinstance(params_file, str) else list(params_file)
+    argv = [sys.executable, "-m", spec.module, "--ros-args", *[a for f in files for a in ("--params-file", f)],
             "--params-file", override_file(run_dir, spec.name, overrides),
             *log_level_args(namespace, spec.name, log_level), "--disable-external-lib-logs"]
     if normalize_namespace(namespace) != "/":
@@ -170,11 +174,12 @@ class Supervisor:
             except FileNotFoundError:
                 pass
         log = self.logs.get(c.spec.name)
+        # the node dies with this supervisor and holds its lock (common/lifeline.py)
         if log is None:
-            c.proc = subprocess.Popen(c.argv, start_new_session=True, env=env)
+            c.proc = spawn(c.argv, env, c.lock_fd, start_new_session=True)
         else:
-            c.proc = subprocess.Popen(c.argv, start_new_session=True, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT)
+            c.proc = spawn(c.argv, env, c.lock_fd, start_new_session=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log.write(f"--- {stamp} reachy-mini-bringup: started pid {c.proc.pid}\n".encode())
             threading.Thread(target=_pump, args=(c.proc.stdout, log, b""), daemon=True).start()
@@ -320,7 +325,10 @@ class Supervisor:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="reachy-mini-bringup", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--params-file", default=config_path("reachy_mini.yaml"))
+    p.add_argument("--params-file", action="append", dest="params_files", metavar="PARAMS_FILE",
+                   help="a ROS 2 parameters file (/**: ros__parameters); may be given several times, applied in "
+                        "order, a later file overriding an earlier one (as --ros-args --params-file). "
+                        "Default: the package's config/reachy_mini.yaml (give it first to layer on it)")
     p.add_argument("--use-sim", action="store_true", help="simulated bus, camera and audio")
     p.add_argument("--namespace", default="", help="robot namespace: its topics, services, diagnostics, "
                    "simulated bus, state file and incident database are its own")
@@ -343,8 +351,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--log-max-bytes", type=int, default=10_000_000, help="rotate a node log at this size")
     p.add_argument("--log-backups", type=int, default=3, help="rotated files kept per node")
     a = p.parse_args(argv)
-    if not os.path.isfile(a.params_file):
-        p.error(f"--params-file {a.params_file}: no such file")
+    a.params_files = a.params_files or [config_path("reachy_mini.yaml")]
+    for f in a.params_files:
+        if not os.path.isfile(f):
+            p.error(f"--params-file {f}: no such file")
     if a.log_max_bytes < 10_000 or a.log_backups < 0:
         p.error("--log-max-bytes must be >= 10000 and --log-backups >= 0")
     if a.web_port is not None and not 1 <= a.web_port <= 65535:
@@ -373,11 +383,13 @@ def main(argv=None) -> int:
     if a.state_file is None:
         a.state_file = default_state_file(a.namespace)
     run_dir = os.path.join(os.path.dirname(os.path.abspath(a.state_file)), f"reachy_mini_bringup.{os.getpid()}")
-    children = [Child(s, node_argv(s, a.params_file, a.use_sim, a.namespace, a.log_level, a.web_port, run_dir,
+    children = [Child(s, node_argv(s, a.params_files, a.use_sim, a.namespace, a.log_level, a.web_port, run_dir,
                                    a.data_dir, a.state_file, [x.name for x in specs], a.hang_timeout,
                                    a.robot_name),
                       heartbeat=os.path.join(run_dir, f"{s.name}.heartbeat"))
                 for s in specs]
+    for c, lock in zip(children, locks[1:]):
+        c.lock_fd = lock.fd
     sup = Supervisor(children, respawn=not a.no_respawn, state_file=a.state_file, stop_timeout=a.stop_timeout,
                      hang_timeout=a.hang_timeout, log_dir=a.log_dir, log_max_bytes=a.log_max_bytes,
                      log_backups=a.log_backups)
@@ -390,7 +402,7 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     if "web_bridge" in [s.name for s in specs]:
         try:   # as web_bridge will read it (a bad file is reported by the nodes themselves)
-            web = WebBridgeConfig.from_params_file(a.params_file, "web_bridge")
+            web = WebBridgeConfig.from_params_file(a.params_files, "web_bridge")
             sup._log(f"web status page: {web.replaced({'port': a.web_port} if a.web_port else {}).url()}")
         except (ValueError, TypeError):
             pass

@@ -22,8 +22,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 import importlib
 from std_srvs.srv import Trigger
 
-from reachy_mini.core.health.recorder import (TOPICS, RingBuffer, SnapshotPlanner, cleanup, list_snapshots,
-                                              message_definition, msg_file_reader, write_mcap)
+from reachy_mini.core.health.recorder import (TOPICS, RingBuffer, SnapshotPlanner, adapt_reliability, cleanup,
+                                              list_snapshots, message_definition, msg_file_reader, write_mcap)
 from reachy_mini.core.levels import ERROR
 
 
@@ -59,14 +59,17 @@ class FlightRecorder:
             self._fail(f"message definitions not found: {e}")
         self.reader = rclpy.create_node("health_node_recorder", context=node.context, start_parameter_services=False,
                                         cli_args=["--ros-args", "-r", "__node:=health_node_recorder"])
-        # BEST_EFFORT matches every publisher; the depth holds ~2.5 s of 100 Hz
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=256, durability=DurabilityPolicy.VOLATILE,
-                         reliability=ReliabilityPolicy.BEST_EFFORT)
+        # adaptive QoS (as rosbag2): each topic RELIABLE where every publisher offers it, BEST_EFFORT as
+        # soon as one does not; re-adapted when the publishers change (tick). The depth holds ~2.5 s of 100 Hz.
         self.subs = []
+        self.reliable: list[bool] = []
+        self.adapted = 0   # re-subscriptions after a publisher change
         for topic, typ in TOPICS:
-            sub = self.reader.create_subscription(get_message(typ), topic, lambda m: None, qos, raw=True)
-            self.subs.append(sub)
+            reliable = adapt_reliability(self._offered(topic))
+            self.subs.append(self._subscribe(typ, topic, reliable))
+            self.reliable.append(reliable)
         self.topics = {s.topic_name: typ for s, (_, typ) in zip(self.subs, TOPICS)}   # resolved names
+        self._pub_counts = [-1] * len(self.subs)
         self.jobs: queue.Queue = queue.Queue(maxsize=8)
         self.thread = threading.Thread(target=self._run, name="flight-recorder", daemon=True)
         self.thread.start()
@@ -74,18 +77,55 @@ class FlightRecorder:
         self.service = node.create_service(Trigger, "~/snapshot", self._on_request)
         self.jobs.put(("cleanup", None, None))
 
+    def _subscribe(self, typ: str, topic: str, reliable: bool):
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=256, durability=DurabilityPolicy.VOLATILE,
+                         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+        return self.reader.create_subscription(get_message(typ), topic, lambda m: None, qos, raw=True)
+
+    def _offered(self, topic: str) -> list[bool]:
+        """The reliability each publisher of `topic` offers (True = RELIABLE),
+        ours excluded (the recorder publishes nothing)."""
+        name = self.reader.resolve_topic_name(topic)
+        return [i.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+                for i in self.reader.get_publishers_info_by_topic(name)]
+
+    def adapt(self) -> None:
+        """Re-adapts a topic's subscription when its publishers changed so
+        that the choice is no longer right (a BEST_EFFORT publisher appeared
+        beside RELIABLE ones, or the last one left): what the old one holds
+        is taken first, then the new one replaces it."""
+        for i, ((topic, typ), sub) in enumerate(zip(TOPICS, self.subs)):
+            count = self.reader.count_publishers(sub.topic_name)
+            if count == self._pub_counts[i]:
+                continue   # graph queries only when the number of publishers changed
+            self._pub_counts[i] = count
+            want = adapt_reliability(self._offered(topic), self.reliable[i])
+            if want == self.reliable[i]:
+                continue
+            self._take(sub)
+            self.reader.destroy_subscription(sub)
+            self.subs[i] = self._subscribe(typ, topic, want)
+            self.reliable[i] = want
+            self.adapted += 1
+            self.node.get_logger().info(f"flight recorder: {sub.topic_name} now subscribed "
+                                        f"{'RELIABLE' if want else 'BEST_EFFORT'} (its publishers changed)")
+
+    def _take(self, sub) -> None:
+        h, name = sub.handle, sub.topic_name
+        with h:
+            for _ in range(512):
+                got = h.take_message(sub.msg_type, True)
+                if got is None:
+                    break
+                data, info = got
+                log = info.get("received_timestamp") or time.time_ns()
+                self.ring.add(name, log, info.get("source_timestamp") or log, data)
+
     # ---- ROS thread
     def tick(self) -> None:
+        self.adapt()
         for sub in self.subs:
-            h, name = sub.handle, sub.topic_name
-            with h:
-                for _ in range(512):
-                    got = h.take_message(sub.msg_type, True)
-                    if got is None:
-                        break
-                    data, info = got
-                    log = info.get("received_timestamp") or time.time_ns()
-                    self.ring.add(name, log, info.get("source_timestamp") or log, data)
+            self._take(sub)
         now = time.time_ns()
         self.ring.trim(now)
         for snap in self.planner.due(now):
@@ -163,7 +203,8 @@ class FlightRecorder:
                 "quota (MB)": self.cfg.snapshot_quota_mb, "retention (days)": self.cfg.snapshot_retention_days,
                 "written": self.written, "failed": self.failed, "deleted": self.deleted,
                 "buffer (MB)": round(self.ring.bytes / 1e6, 2), "buffer (s)": round(self.ring.covered_s(), 1),
-                "buffer messages": len(self.ring.items), "last file": self.last_file, "last error": self.last_error,
+                "buffer messages": len(self.ring.items),
+                "reliable topics": f"{sum(self.reliable)}/{len(self.reliable)}", "qos re-adapted": self.adapted, "last file": self.last_file, "last error": self.last_error,
                 "pending": self.planner.pending.name if self.planner.pending else ""}
 
     def close(self) -> None:

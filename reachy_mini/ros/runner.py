@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from reachy_mini.common.instance import acquire_all, locked_by_parent
+from reachy_mini.common.lifeline import adopt_lock, inherited_lock_fd
 from reachy_mini.common.node_table import EXIT_BROKEN, namespace_of
 from reachy_mini.common.paths import heartbeat_file
 from reachy_mini.ros.params import ParameterError
@@ -27,7 +28,11 @@ def run_node(factory, name: str, args=None) -> int:
 
     argv = args if args is not None else sys.argv
     locks = []
-    if not locked_by_parent():
+    if locked_by_parent():   # the supervisor's lock, handed down: this node holds it too (common/lifeline.py)
+        fd = inherited_lock_fd()
+        if fd is not None:
+            adopt_lock(fd, f"{name} of reachy-mini-bringup pid {os.getppid()}")
+    else:
         locks, status, why = acquire_all([(namespace_of(argv), name, name)])   # held until exit
         if status is not None:
             print(f"[{name}] FATAL: {why}", file=sys.stderr, flush=True)

@@ -221,9 +221,9 @@ def test_runtime_parameters(ros_env, tmp_path, probe):
         assert r.successful, r.reason
         time.sleep(0.5)
         t0 = time.monotonic()
-        time.sleep(2.0)
-        rate = len(probe.get("/diagnostics_agg", t0)) / 2.0
-        assert rate >= 3.5, rate          # 5 Hz (1 Hz before)
+        time.sleep(5.0)                   # a window long enough for a loaded machine's timer jitter
+        rate = len(probe.get("/diagnostics_agg", t0)) / (time.monotonic() - t0)
+        assert rate >= 3.0, rate          # 5 Hz (1 Hz before)
         r = set_(cpu_warn_pct=99.5)       # above cpu_error_pct (98)
         assert not r.successful and "cpu_warn_pct < cpu_error_pct" in r.reason
         r = set_(cpu_clear_pct=95.0)      # the alarm must clear below where it enters (90)

@@ -27,7 +27,9 @@ def start_node(tmp_path, env, *params, module="reachy_mini.nodes.motor_node"):
     import yaml
 
     link = str(tmp_path / "tty")
-    over = {"use_sim": True, "sim_link": link}
+    # 25 ms read slack (5 in production): the simulator is a Python process that answers late beside CPU hogs,
+    # and these tests are not about bus timing (a test that is sets io_timeout_ms itself)
+    over = {"use_sim": True, "sim_link": link, "io_timeout_ms": 25.0}
     for p in params:
         k, v = p.split(":=", 1)
         over[k] = yaml.safe_load(v)

@@ -76,19 +76,18 @@ def test_non_loopback_client_is_refused_by_default():
 def served():
     import uvicorn
 
-    import socket
+    from tools.bench.stack import free_port
 
     tc, hub, rec = client(open_to_network=True)
-    with socket.socket() as s:     # a free port: a fixed one may be another run's on a shared machine
-        s.bind(("127.0.0.1", 0))
-        hub.test_port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(tc.app, host="127.0.0.1", port=hub.test_port, log_level="warning"))
+    port = free_port()   # other suites run beside this one: no fixed port
+    server = uvicorn.Server(uvicorn.Config(tc.app, host="127.0.0.1", port=port, log_level="warning"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
-    end = time.monotonic() + 10
+    end = time.monotonic() + 30
     while not server.started and time.monotonic() < end:
         time.sleep(0.02)
-    yield hub, rec
+    assert server.started, f"uvicorn did not start on port {port}"
+    yield hub, rec, port
     server.should_exit = True
     t.join(5)
 
@@ -96,10 +95,10 @@ def served():
 def test_opened_to_the_network_it_serves_and_warns(served):
     from websockets.sync.client import connect
 
-    hub, rec = served
+    hub, rec, port = served
     lv, msg, values = SdkCheck(hub, exposed=True).evaluate()
     assert lv == WARN and "SDK endpoint open to the network without authentication" in msg
-    url = f"ws://127.0.0.1:{hub.test_port}/ws/sdk"
+    url = f"ws://127.0.0.1:{port}/ws/sdk"
     with connect(url, additional_headers={"X-Reachy-Client": "python_sdk/1.13.0 (linux)"}) as a, \
             connect(url) as b:
         for ws in (a, b):                              # each client gets the state stream
@@ -137,8 +136,8 @@ def test_audio_commands_are_served_through_the_backend(served):
     failure is logged with the reason; a bad volume is an invalid frame."""
     from websockets.sync.client import connect
 
-    hub, rec = served
-    with connect(f"ws://127.0.0.1:{hub.test_port}/ws/sdk") as ws:
+    hub, rec, port = served
+    with connect(f"ws://127.0.0.1:{port}/ws/sdk") as ws:
         until(ws, "daemon_status")
         for m in ({"type": "play_sound", "file": "/tmp/beep.wav"}, {"type": "set_volume", "volume": 35},
                   {"type": "get_volume"}, {"type": "set_microphone_volume", "volume": 80},

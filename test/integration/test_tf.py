@@ -96,13 +96,15 @@ def test_tf_equals_head_pose_every_frame_published_camera_moves(tmp_path, ros_en
             poses = probe.get("/head/pose")
             return poses and abs(math.degrees(_pitch(poses[-1][1])) - 15) < 2
         wait_for(tilted, timeout=15, period=0.05)
-        time.sleep(0.3)
-        with tf.lock:
-            last = tf.tf[-1]
-        head = [t for t in last.transforms if t.child_frame_id == "head"]
+
+        def paired():   # the latest /tf's head, once the head/pose of the same sample has arrived too
+            with tf.lock:
+                last = tf.tf[-1]
+            head = [t for t in last.transforms if t.child_frame_id == "head"]
+            same = head and [m for _, m in probe.get("/head/pose") if m.header.stamp == head[0].header.stamp]
+            return same and (head, same)
+        head, same = wait_for(paired, timeout=10, period=0.05)   # (fails: no head/pose with the stamp of a /tf)
         assert len(head) == 1 and head[0].header.frame_id == "base_link"
-        same = [m for _, m in probe.get("/head/pose") if m.header.stamp == head[0].header.stamp]
-        assert same, "no head/pose with the stamp of the latest /tf"
         p, t = same[-1].pose, head[0].transform
         assert (t.translation.x, t.translation.y, t.translation.z) == pytest.approx(
             (p.position.x, p.position.y, p.position.z), abs=1e-12)
@@ -147,8 +149,13 @@ def test_frame_prefix_for_fleets(tmp_path, ros_env):
             pub.publish(good)
             return abs(math.degrees(_pitch(probe.get("/head/pose")[-1][1])) - 10) < 2
         wait_for(tilted, timeout=15, period=0.05)
-        pub.publish(bad)
-        time.sleep(0.5)
+        # the refusal is published on motors/safety_events (and logged): wait for it, not for a fixed time
+        from diagnostic_msgs.msg import DiagnosticStatus
+
+        probe.listen(DiagnosticStatus, "/motors/safety_events", 10)
+        wait_for(lambda: (pub.publish(bad), any("robot2/base_link" in m.message
+                                                for _, m in probe.get("/motors/safety_events")))[1],
+                 timeout=30, period=0.3)
     finally:
         out = stop(proc)
         probe.close()

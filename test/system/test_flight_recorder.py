@@ -177,6 +177,59 @@ def test_snapshots_on_request_keep_the_quota(tmp_path, ros_env):
         st.stop()
 
 
+def test_a_burst_of_goals_under_load_is_recorded_whole(tmp_path, ros_env, cpu_hogs):
+    """Adaptive QoS (as rosbag2): the goals' publishers are RELIABLE, so the
+    recorder subscribes RELIABLE and a burst sent while two CPU hogs run is
+    in the snapshot, every goal; a BEST_EFFORT publisher appearing makes it
+    re-adapt (BEST_EFFORT matches both), and that publisher is recorded too."""
+    from rclpy.duration import Duration
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rosbags.highlevel import AnyReader
+    from sensor_msgs.msg import JointState
+    from std_srvs.srv import Trigger
+
+    from ros_probe import RosProbe
+
+    st = _stack(tmp_path, ros_env, snapshot_before_s=90.0, snapshot_after_s=1.0)
+    snaps = str(tmp_path / "data" / "snapshots")
+    burst = 200
+    try:
+        wait_for(lambda: _healthy(st.port), timeout=90, period=0.5)
+        p = RosProbe("goal_burst")
+        try:
+            # a sender that keeps its whole burst until acknowledged (KEEP_LAST deep enough), as a client must
+            rel = p.node.create_publisher(JointState, "/motors/goal", QoSProfile(
+                depth=burst, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE))
+            wait_for(lambda: rel.get_subscription_count() >= 2, timeout=30, period=0.1)   # motor_node, recorder
+            for i in range(burst):
+                rel.publish(JointState(name=["left_antenna"], position=[0.001 * i]))
+            assert rel.wait_for_all_acked(timeout=Duration(seconds=30))
+            rec = _recorder_status(st.port)
+            assert rec["values"]["qos re-adapted"] == "0", rec
+            # a BEST_EFFORT publisher appears: the recorder re-adapts (a RELIABLE reader would not match it)
+            be = p.node.create_publisher(JointState, "/motors/goal", QoSProfile(
+                depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
+            wait_for(lambda: int(_recorder_status(st.port)["values"]["qos re-adapted"]) >= 1, timeout=30, period=0.3)
+            wait_for(lambda: be.get_subscription_count() >= 1, timeout=30, period=0.1)
+            for _ in range(20):   # best effort under load: some, not all, are guaranteed
+                be.publish(JointState(name=["right_antenna"], position=[0.2]))
+                time.sleep(0.05)
+            resp = p.call(Trigger, "/health_node/snapshot", Trigger.Request(), timeout=30.0)
+        finally:
+            p.close()
+        assert resp.success, resp.message
+        name = resp.message.split()[0]
+        wait_for(lambda: name in [f[0] for f in list_snapshots(snaps)], timeout=60, period=0.3)
+        with AnyReader([Path(snaps) / name]) as r:
+            goals = [r.deserialize(raw, c.msgtype) for c, _, raw in
+                     r.messages(connections=[c for c in r.connections if c.topic == "/motors/goal"])]
+        left = [g.position[0] for g in goals if g.name == ["left_antenna"]]
+        assert len(left) == burst and sorted(left) == [0.001 * i for i in range(burst)], len(left)
+        assert any(g.name == ["right_antenna"] for g in goals), "the BEST_EFFORT publisher is recorded"
+    finally:
+        st.stop()
+
+
 def test_disk_full_is_a_warn_and_nothing_else_breaks(tmp_path, ros_env):
     snaps = tmp_path / "data" / "snapshots"
     snaps.mkdir(parents=True)

@@ -64,7 +64,9 @@ def test_second_start_in_the_same_namespace_exits_at_once(tmp_path, ros_env):
         lone = subprocess.run([sys.executable, "-m", "reachy_mini.nodes.motor_node", "--ros-args", "-p",
                                "use_sim:=true"], env=env, capture_output=True, text=True, timeout=30)
         assert lone.returncode == EXIT_ALREADY_RUNNING, lone.stderr
-        assert f"[motor_node] FATAL: reachy_mini is already running in namespace '' (pid {first.pid}" in lone.stderr
+        # the node lock's holder: the supervisor's motor_node, which holds it too (common/lifeline.py)
+        assert re.search(rf"\[motor_node\] FATAL: reachy_mini is already running in namespace '' \(pid {pids['motor_node']}, "
+                         rf"started [^,]+, motor_node of reachy-mini-bringup pid {first.pid}\)", lone.stderr), lone.stderr
         time.sleep(1.0)
         s = read_state(str(tmp_path / "state.json"))
         assert {k: n["pid"] for k, n in s["nodes"].items()} == pids and first.poll() is None
@@ -107,10 +109,16 @@ def test_clean_stop_under_the_supervisor_logs_no_error(tmp_path, ros_env):
     turns the torque off before its simulated bus stops, and no line of the
     stop is an ERROR."""
     env = _env(ros_env, tmp_path)
-    sup = _supervisor(tmp_path, env, "--web-port", str(18310 + os.getpid() % 80))
+    from test_supervisor import _get_json
+    from tools.bench.stack import free_port
+
+    port = free_port()
+    sup = _supervisor(tmp_path, env, "--web-port", str(port))
     try:
         _running(str(tmp_path / "state.json"))
-        time.sleep(8.0)        # every node up and publishing
+        # every node up and publishing: the robot's health answers, from every node's diagnostics
+        wait_for(lambda: (h := _get_json(f"http://127.0.0.1:{port}/api/health")) and h.get("healthy"),
+                 timeout=90, period=0.5)
     finally:
         mark = time.monotonic()
         sup.send_signal(signal.SIGINT)
@@ -145,12 +153,14 @@ def test_second_launch_in_the_same_namespace_stops_and_clean_stop(tmp_path, ros_
     SIGINT, logs no ERROR line."""
     _launch_file()
     env = dict(_env(ros_env, tmp_path), ROS_LOG_DIR=str(tmp_path / "log"))
-    first = _launch(env, "web_port:=18398")
+    from tools.bench.stack import free_port
+
+    first = _launch(env, f"web_port:={free_port()}")
     try:
         time.sleep(15.0)
         assert first.poll() is None
         t0 = time.monotonic()
-        second = _launch(env, "web_port:=18399")
+        second = _launch(env, f"web_port:={free_port()}")
         out2 = second.communicate(timeout=60)[0]
         assert "reachy_mini is already running in namespace ''" in out2, out2[-3000:]
         assert "stopping this launch" in out2
@@ -172,17 +182,19 @@ def test_signal_to_every_process_stops_motor_node_before_its_bus(tmp_path, ros_e
     import psutil
 
     env = _env(ros_env, tmp_path)
+    log = tmp_path / "motor_node.log"
     p = subprocess.Popen([sys.executable, "-m", "reachy_mini.nodes.motor_node", "--ros-args", "-p", "use_sim:=true"],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                         env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True)
     try:
         sim = wait_for(lambda: [c for c in psutil.Process(p.pid).children() if "reachy_mini.sim.cli" in c.cmdline()],
                        timeout=20, period=0.2)[0]
         wait_for(lambda: os.path.exists(tmp_path / "run" / "reachy_mini_run" / "motor_node.alive"), timeout=20)
-        time.sleep(3.0)                      # connected, torque on
+        wait_for(lambda: "motor_node up on" in log.read_text(), timeout=60, period=0.2)   # connected, torque on
         for sig in (signal.SIGTERM, signal.SIGINT):
             os.kill(sim.pid, sig)            # both at once, the bus first
         os.kill(p.pid, signal.SIGTERM)
-        out = p.communicate(timeout=20)[0]
+        p.wait(30)
+        out = log.read_text()
     finally:
         if p.poll() is None:
             p.kill()
@@ -191,3 +203,101 @@ def test_signal_to_every_process_stops_motor_node_before_its_bus(tmp_path, ros_e
     bad = [line for line in out.splitlines() if ERROR_LINE.search(line)]
     assert bad == [], "\n".join(bad)
     assert wait_for(lambda: not sim.is_running() or sim.status() == psutil.STATUS_ZOMBIE, timeout=5)
+
+
+def _stack_procs(sup_pid: int) -> list:
+    import psutil
+
+    return psutil.Process(sup_pid).children(recursive=True)
+
+
+def _alive(p) -> bool:
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _node_counts(tmp_path) -> dict[str, int]:
+    """How many processes of each node run with this test's runtime directory."""
+    import psutil
+
+    from reachy_mini.common.node_table import NODES
+
+    counts = {n.name: 0 for n in NODES}
+    for p in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmd, envs = p.info["cmdline"] or [], p.info["environ"] or {}
+        except (psutil.Error, OSError):
+            continue
+        if envs.get("XDG_RUNTIME_DIR") != str(tmp_path / "run"):
+            continue
+        for n in NODES:
+            if n.module in cmd:
+                counts[n.name] += 1
+    return counts
+
+
+def test_killed_supervisor_takes_every_node_with_it(tmp_path, ros_env):
+    """kill -9 of reachy-mini-bringup (the OOM killer, a crash): every process
+    of the stack is gone within 5 s (each node gets SIGTERM from the kernel
+    when its parent dies, common/lifeline.py), and a new start in the same
+    namespace runs one of each node. A node that could not stop (here: frozen
+    with SIGSTOP) still holds its instance lock, so no second stack starts
+    beside it; once it is gone, one does."""
+    import psutil
+
+    env = _env(ros_env, tmp_path)
+    state = str(tmp_path / "state.json")
+    sup = _supervisor(tmp_path, env)
+    try:
+        pids = {k: n["pid"] for k, n in _running(state)["nodes"].items()}
+        wait_for(lambda: len(_stack_procs(sup.pid)) > len(pids), timeout=30, period=0.2)   # the simulator too
+        procs = _stack_procs(sup.pid)
+        sup.kill()
+        sup.wait(10)
+        t0 = time.monotonic()
+        wait_for(lambda: not any(_alive(p) for p in procs), timeout=5.0, period=0.1)
+        print(f"{len(procs)} processes of the stack gone {time.monotonic() - t0:.2f} s after kill -9 of the "
+              "supervisor")
+        # a new start: one of each node
+        os.unlink(state)
+        sup = _supervisor(tmp_path, env)
+        new = {k: n["pid"] for k, n in _running(state)["nodes"].items()}
+        assert set(new) == set(pids) and not set(new.values()) & set(pids.values())
+        counts = _node_counts(tmp_path)
+        assert all(c == 1 for c in counts.values()), counts
+        # a node that cannot die with its supervisor keeps its lock: no second stack beside the orphan
+        hn = psutil.Process(new["health_node"])
+        beat = tmp_path / f"reachy_mini_bringup.{sup.pid}" / "health_node.heartbeat"
+        wait_for(lambda: beat.exists() and beat.read_text().startswith(f"{hn.pid} "), timeout=30, period=0.1)
+        hn.suspend()   # (past its start: it holds its lock)
+        others = [p for p in _stack_procs(sup.pid) if p.pid != hn.pid]
+        sup.kill()
+        sup.wait(10)
+        wait_for(lambda: not any(_alive(p) for p in others), timeout=5.0, period=0.1)
+        third = subprocess.run([sys.executable, "-m", "reachy_mini.ops.supervisor", "--use-sim", "--state-file",
+                                str(tmp_path / "third.json")], env=env, capture_output=True, text=True, timeout=30)
+        assert third.returncode == EXIT_ALREADY_RUNNING, third.stderr + third.stdout
+        assert f"(pid {hn.pid}, started" in third.stderr and "health_node of reachy-mini-bringup" in third.stderr, \
+            third.stderr
+        hn.resume()   # its pending SIGTERM: it stops now
+        wait_for(lambda: not _alive(hn), timeout=10, period=0.1)
+        os.unlink(state)
+        sup = _supervisor(tmp_path, env)
+        _running(state)
+        counts = _node_counts(tmp_path)
+        assert all(c == 1 for c in counts.values()), counts
+    finally:
+        if sup.poll() is None:
+            sup.send_signal(signal.SIGINT)
+            sup.communicate(timeout=30)
+        for p in psutil.process_iter(["environ"]):
+            try:
+                if (p.info["environ"] or {}).get("XDG_RUNTIME_DIR") == str(tmp_path / "run"):
+                    p.resume()
+                    p.kill()
+            except (psutil.Error, OSError):
+                pass

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from reachy_mini.common.node_table import NODES
 from reachy_mini.ops.supervisor import Child
 
@@ -120,7 +122,7 @@ def test_hung_node_killed_by_the_supervisor_and_reported_by_the_health_node(tmp_
         assert wait_for(lambda: query(db, kind="restart"), timeout=5)
         # and it is back: its item returns from STALE/ERROR
         assert wait_for(lambda: [r for r in query(db, name_prefix="/Reachy Mini/Camera/")
-                                 if r["prev_level"] == 3 and r["level"] == 0], timeout=15)
+                                 if (r["prev_level"] or 0) >= 2 and r["level"] <= 1], timeout=60, period=0.5)
     finally:
         out = _stop(sup)
     assert "camera_node exited with -9" in out and "restarting camera_node: no heartbeat" in out
@@ -186,10 +188,14 @@ def test_log_level_reaches_our_logger_not_rcl(tmp_path, ros_env):
                                                           "reachy_mini.yaml"),
                      False, "ns_log", "debug", None, str(tmp_path), data_dir=str(tmp_path / "d"),
                      state_file=str(tmp_path / "s.json"))
-    p = subprocess.Popen(argv, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(4.0)
-    p.send_signal(signal.SIGINT)
-    out = p.communicate(timeout=15)[0]
+    log = tmp_path / "out.log"
+    p = subprocess.Popen(argv, env=ros_env, stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True)
+    try:   # its first debug line (the node publishing), however long a loaded machine takes to get there
+        wait_for(lambda: "[DEBUG]" in log.read_text(), timeout=60, period=0.2)
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(30)
+    out = log.read_text()
     assert "[DEBUG]" in out and "[ns_log.health_node]" in out, out[-1500:]
     assert "[rcl]" not in out and "[rcl." not in out
 
@@ -240,3 +246,49 @@ def test_systemd_notify_ready_and_watchdog(tmp_path, ros_env):
             pass
         _stop(sup)
         sock.close()
+
+
+def test_params_files_are_layered_in_order(tmp_path, ros_env):
+    """`--params-file A --params-file B`: both apply, in order, B overriding A,
+    as `--ros-args --params-file` does; the nodes and the supervisor's own
+    reader (the status page's URL it prints) see the same merged result."""
+    import httpx
+    import yaml
+
+    from reachy_mini.ops.supervisor import parse_args
+    from reachy_mini.web.config import WebBridgeConfig
+    from tools.bench.stack import free_port
+
+    pa, pb = free_port(), free_port()
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"robot_name": "alpha"}},
+                                 "/**/web_bridge": {"ros__parameters": {"port": pa, "history_minutes": 45.0}}}))
+    b.write_text(yaml.safe_dump({"/**/web_bridge": {"ros__parameters": {"port": pb}}}))
+    assert parse_args(["--params-file", str(a), "--params-file", str(b)]).params_files == [str(a), str(b)]
+    assert len(parse_args([]).params_files) == 1, "the package's file when none is given"
+    merged = WebBridgeConfig.from_params_file([str(a), str(b)], "web_bridge")
+    assert (merged.port, merged.robot_name, merged.history_minutes) == (pb, "alpha", 45.0)
+    assert WebBridgeConfig.from_params_file([str(b), str(a)], "web_bridge").port == pa, "order matters"
+    p = subprocess.Popen([sys.executable, "-m", "reachy_mini.ops.supervisor", "--only", "web_bridge", "--state-file",
+                          str(tmp_path / "s.json"), "--params-file", str(a), "--params-file", str(b)],
+                         env=ros_env, stdout=open(tmp_path / "out.log", "w"), stderr=subprocess.STDOUT, text=True)
+    try:
+        line = wait_for(lambda: next((ln for ln in (tmp_path / "out.log").read_text().splitlines()
+                                      if "web status page" in ln), None), timeout=60, period=0.2)
+        assert f":{pb}" in line, line
+        body = wait_for(lambda: _get_json(f"http://127.0.0.1:{pb}/api/health"), timeout=60, period=0.5)
+        assert body["robot"] == "alpha", body
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{pa}/api/health", timeout=2)
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=30)
+
+
+def _get_json(url):
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=3).json()
+    except (httpx.HTTPError, ValueError):
+        return None

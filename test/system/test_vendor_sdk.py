@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 
 from reachy_mini.sim.bus import send_command
-from tools.bench.stack import Stack
+from tools.bench.stack import Stack, free_port
 
 from conftest import REPO, wait_for
 
 SDK_PY = os.path.join(REPO, ".venv-sdk", "bin", "python")
-PORT = 18510          # this helper's port range; the SDK takes port= explicitly
+PORT = free_port()    # a free port (other suites run beside this one); the SDK takes port= explicitly
 
 
 def _skip_reason() -> str | None:
@@ -146,6 +146,23 @@ def test_connects_and_streams_our_joints_and_head_pose(stack, probe):
     assert s["backend_status"]["motor_control_mode"] == "enabled"
     assert s["version"] and s["robot_name"]
     print(f"ReachyMini() connected in {got['connect_s']:.2f} s")
+
+
+def test_connect_warns_of_no_version_mismatch(stack):
+    """The SDK compares its own version with the daemon's on connect and warns
+    when they differ: the daemon version is the protocol we serve (1.13.0),
+    our own version a field of its own (test_sdk_protocol.py)."""
+    got = run_sdk(stack, """
+        import warnings
+        from importlib.metadata import version
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with connect() as r:
+                status = r.client.get_status().model_dump(mode="json")
+        out(sdk=version("reachy_mini"), warnings=[str(w.message) for w in caught], status=status)
+    """)[0]
+    assert got["status"]["version"] == got["sdk"] == "1.13.0", got
+    assert not [w for w in got["warnings"] if "versions do not match" in w], got["warnings"]
 
 
 def test_set_target_moves_the_head_within_2_degrees(stack, probe):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from reachy_mini.core.levels import ERROR, OK, STALE, WARN
+from reachy_mini.core.levels import ERROR, OK, STALE, WARN, Level
 from reachy_mini.core.health.aggregator import (Aggregator, ConfigError, analyzer_params, combine, load_aggregator,
-                                               remove_chaff)
+                                               remove_chaff, shown_message)
 from reachy_mini.core.health.nodes import NodeWatch, node_status
 from reachy_mini.common.paths import config_path
 from reachy_mini.core.health.system import ProcInfo
@@ -132,9 +132,49 @@ def test_levels_propagate_with_reason():
     a.update("cam_driver: frames", WARN, "low fps", "", [], 0.0)
     outs, top = a.report(0.1)
     o = by_name(outs)
-    assert o["/Robot/Motors"].level == ERROR and "m2: overheating" in o["/Robot/Motors"].message
+    assert o["/Robot/Motors"].level == ERROR and o["/Robot/Motors"].message == "Error"
+    assert dict(o["/Robot/Motors"].values)["cause"] == "Error: m2: overheating"
+    assert shown_message(o["/Robot/Motors"].message, o["/Robot/Motors"].values) == "Error: m2: overheating"
     assert o["/Robot/Sensors"].level == WARN and o["/Robot"].level == ERROR
+    assert "Motors: Error: m2: overheating" in shown_message(o["/Robot"].message, o["/Robot"].values)
     assert top.level == ERROR and "m2: overheating" in top.message
+
+
+def _rqt_listed(statuses) -> list[str]:
+    """rqt_robot_monitor's error and warning lists (robot_monitor.py,
+    _update_flat_tree / _add_statitem): every status whose level is not OK,
+    except those whose message is exactly 'Warning' or 'Error', which is how
+    diagnostic_aggregator's group rows read (valToMsg)."""
+    return [s.name for s in statuses if s.level != OK and s.message not in ("Warning", "Error")]
+
+
+def test_a_fault_is_listed_once_by_rqt_robot_monitor():
+    """One overheat is one row in rqt_robot_monitor's error list, not one per
+    ancestor: group rows carry the bare level word, like diagnostic_aggregator
+    (generic_analyzer_base.hpp: header message = valToMsg(level); OK,
+    Warning, Error, Stale), and the cause in their 'cause' value."""
+    a = agg_from(EVERY_KEY)
+    for n in ["motor_node: bus", "motor_node: m1", "motor_node: m2"]:
+        a.update(n, OK, "fine", "", [], 0.0)
+    a.update("cam_driver: frames", OK, "30 fps", "", [], 0.0)
+    a.update("charger: state", OK, "charging", "", [], 0.0)
+    outs, _ = a.report(0.1)
+    assert {o.message for o in outs if o.name in ("/Robot", "/Robot/Motors", "/Robot/Sensors")} == {"OK"}
+    assert _rqt_listed(outs) == []
+    a.update("motor_node: m2", ERROR, "temperature 70 C", "", [], 0.2)
+    a.update("cam_driver: frames", WARN, "low fps", "", [], 0.2)
+    a.update("charger: state", OK, "charging", "", [], 0.2)
+    outs, top = a.report(0.3)
+    assert _rqt_listed(outs) == ["/Robot/Motors/m2", "/Robot/Sensors/Cameras/frames"], [(o.name, o.message) for o in outs]
+    for o in outs:
+        if o.name in ("/Robot", "/Robot/Motors", "/Robot/Sensors", "/Robot/Sensors/Cameras"):
+            assert o.message == Level(o.level).text and dict(o.values)["cause"], o
+    # every group with a level other than OK says why in its 'cause' value; the top level keeps the summary
+    assert dict(by_name(outs)["/Robot/Sensors/Cameras"].values)["cause"] == "Warning: frames: low fps"
+    assert "m2: temperature 70 C" in top.message
+    # stale: the aggregator's word is 'Stale'
+    outs, _ = a.report(100.0)
+    assert by_name(outs)["/Robot"].message in ("Error", "Stale")
 
 
 def test_combine_rule():

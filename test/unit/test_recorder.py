@@ -179,3 +179,17 @@ def test_pick_key():
     assert pick_key(s, "input voltage out of range") == "voltage (V)"
     assert pick_key(s, "something") == "temperature (C)"        # the one that varies
     assert pick_key([], "x") is None
+
+
+def test_adaptive_reliability_follows_the_publishers():
+    """As rosbag2: RELIABLE only where every publisher offers it; one
+    BEST_EFFORT publisher makes it BEST_EFFORT; no publisher keeps the
+    current choice (the expected one at the start)."""
+    from reachy_mini.core.health.recorder import EXPECTED_RELIABLE, adapt_reliability
+
+    assert adapt_reliability([True, True]) is True
+    assert adapt_reliability([True, False]) is False
+    assert adapt_reliability([False]) is False
+    assert adapt_reliability([]) is EXPECTED_RELIABLE is True
+    assert adapt_reliability([], current=False) is False
+    assert adapt_reliability([True], current=False) is True

@@ -107,6 +107,8 @@ def test_daemon_status_follows_our_health_and_torque():
               "mockup_sim_enabled", "backend_status"):
         assert k in s
     assert s["backend_status"]["motor_control_mode"] == "enabled"
+    # the daemon version an SDK compares with its own is the protocol we serve; ours is a field of its own
+    assert s["version"] == sdk.SDK_VERSION == "1.13.0" and s["package_version"] == "0.1.0"
     bad = sdk.daemon_status("rm1", {"level": 2, "level_name": "ERROR", "message": "stewart_2 overheating"},
                             "disabled", "0.1.0")
     assert bad["state"] == "error" and "stewart_2 overheating" in bad["error"]

@@ -89,9 +89,37 @@ def _summary(level: int, children: list[Out]) -> str:
     if level == OK:
         return "OK"
     bad = [c for c in children if c.level != OK]
-    detail = "; ".join(f"{c.name.rsplit('/', 1)[-1]}: {c.message}" for c in bad[:3])
+    detail = "; ".join(f"{c.name.rsplit('/', 1)[-1]}: {shown_message(c.message, c.values)}" for c in bad[:3])
     more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
     return f"{Level(level).text}: {detail}{more}" if detail else Level(level).text
+
+
+CAUSE_KEY = "cause"   # a group's summary, kept beside its bare-word message
+
+
+def _group(path: str, level: int, summary: str, values: list[tuple[str, str]] | None = None) -> Out:
+    """A group's row as diagnostic_aggregator writes it: the bare level word
+    (valToMsg: 'OK', 'Warning', 'Error', 'Stale') as its message, which is
+    how rqt_robot_monitor tells a group from a fault (it lists a non-leaf
+    row only if its message is not the bare word, else every fault shows
+    once per ancestor); our summary of the cause goes in the 'cause' value."""
+    word = Level(level).text
+    cause = [(CAUSE_KEY, summary)] if summary != word else []
+    return Out(path, level, word, values=cause + list(values or []))
+
+
+def shown_message(message: str, values) -> str:
+    """What a person reads for a row: a group's cause (its 'cause' value)
+    instead of the bare level word; any other row's own message."""
+    if message in _WORDS:
+        for kv in values:
+            k, v = kv if isinstance(kv, tuple) else (kv.key, kv.value)
+            if k == CAUSE_KEY:
+                return v
+    return message
+
+
+_WORDS = {lv.text for lv in Level}
 
 
 class GenericAnalyzer:
@@ -172,8 +200,11 @@ class GenericAnalyzer:
             extra = f"; {message}" if level != OK else ""
             level = max(level, ERROR)
             message = f"expected {self.num_items}, found {n}" + (f" ({found})" if found else "") + extra
-        header = Out(self.path, level, message,
-                     values=[(c.name.rsplit("/", 1)[-1], c.message) for c in children])
+        values = [(c.name.rsplit("/", 1)[-1], c.message) for c in children]
+        if self.num_items >= 0 and n != self.num_items:   # the aggregator's "Expected N, found M": not a bare word
+            header = Out(self.path, level, message, values=values)
+        else:
+            header = _group(self.path, level, message, values)
         return [header] + children
 
 
@@ -215,7 +246,7 @@ class AnalyzerGroup:
                 heads.append(r[0])
                 outs.extend(r)
         level = combine([h.level for h in heads])
-        return [Out(self.path, level, _summary(level, heads))] + outs
+        return [_group(self.path, level, _summary(level, heads))] + outs
 
 
 TYPES = {
@@ -331,7 +362,7 @@ class Aggregator:
             outs.extend(other)
         if self.root_path:
             lv = combine([h.level for h in heads]) if heads else STALE
-            outs.insert(0, Out(self.root_path, lv, _summary(lv, heads) if heads else "no diagnostics received"))
+            outs.insert(0, _group(self.root_path, lv, _summary(lv, heads) if heads else "no diagnostics received"))
         if not outs:
             return outs, Out("toplevel_state", STALE, "no diagnostics received")
         levels = [o.level for o in outs]

@@ -33,9 +33,26 @@ TOPICS: tuple[tuple[str, str], ...] = (
     ("motors/trajectory", "trajectory_msgs/msg/JointTrajectory"),
     ("head/target_pose", "geometry_msgs/msg/PoseStamped"),
 )
+# The reliability a recorded topic is expected to have while it has no
+# publisher yet (ros/qos.py: goals, joint states and diagnostics are
+# RELIABLE); the recorder adapts to the real publishers (adapt_reliability).
+EXPECTED_RELIABLE = True
+
 SUFFIX = ".mcap"
 SNAPSHOT_DIR = "snapshots"   # under the robot's data directory, beside the incident database
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,150}\.mcap$")
+
+
+def adapt_reliability(publishers: list[bool], current: bool | None = None) -> bool:
+    """Whether a recorder's subscription is RELIABLE, given the reliability
+    each publisher of the topic offers (True = RELIABLE), as rosbag2's
+    adaptive QoS: RELIABLE only when every publisher offers it (a RELIABLE
+    reader does not match a BEST_EFFORT writer), BEST_EFFORT as soon as one
+    does not. With no publisher: keep the current choice (nothing to adapt
+    to), or the expected one at the start."""
+    if not publishers:
+        return EXPECTED_RELIABLE if current is None else current
+    return all(publishers)
 
 
 class RingBuffer:
