@@ -17,6 +17,7 @@ for _d in ("unit", "integration", "system"):
     sys.path.insert(1, os.path.join(REPO, "test", _d))
 
 from reachy_mini.sim.bus import send_command  # noqa: E402
+from tools.harness.sched import sched_fifo_all_threads  # noqa: E402
 
 # camera_node serves the vendor SDK's camera socket, by default at the SDK's fixed
 # /tmp/reachymini_camera_socket: every camera_node this suite starts gets a private
@@ -37,6 +38,9 @@ class SimProcess:
         line = self.proc.stdout.readline()
         assert line.startswith("port: "), f"simulator did not start: {line!r}"
         self.proc.stdout.readline()
+        # real servos are hardware, never delayed by host load: the simulator runs SCHED_FIFO where the
+        # test may grant it (root, as in CI), so bus-timing tests judge the driver, not a starved simulator
+        self.scheduler = sched_fifo_all_threads(self.proc.pid, 30)
 
     def inject(self, cmd: str, **kw):
         return send_command(self.control, {"cmd": cmd, **kw})

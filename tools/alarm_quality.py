@@ -80,12 +80,8 @@ def sim_priority(tmp: str, priority: int) -> str:
             and any(tmp in a for a in p.info["cmdline"])]
     if not pids or priority <= 0:
         return "normal scheduler" if pids else "simulator not found"
-    try:
-        for tid in os.listdir(f"/proc/{pids[0]}/task"):
-            os.sched_setscheduler(int(tid), os.SCHED_FIFO, os.sched_param(priority))
-    except OSError as e:
-        return f"normal scheduler (SCHED_FIFO refused: {e})"
-    return f"SCHED_FIFO {priority}"
+    from tools.harness.sched import sched_fifo_all_threads
+    return sched_fifo_all_threads(pids[0], priority)
 
 
 def run(duration: float, domain: int, seed: int, workdir: str | None, priority: int = 30) -> dict:

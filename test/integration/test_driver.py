@@ -20,6 +20,9 @@ def make(sim, **kw):
     # 5 ms default slack counts as timeouts; tests that are not about timeouts give it room (those that are
     # set io_timeout_ms themselves)
     kw.setdefault("io_timeout_ms", 25.0)
+    # the control thread at a real-time priority, as motor_node's realtime_priority gives it on the robot
+    # (the systemd unit grants LimitRTPRIO): granted as root (CI), else the normal scheduler (reported)
+    kw.setdefault("realtime_priority", 20)
     return Driver(sim.link, MAP, **kw)
 
 

@@ -269,9 +269,9 @@ def test_audio_through_alsa_level_silence_clipping(ros_env, tmp_path, probe, mic
     try:
         wait_for(lambda: len(probe.get("/audio/chunk")) > 5, timeout=15)
         t0 = time.monotonic()
-        time.sleep(3.0)
+        time.sleep(6.0)   # a long window: on a loaded machine the FIFO feeder may burst after a stall
         chunks = probe.get("/audio/chunk", t0)
-        assert 9.0 <= len(chunks) / 3.0 <= 11.0
+        assert 8.0 <= len(chunks) / 6.0 <= 12.0, len(chunks)   # 10 chunks/s of 1600 samples at 16 kHz
         m = chunks[-1][1]
         assert [(d.label, d.size) for d in m.layout.dim] == [("samples", 1600), ("channels", 1)]
         pcm = np.array(m.data, dtype=np.int16)

@@ -23,6 +23,7 @@ from reachy_mini import _driver
 from reachy_mini.driver import Driver
 from reachy_mini.core.motors.map import MotorMap
 from tools.bench.stack import out
+from tools.harness.sched import sched_fifo_all_threads
 from reachy_mini.sim.child import start_sim, stop_sim
 
 IDS = list(range(10, 19))
@@ -347,17 +348,6 @@ def sdk_goal_latency(port: str, control: str, n: int) -> None:
     out("dynamixel_sdk_goal_to_wire_p99", sdk[int(0.99 * (len(sdk) - 1))], "ms")
 
 
-def _sched_fifo_all_threads(pid: int, priority: int) -> str:
-    """Every thread of `pid` to SCHED_FIFO `priority` (0: back to normal)."""
-    policy = os.SCHED_FIFO if priority > 0 else os.SCHED_OTHER
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            os.sched_setscheduler(int(tid), policy, os.sched_param(priority))
-    except OSError as e:
-        return f"normal scheduler (SCHED_FIFO refused: {e})"
-    return f"SCHED_FIFO {priority}" if priority > 0 else "normal scheduler"
-
-
 def vendor_goal_latency(port: str, control: str, n: int = 300) -> None:
     """The vendor's `reachy-mini-motor-controller` (PyPI, the daemon's Rust
     control loop) at 100 Hz on the same simulator: a goal call to its sync
@@ -410,7 +400,7 @@ def bench_realtime(port: str, sim_pid: int) -> None:
     # The simulator stands in for the servos, which no CPU hog can delay: it
     # runs SCHED_FIFO above the driver for both runs, so that the figures are
     # the driver's own scheduling and not a starved simulator's late replies.
-    sim_rt = _sched_fifo_all_threads(sim_pid, 30)
+    sim_rt = sched_fifo_all_threads(sim_pid, 30)
     hogs = subprocess.Popen(["stress-ng", "--cpu", "2", "--timeout", str(int(4 * JITTER_S + 30)), "--quiet"])
     try:
         time.sleep(1.0)
@@ -419,7 +409,7 @@ def bench_realtime(port: str, sim_pid: int) -> None:
     finally:
         hogs.terminate()
         hogs.wait()
-        _sched_fifo_all_threads(sim_pid, 0)
+        sched_fifo_all_threads(sim_pid, 0)
     print(f"# two CPU hogs; simulator: {sim_rt}; driver realtime: {rt.get('realtime')}; "
           "goal: jitter p99 <= 0.5 ms with SCHED_FIFO")
     out("hogs_jitter_p99_normal_scheduler", normal["jitter_p99_us"] / 1000, "ms")
