@@ -1,0 +1,158 @@
+"""The documentation a newcomer reads: README.md (short, a map of the docs)
+and docs/*.md. Every relative link and #anchor resolves, every page is linked
+from the README, and the repository paths, `make` targets, commands, launch
+files and tests the pages name exist."""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from glob import glob
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))   # test/ (docs_text)
+from docs_text import DOCS, README, REPO, anchors, doc_files, read, rel, without_code  # noqa: E402
+
+README_MAX_LINES = 250
+LINK = re.compile(r"(?<!!)\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+CODE_SPAN = re.compile(r"`[^`\n]*`")
+EXTERNAL = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)   # http:, https:, mailto:, ...
+
+
+def links(text: str) -> list[tuple[int, str]]:
+    """(line number, target) of every inline link outside code."""
+    out = []
+    for no, line in enumerate(without_code(text).split("\n"), 1):
+        for m in LINK.finditer(CODE_SPAN.sub("", line)):
+            out.append((no, m.group(1)))
+    return out
+
+
+def broken_links(page: str, root: str = REPO) -> list[str]:
+    """What is wrong with each relative link of `page` (links must stay inside `root`)."""
+    text = read(page)
+    bad = []
+    for no, target in links(text):
+        if EXTERNAL.match(target):
+            continue
+        path, _, anchor = target.partition("#")
+        dest = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+        where = f"{rel(page)}:{no}: {target}"
+        if os.path.relpath(dest, root).startswith(".."):
+            bad.append(f"{where}: outside the repository")
+        elif not os.path.exists(dest):
+            bad.append(f"{where}: no such file")
+        elif anchor:
+            if not dest.endswith(".md"):
+                bad.append(f"{where}: an anchor into a file that is not Markdown")
+            elif anchor not in anchors(text if dest == page else read(dest)):
+                bad.append(f"{where}: no heading with anchor #{anchor} in {rel(dest)}")
+    return bad
+
+
+def test_readme_is_short():
+    n = len(read(README).splitlines())
+    assert n <= README_MAX_LINES, f"README.md has {n} lines (at most {README_MAX_LINES}): move detail into docs/"
+
+
+def test_every_relative_link_and_anchor_resolves():
+    bad = [b for page in doc_files() for b in broken_links(page)]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_link_check_catches_what_it_must(tmp_path):
+    """The check itself: a missing file, a missing anchor, an anchor into
+    another page, and links in code (not links) are told apart."""
+    (tmp_path / "other.md").write_text("# Other page\n\n## The driver (`rust_driver/`, `driver.py`)\n\n## Twice\n\n## Twice\n")
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Page\n\n## Topics and QoS\n\n"
+        "[ok](#topics-and-qos) [ok](other.md) [ok](other.md#the-driver-rust_driver-driverpy) "
+        "[ok](other.md#twice-1) [ok](https://example.com/x#y) `[code](nowhere.md)`\n"
+        "[gone](missing.md) [no anchor](#nope) [no anchor there](other.md#topics-and-qos) [out](../x.md)\n"
+        "```\n[in a fence](nowhere.md)\n```\n")
+    bad = broken_links(str(page), root=str(tmp_path))
+    assert [b.split(": ", 2)[1] for b in bad] == ["missing.md", "#nope", "other.md#topics-and-qos", "../x.md"], bad
+
+
+def test_the_readme_links_every_docs_page():
+    linked = {os.path.normpath(os.path.join(REPO, t.partition("#")[0])) for _, t in links(read(README))
+              if not EXTERNAL.match(t)}
+    pages = sorted(glob(os.path.join(DOCS, "**", "*.md"), recursive=True))
+    assert pages, "docs/ holds no page"
+    missing = [rel(p) for p in pages if p not in linked]
+    assert not missing, f"pages the README's map does not link: {missing}"
+
+
+# --- what the pages name exists -------------------------------------------------------------
+
+TOP = ("reachy_mini/", "rust_driver/", "config/", "tools/", "test/", "launch/", "urdf/", "rviz/", "docs/", ".ci/")
+
+
+def _code_spans() -> list[tuple[str, str]]:
+    out = []
+    for page in doc_files():
+        text = read(page)
+        out += [(page, s) for s in re.findall(r"`([^`\n]+)`", text)]
+        out += [(page, line) for block in re.findall(r"```[^\n]*\n(.*?)```", text, re.S) for line in block.split("\n")]
+    return out
+
+
+def test_every_repository_path_named_exists():
+    """`config/motors.yaml`, `test/system/test_namespaces.py`,
+    `test/system/test_browser.py::test_page_on_the_lan_asks_for_the_token`: the
+    file is there (and the test function in it)."""
+    bad = []
+    for page, span in _code_spans():
+        for word in re.findall(r"(?<![\w./~-])((?:%s)[\w./*-]*(?:::\w+)?)" % "|".join(map(re.escape, TOP)), span):
+            path, _, func = word.partition("::")
+            if "<" in path or (page.endswith("config/monitoring/README.md") and not path.startswith("config/")):
+                continue
+            if not glob(os.path.join(REPO, path.rstrip("."))):
+                bad.append(f"{rel(page)}: {word}: no such path")
+            elif func and not re.search(rf"^\s*(?:async )?def {func}\(", read(os.path.join(REPO, path)), re.M):
+                bad.append(f"{rel(page)}: {word}: no test {func} in {path}")
+    assert not bad, "\n".join(sorted(set(bad)))
+
+
+def test_every_make_target_named_exists():
+    makefile = read(os.path.join(REPO, "Makefile"))
+    targets = set(re.findall(r"^([\w-]+):", makefile, re.M))
+    named = {(page, t) for page, span in _code_spans() for t in re.findall(r"(?:^|[;&|(]\s*|\s)make\s+(?:[A-Z_]+=\S+\s+)*([a-z][\w-]*)", span)}
+    assert named, "no `make <target>` found: the pattern is broken"
+    bad = sorted(f"{rel(p)}: make {t}" for p, t in named if t not in targets)
+    assert not bad, "targets the Makefile does not have:\n" + "\n".join(bad)
+
+
+def test_every_command_launch_file_and_executable_named_exists():
+    setup = read(os.path.join(REPO, "setup.py"))
+    scripts = set(re.findall(r'"(reachy-mini-[\w-]+) =', setup))
+    from reachy_mini.common.node_table import NODES
+    executables = {n.name for n in NODES}
+    launch = {os.path.basename(p) for p in glob(os.path.join(REPO, "launch", "*.py"))}
+    modules = {m for m in ("tools.bench", "tools.soak", "tools.alarm_quality") if
+               os.path.exists(os.path.join(REPO, *m.split("."))) or os.path.exists(os.path.join(REPO, *m.split(".")) + ".py")}
+    bad = []
+    for page, span in _code_spans():
+        for cmd in re.findall(r"\b(reachy-mini-[a-z-]+[a-z])\b", span):
+            if cmd not in scripts and not cmd.startswith(("reachy-mini-rust-", "reachy-mini-dances-", "reachy-mini-motor-")) \
+                    and cmd not in ("reachy-mini-backup", "reachy-mini-mcp", "reachy-mini-cli"):
+                bad.append(f"{rel(page)}: command {cmd}")
+        for f in re.findall(r"ros2 launch reachy_mini (\S+)", span):
+            if f not in launch:
+                bad.append(f"{rel(page)}: launch file {f}")
+        for e in re.findall(r"ros2 run reachy_mini (\w+)", span):
+            if e not in executables:
+                bad.append(f"{rel(page)}: executable {e}")
+        for m in re.findall(r"python -m (tools\.\w+)", span):
+            if m not in modules:
+                bad.append(f"{rel(page)}: module {m}")
+    assert scripts and launch, "setup.py or launch/ changed shape"
+    assert not bad, "\n".join(sorted(set(bad)))
+
+
+@pytest.mark.parametrize("page", [rel(p) for p in doc_files()])
+def test_each_page_has_one_title(page):
+    titles = [ln for ln in without_code(read(os.path.join(REPO, page))).split("\n") if re.match(r"^# ", ln)]
+    assert len(titles) == 1, f"{page}: {len(titles)} top-level titles: {titles}"
