@@ -156,3 +156,43 @@ def test_every_command_launch_file_and_executable_named_exists():
 def test_each_page_has_one_title(page):
     titles = [ln for ln in without_code(read(os.path.join(REPO, page))).split("\n") if re.match(r"^# ", ln)]
     assert len(titles) == 1, f"{page}: {len(titles)} top-level titles: {titles}"
+
+
+def test_every_bench_section_named_exists():
+    """`make bench BENCH=camera_qos`, `BENCH="health stack"`: sections tools/bench knows."""
+    src = read(os.path.join(REPO, "tools", "bench", "__main__.py"))
+    sections = set(re.findall(r'"(\w+)": (?:bench_|bench_stack\.)', src))
+    assert {"stack", "envelope"} <= sections, "tools/bench/__main__.py changed shape"
+    bad, named = [], 0
+    for page in doc_files():
+        for quoted, single in re.findall(r'\bBENCH=(?:"([^"]+)"|(\w+))', read(page)):
+            for s in (quoted or single).split():
+                named += 1
+                if s not in sections:
+                    bad.append(f"{rel(page)}: BENCH={s}")
+    assert named and not bad, f"unknown bench sections (known: {sorted(sections)}): {bad}"
+
+
+def test_launch_argument_table_matches_the_launch_file():
+    """The table of launch arguments (header '| argument | default | |') lists
+    every DeclareLaunchArgument of launch/bringup.launch.py, in order, with its
+    default; the per-node `enable_<node>` arguments are one row."""
+    import ast
+
+    from docs_text import tables_with_header
+
+    tree = ast.parse(read(os.path.join(REPO, "launch", "bringup.launch.py")))
+    declared = []
+    for call in ast.walk(tree):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument":
+            name = call.args[0]
+            default = next(k.value for k in call.keywords if k.arg == "default_value")
+            declared.append((name.value if isinstance(name, ast.Constant) else "enable_<node>",
+                             f"`{default.value if isinstance(default, ast.Constant) else None}`"))
+    declared.sort(key=lambda d: d[0] == "enable_<node>")     # ast.walk order: the list, then the comprehension
+    found = tables_with_header("| argument | default | |")
+    assert len(found) == 1, f"one launch argument table expected, found {len(found)}"
+    documented = [(row[0].strip("`"), row[1]) for row in found[0][1]]
+    assert [d[0] for d in documented] == [d[0] for d in declared]
+    for (name, doc), (_, code) in zip(documented, declared):
+        assert code == "`None`" or doc == (code if code != "``" else "`''`"), (name, doc, code)
