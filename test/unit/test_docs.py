@@ -201,3 +201,38 @@ def test_launch_argument_table_matches_the_launch_file():
     assert [d[0] for d in documented] == [d[0] for d in declared]
     for (name, doc), (_, code) in zip(documented, declared):
         assert code == "`None`" or doc == (code if code != "``" else "`''`"), (name, doc, code)
+
+
+def _created(kind: str) -> dict[str, str]:
+    """Topic or service names the package's nodes create with a literal name: {name: file}."""
+    out = {}
+    for path in sorted(glob(os.path.join(REPO, "reachy_mini", "**", "*.py"), recursive=True)):
+        for name in re.findall(rf'create_{kind}\(\s*\w+,\s*"([^"]+)"', read(path)):
+            out.setdefault(name, rel(path))
+    return out
+
+
+def _first_column_names(header: str) -> set[str]:
+    from docs_text import tables_with_header
+
+    found = tables_with_header(header)
+    assert len(found) == 1, f"one table '{header}' expected, found {len(found)}"
+    return {n for row in found[0][1] for n in re.findall(r"`([^`]+)`", row[0])}
+
+
+def test_topic_table_lists_every_topic_the_nodes_create():
+    created = {**_created("publisher"), **_created("subscription")}
+    assert {"joint_states", "head/pose", "/diagnostics"} <= set(created), "the search for create_* calls is broken"
+    documented = _first_column_names("| topic | type | QoS | why |")
+    missing = {n: f for n, f in created.items() if n not in documented}
+    assert not missing, f"topics created but not in the topic table (docs/ros-interface.md): {missing}"
+    stale = documented - set(created)
+    assert not stale, f"topics in the table that no node creates: {stale}"
+
+
+def test_service_table_lists_every_service_the_nodes_create():
+    created = _created("service")
+    assert "~/set_torque" in created, "the search for create_service calls is broken"
+    documented = _first_column_names("| service | type | |")
+    missing = {n: f for n, f in created.items() if n not in documented}
+    assert not missing, f"services created but not in the service table (docs/ros-interface.md): {missing}"
