@@ -74,7 +74,7 @@ class MotorNode(Node):
         self.safety_pub = self.create_publisher(DiagnosticStatus, "motors/safety_events", qos.SAFETY_EVENTS)
         self.js_pub = self.create_publisher(JointState, "joint_states", qos.JOINT_STATES)
         self.pose_pub = self.create_publisher(PoseStamped, "head/pose", qos.JOINT_STATES)
-        # The robot model and its frames (README "The robot in RViz and TF"):
+        # The robot model and its frames (docs/ros-interface.md "The robot in RViz and TF"):
         # robot_description and /tf_static once, latched; /tf once per sample.
         # /tf and /tf_static are absolute, as tf2 listens (remapped into a namespace).
         self.description_pub = self.create_publisher(String, "robot_description", qos.LATCHED)

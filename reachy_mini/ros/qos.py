@@ -1,4 +1,4 @@
-"""The QoS of every topic of the stack, in one place (README: "Topics and QoS").
+"""The QoS of every topic of the stack, in one place (docs/ros-interface.md: "Topics and QoS").
 
 A RELIABLE publisher serves both RELIABLE and BEST_EFFORT subscribers; a
 BEST_EFFORT publisher serves only BEST_EFFORT subscribers. So only streams

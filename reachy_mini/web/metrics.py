@@ -9,7 +9,7 @@
   bridge spends nothing on metrics.
 
 Every series carries the `robot` label (robot_name). The full list is in
-the README ("Metrics"); `METRICS` below is the same list, checked by the tests.
+docs/operations.md ("Metrics"); `METRICS` below is the same list, checked by the tests.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 disable_created_metrics()   # no *_created series: they double the counters and nobody graphs them
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
-# name -> (type, help); the README table and the monitoring configs use these names.
+# name -> (type, help); the docs' metric table and the monitoring configs use these names.
 METRICS = {
     "reachy_mini_up": ("gauge", "1 while the health node publishes (silent for at most health_stale_s)"),
     "reachy_mini_health_level": ("gauge", f"the robot's top level: {LEVELS}; STALE when the monitor is silent"),

@@ -92,7 +92,7 @@ def read_routes(ctx) -> APIRouter:
 
     @r.get("/api/motors", response_model=list[Motor])
     def motors():
-        """Per-servo health and figures; positions while someone asks (see the README)."""
+        """Per-servo health and figures; positions while someone asks (see docs/web.md)."""
         store.ask("joints")
         return store.motors()
 

@@ -88,7 +88,7 @@ def test_camera_decodes_video_file(ros_env, tmp_path, probe):
     node = start_node(ros_env, "camera_node", device=str(video), fps=30.0, compressed_fps=5.0, width=320, height=240)
     try:
         wait_for(lambda: len(probe.get("/camera/image_raw")) > 10, timeout=15)
-        # QoS per topic (README "Topics and QoS"): frames and info are RELIABLE
+        # QoS per topic (docs/ros-interface.md "Topics and QoS"): frames and info are RELIABLE
         # (REP-2003 system default), so sensor-data and RELIABLE subscribers
         # both match; the preview is RELIABLE depth 1
         from rclpy.qos import ReliabilityPolicy as R

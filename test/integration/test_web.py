@@ -229,13 +229,18 @@ def test_metrics(srv):
     assert len(build) == 1 and build[0].value == 1 and build[0].labels["version"]
 
 
-def test_every_metric_is_in_the_readme():
-    from reachy_mini.web.metrics import METRICS, exposed_names
+def test_every_metric_is_in_the_docs_metric_table():
+    """The metric table (header '| metric | type | labels besides `robot` | |', on
+    whichever page of README.md or docs/ holds it) lists exactly what /metrics
+    serves, each with its type."""
+    from docs_text import tables_with_header
+    from reachy_mini.web.metrics import METRICS
 
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
-    missing = [n for n in sorted(exposed_names()) if not n.endswith(("_bucket", "_sum", "_count")) and
-               f"`{n}`" not in readme]
-    assert not missing and METRICS, missing
+    found = tables_with_header("| metric | type | labels besides `robot` | |")
+    assert len(found) == 1, f"one metric table expected, found {len(found)}"
+    documented = {row[0].strip("`"): row[1] for row in found[0][1]}
+    served = {(n + "_total" if k == "counter" else n): k for n, (k, _) in METRICS.items()}
+    assert METRICS and documented == served
 
 
 def test_writes_need_token_and_are_limited(srv):

@@ -244,7 +244,7 @@ def test_two_sdk_clients_at_once(stack):
 
 
 def test_what_an_app_sees_across_a_camera_node_restart(stack):
-    """Measured, then asserted as documented (README "The camera for apps"): the
+    """Measured, then asserted as documented (docs/ros-interface.md "The camera for apps"): the
     protocol has no reconnection, so an app connected before the restart gets
     None from get_frame() from the crash on (at most the frame or two already queued
     in its own pipeline first); a new MediaManager (or app) gets frames."""

@@ -23,7 +23,7 @@ DASHBOARD = os.path.join(MON, "grafana", "reachy_mini_fleet.json")
 RULES = os.path.join(MON, "reachy_mini.rules.yml")
 RULE_TESTS = os.path.join(MON, "tests", "reachy_mini.rules.test.yml")
 
-# The contract with web_bridge's /metrics (README, "Metrics"): the only names
+# The contract with web_bridge's /metrics (docs/operations.md, "Metrics"): the only names
 # the rules and the dashboard may use, with their types (histograms also
 # give _bucket, _sum and _count series). `up` is Prometheus' own.
 METRICS = {
@@ -145,7 +145,7 @@ def test_prometheus_config_is_valid(tmp_path):
     promtool = _tool("promtool")
     work = tmp_path / "monitoring"
     shutil.copytree(MON, work)
-    shutil.copy(work / "robots.example.yml", work / "robots.yml")   # as the README says
+    shutil.copy(work / "robots.example.yml", work / "robots.yml")   # as config/monitoring/README.md says
     out = _run([promtool, "check", "config", "prometheus.yml"], cwd=str(work))
     assert "SUCCESS" in out and "WARNING" not in out, out
     with open(os.path.join(MON, "prometheus.yml")) as f:
@@ -307,13 +307,13 @@ def test_dashboard_uses_only_exposed_metrics():
         assert used and used <= ALLOWED, (expr, used - ALLOWED)
 
 
-def test_contract_matches_the_readme_metric_list():
-    """Every name of this contract is in the README's metric list (once the
-    README lists the prometheus_client metrics)."""
-    with open(os.path.join(REPO, "README.md")) as f:
-        readme = f.read()
-    if "reachy_mini_node_restarts_total" not in readme:
-        pytest.skip("the README does not list the prometheus_client metrics yet")
-    mentioned = set(re.findall(r"\breachy_mini_[a-z0-9_]+", readme))
-    mentioned = {m for m in mentioned if not m.endswith(("_bucket", "_sum", "_count"))}
-    assert set(METRICS) <= mentioned, set(METRICS) - mentioned
+def test_contract_matches_the_docs_metric_list():
+    """Every name of this contract is in the docs' metric table (on whichever
+    page of README.md or docs/ holds it)."""
+    from docs_text import tables_with_header
+
+    found = tables_with_header("| metric | type | labels besides `robot` | |")
+    assert len(found) == 1, f"one metric table expected, found {len(found)}"
+    documented = {row[0].strip("`"): row[1] for row in found[0][1]}
+    wrong = {n: (k, documented.get(n)) for n, k in METRICS.items() if documented.get(n) != k}
+    assert not wrong, f"contract type vs the docs' table: {wrong}"

@@ -1,6 +1,6 @@
 """Alarm rules an owner can trust (plain Python, injected clock).
 
-Philosophy (README "Alarm levels"): ERROR means the robot cannot do its job
+Philosophy (docs/health.md "Alarm levels"): ERROR means the robot cannot do its job
 or a person must act now; a cause that only *might* matter is a WARN. A
 measured value (host CPU, memory, temperature, a motor's temperature or
 voltage) therefore does not follow the raw reading:

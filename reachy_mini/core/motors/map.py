@@ -14,7 +14,7 @@ from reachy_mini.common.paths import config_path
 NO_LOAD_RPM = {"XL330-M288": (76.0, 103.0, 123.0), "XC330-M288": (59.0, 81.0, 97.0),
                "XL330-M077": (278.0, 383.0, 456.0)}
 NO_LOAD_VOLTS = (3.7, 5.0, 6.0)
-SUPPLY_V = 7.6           # the robot's servo supply (README "Where the speed limits come from")
+SUPPLY_V = 7.6           # the robot's servo supply (docs/motors.md "Where the speed limits come from")
 SPEED_MARGIN = 1.10      # the speed limits' margin over the no-load speed at SUPPLY_V
 
 
