@@ -20,7 +20,8 @@ from reachy_mini.core.head import HeadKinematics, load_geometry, quaternion_to_r
 from reachy_mini.ros import qos
 from reachy_mini.ros.params import ParameterError
 from reachy_mini.web.sdk_ws import SdkBackend, SdkHub
-from reachy_mini.web.state import group_items
+from reachy_mini.web.state import group_items, group_values
+from reachy_mini.web.vendor_api import VendorApi, VendorBackend
 
 
 def take_latest(sub, msg_type):
@@ -57,9 +58,15 @@ class SdkRos:
         self.events: dict[str, tuple[int, str]] = {}   # command stamp -> (level, message)
         self.task = None
         self.status_cache = (0.0, None)
+        self.rest_until = 0.0   # the vendor HTTP API follows the state for 10 s after each use
         self.hub = SdkHub(SdkBackend(self.motion, node._torque, self.state, self.status, self.goto, self.task_result,
                                      tuple(sdk.HEAD_ORDER + sdk.ANTENNAS), self._log),
                           c.sdk_open_to_network, c.sdk_max_commands_per_s)
+        n = node
+        self.vendor = VendorApi(VendorBackend(
+            self.fresh_state, self.status, lambda: group_values(n.store.snapshot()["tree"], "Motors", "bus"),
+            self.mode, self.motion, self.goto, self.task_result, n._torque, lambda: n.store.doa, self.urdf,
+            n.robot, self._log), c.sdk_open_to_network, c.sdk_max_commands_per_s)
 
     def _log(self, level: str, msg: str) -> None:   # rclpy: one severity per call site
         log = self.node.get_logger()
@@ -72,7 +79,7 @@ class SdkRos:
 
     # ---- state: joint_states and head/pose, followed while an SDK client is connected
     def follow_demand(self) -> None:   # executor thread, 5 Hz
-        want = bool(self.hub.clients)
+        want = bool(self.hub.clients) or time.monotonic() < self.rest_until
         with self.lock:
             if want and not self.subs:
                 r = self.node.reader
@@ -83,6 +90,35 @@ class SdkRos:
                     self.node.reader.destroy_subscription(sub)
                 self.subs = {}
                 self.joints = self.head = None   # the next client must not get (or plan from) an old sample
+
+    def fresh_state(self, timeout: float = 3.0):
+        """The vendor HTTP API's read (uvicorn worker thread): follows joint_states
+        and head/pose from now on for 10 s; waits for the first samples."""
+        self.rest_until = time.monotonic() + 10.0
+        with self.lock:
+            if not self.subs:
+                r = self.node.reader
+                self.subs = {"js": r.create_subscription(JointState, "joint_states", lambda m: None, qos.LATEST),
+                             "pose": r.create_subscription(PoseStamped, "head/pose", lambda m: None, qos.LATEST)}
+        end = time.monotonic() + timeout
+        while True:
+            joints, head = self.state()
+            if (joints is not None and head is not None) or time.monotonic() >= end:
+                return joints, head
+            time.sleep(0.01)
+
+    def mode(self) -> str | None:
+        return sdk.motor_mode([m.get("torque") for m in self.node.store.motors()
+                               if m["name"] in self.hub.backend.motors and m.get("torque") is not None])
+
+    def urdf(self, timeout: float = 3.0) -> str | None:
+        s = self.node.store
+        end = time.monotonic() + timeout
+        while True:
+            s.ask("frames")   # web_bridge follows robot_description (latched) on demand
+            if s.urdf or time.monotonic() >= end:
+                return s.urdf
+            time.sleep(0.05)
 
     def state(self):   # uvicorn thread, 50 Hz
         with self.lock:
