@@ -59,13 +59,14 @@ class SdkRos:
         self.task = None
         self.status_cache = (0.0, None)
         self.rest_until = 0.0   # the vendor HTTP API follows the state for 10 s after each use
-        self.hub = SdkHub(SdkBackend(self.motion, node._torque, self.state, self.status, self.goto, self.task_result,
+        self.torque_set: tuple[bool, float] | None = None   # (on, monotonic) of the last successful set_torque
+        self.hub = SdkHub(SdkBackend(self.motion, self.torque, self.state, self.status, self.goto, self.task_result,
                                      tuple(sdk.HEAD_ORDER + sdk.ANTENNAS), self._log),
                           c.sdk_open_to_network, c.sdk_max_commands_per_s)
         n = node
         self.vendor = VendorApi(VendorBackend(
             self.fresh_state, self.status, lambda: group_values(n.store.snapshot()["tree"], "Motors", "bus"),
-            self.mode, self.motion, self.goto, self.task_result, n._torque, lambda: n.store.doa, self.urdf,
+            self.mode, self.motion, self.goto, self.task_result, self.torque, lambda: n.store.doa, self.urdf,
             n.robot, self._log), c.sdk_open_to_network, c.sdk_max_commands_per_s)
 
     def _log(self, level: str, msg: str) -> None:   # rclpy: one severity per call site
@@ -107,7 +108,21 @@ class SdkRos:
                 return joints, head
             time.sleep(0.01)
 
+    def torque(self, on: bool) -> tuple[bool, str]:
+        ok, msg = self.node._torque(on)
+        if not ok and "failed:" in msg:   # a motor missed a reply (a blip on a busy bus): once more, idempotent
+            self._log("warning", f"set_torque {on}: {msg}; retrying once")
+            ok, msg = self.node._torque(on)
+        if ok:
+            self.torque_set = (on, time.monotonic())
+        return ok, msg
+
     def mode(self) -> str | None:
+        """enabled | disabled from the torque read back from the servos; for
+        3 s after a successful set_torque, what it set (the diagnostics that
+        carry the read-back come at 1 Hz)."""
+        if self.torque_set is not None and time.monotonic() - self.torque_set[1] < 3.0:
+            return "enabled" if self.torque_set[0] else "disabled"
         return sdk.motor_mode([m.get("torque") for m in self.node.store.motors()
                                if m["name"] in self.hub.backend.motors and m.get("torque") is not None])
 
@@ -134,9 +149,8 @@ class SdkRos:
 
     def status(self) -> dict:
         n = self.node
-        torques = [m.get("torque") for m in n.store.motors() if m["name"] in self.hub.backend.motors]
         bus = next((st for leaf, st in group_items(n.store.snapshot()["tree"], "Motors") if leaf == "bus"), None)
-        return sdk.daemon_status(n.robot, n.store.top, sdk.motor_mode([t for t in torques if t is not None]),
+        return sdk.daemon_status(n.robot, n.store.top, self.mode(),
                                  __version__, "",
                                  None if bus is None else bus["values"].get("simulated") == "true")
 
@@ -178,7 +192,7 @@ class SdkRos:
         why = self._estop()
         if why:
             raise ValueError(why)
-        if sdk.motor_mode([m.get("torque") for m in self.node.store.motors()]) == "disabled":
+        if self.mode() == "disabled":
             raise ValueError("torque off: call enable_motors() first")
         joints, head = self.state()
         if joints is None or head is None:

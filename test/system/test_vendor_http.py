@@ -73,7 +73,8 @@ DRIVER = textwrap.dedent("""
                     out = json.loads(text)
                 except ValueError:
                     out = {"raw": text}
-                print(json.dumps({"is_error": res.isError, "answer": out}), flush=True)
+                err = getattr(res, "is_error", getattr(res, "isError", None))
+                print(json.dumps({"is_error": err, "answer": out}), flush=True)
 
     asyncio.run(main())
 """)
@@ -128,8 +129,8 @@ def _get(st, path):
 def latest(probe, topic):
     with probe.lock:
         msgs = probe.msgs.get(topic)
-        if msgs and len(msgs) > 200:
-            del msgs[:-50]
+        if msgs and len(msgs) > 4000:   # bounded: the last 20 s or so are kept (since() reads them)
+            del msgs[:-2000]
         return msgs[-1][1] if msgs else None
 
 
@@ -166,7 +167,7 @@ class Mcp:
         with open(path, "w") as f:
             f.write(DRIVER)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env["REACHY_BASE_URL"] = stack.url
+        env["REACHY_BASE_URL"] = self.url = stack.url
         self.p = subprocess.Popen([MCP_PY, path], cwd=stack.tmp, env=env, stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=open(os.path.join(stack.tmp, "mcp.err"), "w"),
                                   text=True)
@@ -191,6 +192,10 @@ class Mcp:
         assert not got["is_error"], got
         a = got["answer"]
         assert a.get("status") == "success", a
+        if isinstance(a["result"], dict) and a["result"].get("status") == "failed":   # an HTTP error: why
+            tree = httpx.get(self.url + "/api/status", timeout=5).json()["tree"]
+            sdk_item = next(i for i in tree if i["name"].endswith("/sdk"))["values"]
+            a["result"]["vendor API last refusal"] = sdk_item.get("vendor API last refusal")
         self.log.append((tool, parameters, a))
         return a["result"]
 
