@@ -308,7 +308,7 @@ class SdkCheck(Check):
     def evaluate(self):
         h, c = self.hub, self.hub.counts
         if h.open_to_network and self.exposed:
-            lv, msg = WARN, "SDK endpoint and vendor HTTP API open to the network without authentication"
+            lv, msg = WARN, "SDK endpoint open to the network without authentication (/ws/sdk and the vendor HTTP API)"
         else:
             lv, msg = OK, "SDK endpoint: loopback clients only"
         msg += f"; {len(h.clients)} client(s)"

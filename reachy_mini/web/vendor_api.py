@@ -14,12 +14,12 @@ import logging
 import time
 import uuid as _uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from reachy_mini.core import sdk
 from reachy_mini.core import vendor_api as va
@@ -46,36 +46,40 @@ class VendorBackend:
     log: Callable[[str, str], None] = lambda level, msg: getattr(log, level)(msg)
 
 
-# ---------------------------------------------------------------- models (the vendor's)
+# ---------------------------------------------------------------- models (the vendor's, bounded)
 _STRICT = ConfigDict(allow_inf_nan=False, extra="forbid")
+Metres = Annotated[StrictFloat, Field(ge=-va.MAX_TRANSLATION_M, le=va.MAX_TRANSLATION_M, allow_inf_nan=False,
+                                      description="m")]
+Angle = Annotated[StrictFloat, Field(ge=-va.MAX_ANGLE_RAD, le=va.MAX_ANGLE_RAD, allow_inf_nan=False,
+                                     description="rad")]
+Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 
 
 class XYZRPYPose(BaseModel):
     model_config = _STRICT
-    x: float = Field(0.0, ge=-va.MAX_TRANSLATION_M, le=va.MAX_TRANSLATION_M, description="m")
-    y: float = Field(0.0, ge=-va.MAX_TRANSLATION_M, le=va.MAX_TRANSLATION_M, description="m")
-    z: float = Field(0.0, ge=-va.MAX_TRANSLATION_M, le=va.MAX_TRANSLATION_M, description="m")
-    roll: float = Field(0.0, ge=-va.MAX_ANGLE_RAD, le=va.MAX_ANGLE_RAD, description="rad")
-    pitch: float = Field(0.0, ge=-va.MAX_ANGLE_RAD, le=va.MAX_ANGLE_RAD, description="rad")
-    yaw: float = Field(0.0, ge=-va.MAX_ANGLE_RAD, le=va.MAX_ANGLE_RAD, description="rad")
+    x: Metres = 0.0
+    y: Metres = 0.0
+    z: Metres = 0.0
+    roll: Angle = 0.0
+    pitch: Angle = 0.0
+    yaw: Angle = 0.0
 
 
 class Matrix4x4Pose(BaseModel):
     model_config = _STRICT
-    m: tuple[float, float, float, float, float, float, float, float, float, float, float, float, float, float,
-             float, float]
+    m: tuple[Number, Number, Number, Number, Number, Number, Number, Number, Number, Number, Number, Number,
+             Number, Number, Number, Number]
 
 
 AnyPose = XYZRPYPose | Matrix4x4Pose
-Angle = float
 
 
 class GotoModelRequest(BaseModel):
     model_config = _STRICT
     head_pose: AnyPose | None = None
     antennas: tuple[Angle, Angle] | None = None
-    body_yaw: float | None = None
-    duration: float = Field(gt=0, le=va.MAX_DURATION_S, description="s")
+    body_yaw: Angle | None = None
+    duration: Annotated[StrictFloat, Field(gt=0, le=va.MAX_DURATION_S, allow_inf_nan=False, description="s")]
     interpolation: Literal["linear", "minjerk", "ease_in_out", "cartoon"] = "minjerk"
 
 
@@ -83,8 +87,20 @@ class FullBodyTarget(BaseModel):
     model_config = _STRICT
     target_head_pose: AnyPose | None = None
     target_antennas: tuple[Angle, Angle] | None = None
-    target_body_yaw: float | None = None
+    target_body_yaw: Angle | None = None
     timestamp: str | None = None
+
+
+class Problem(BaseModel):
+    detail: str | list[dict[str, Any]]
+
+
+ERRORS = {code: {"model": Problem, "description": why} for code, why in (
+    (400, "untrusted or duplicate Host / Origin header"),
+    (403, "not a loopback client (sdk_open_to_network), or a cross-origin write"),
+    (409, "refused by motor_node or its rules (e-stop, torque off, ...), with the reason"),
+    (413, "request body too large"), (422, "invalid input, naming the field"),
+    (429, "too many writes from this client"), (503, "no state from motor_node yet"))}
 
 
 class MoveUUID(BaseModel):
@@ -266,7 +282,7 @@ class VendorGuard:
 
 # ---------------------------------------------------------------- routes
 def vendor_routes(api: VendorApi) -> APIRouter:
-    r = APIRouter(prefix="/api", tags=["vendor daemon API (reachy-mini 1.13.0)"])
+    r = APIRouter(prefix="/api", tags=["vendor daemon API (reachy-mini 1.13.0)"], responses=ERRORS)
     b = api.b
 
     # ---- daemon
@@ -275,9 +291,9 @@ def vendor_routes(api: VendorApi) -> APIRouter:
         st = await run_in_threadpool(b.status)
         return va.with_backend(st, await run_in_threadpool(b.bus))
 
-    @r.post("/daemon/start", status_code=501)
-    @r.post("/daemon/stop", status_code=501)
-    @r.post("/daemon/restart", status_code=501)
+    @r.post("/daemon/start", status_code=501, include_in_schema=False)
+    @r.post("/daemon/stop", status_code=501, include_in_schema=False)
+    @r.post("/daemon/restart", status_code=501, include_in_schema=False)
     async def daemon_control() -> dict:
         api.refuse(501, va.DAEMON_CONTROL_REASON, "unserved")
 
@@ -285,7 +301,7 @@ def vendor_routes(api: VendorApi) -> APIRouter:
     async def robot_name() -> dict:
         return {"name": b.robot or None}
 
-    @r.post("/daemon/robot-name", status_code=501)
+    @r.post("/daemon/robot-name", status_code=501, include_in_schema=False)
     async def set_robot_name() -> dict:
         api.refuse(501, va.ROBOT_NAME_REASON, "unserved")
 
@@ -399,15 +415,16 @@ def vendor_routes(api: VendorApi) -> APIRouter:
             await _sequence(steps[1:], then_off=True)
         return MoveUUID(uuid=api.moves.start(run))
 
-    @r.get("/move/recorded-move-datasets/list/{dataset_name:path}", status_code=501)
+    @r.get("/move/recorded-move-datasets/list/{dataset_name:path}", status_code=501, include_in_schema=False)
     async def list_dataset(dataset_name: str) -> list[str]:
         api.refuse(501, va.RECORDED_MOVES_REASON, "unserved")
 
-    @r.post("/move/play/recorded-move-dataset/{dataset_name:path}/{move_name}", status_code=501)
+    @r.post("/move/play/recorded-move-dataset/{dataset_name:path}/{move_name}", status_code=501,
+            include_in_schema=False)
     async def play_dataset(dataset_name: str, move_name: str) -> MoveUUID:
         api.refuse(501, va.RECORDED_MOVES_REASON, "unserved")
 
-    @r.post("/move/stop")
+    @r.post("/move/stop", responses={404: {"model": Problem, "description": "no running move with this uuid"}})
     async def stop(uuid: MoveUUID) -> dict:
         uid = str(uuid.uuid)
         task = api.moves.tasks.pop(uid, None)
@@ -435,12 +452,12 @@ def vendor_routes(api: VendorApi) -> APIRouter:
                 api.moves.listeners.remove(ws)
 
     async def _set_target(t: FullBodyTarget) -> dict:
-        if api.moves.tasks:
-            return {"status": "ignored", "reason": "move_running"}
         try:
             cmd = va.target_command(_pose(t.target_head_pose), t.target_antennas, t.target_body_yaw)
         except ValueError as e:
             api.refuse(422, str(e))
+        if api.moves.tasks:
+            return {"status": "ignored", "reason": "move_running"}
         await api.present()
         b.motion(cmd)
         api.note_target(cmd)
@@ -481,7 +498,7 @@ def vendor_routes(api: VendorApi) -> APIRouter:
         try:
             on = va.check_mode(mode)
         except NotImplementedError as e:
-            api.refuse(501, str(e), "unserved")
+            api.refuse(409, str(e), "unserved")   # the vendor's code for a mode its backend refuses
         try:
             ok, msg = await run_in_threadpool(b.torque, on)
         except Exception as e:   # TimeoutError: motor_node absent
@@ -502,7 +519,7 @@ def vendor_routes(api: VendorApi) -> APIRouter:
             api.refuse(503, "no robot_description from motor_node yet", "refused_motion")
         return {"urdf": text}
 
-    @r.get("/kinematics/stl/{filename}")
+    @r.get("/kinematics/stl/{filename}", responses={404: {"model": Problem, "description": "no such STL file"}})
     async def stl(filename: str):
         api.refuse(404, f"STL file not found {filename[:80]}: this stack's URDF draws the robot with primitive "
                         "shapes and serves no STL meshes")
