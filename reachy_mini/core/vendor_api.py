@@ -63,10 +63,21 @@ RECORDED_MOVES_REASON = "recorded-move datasets are not served (they are downloa
 RAW_WRITE_REASON = "raw packets to the servo bus are not served: motor_node owns the bus (use its topics)"
 
 
+MEDIA_PREFIXES = {"/api/volume": "audio", "/api/media": "audio", "/api/camera": "camera"}
+
+
 def unserved_reason(path: str) -> str | None:
+    """Why a vendor path is not served: the UNSERVED table, or for a path no
+    route claims (a route of the vendor's daemon this stack lacks), a reason
+    that says so (501, never a bare 404); None for other paths (404)."""
     for prefix, why in UNSERVED.items():
         if path == prefix or path.startswith(prefix + "/"):
             return why
+    for prefix, what in MEDIA_PREFIXES.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return (f"{path[:80]}: this {what} route of the vendor's daemon is not served by this stack (the {what} "
+                    f"routes served are in the README's vendor API table; the {what} devices are also on "
+                    f"{what}_node's ROS topics)")
     return None
 
 

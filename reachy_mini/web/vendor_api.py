@@ -10,6 +10,7 @@ Host / Origin checks, and writes counted and rate-limited per client.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid as _uuid
@@ -271,13 +272,37 @@ class VendorGuard:
         write = scope["type"] == "websocket" or scope.get("method", "GET").upper() not in _SAFE
         why = self.api.check(client, hosts, origins, write)
         if why is None:
-            return await self.app(scope, receive, send)
+            if scope["type"] == "websocket":
+                return await self.app(scope, receive, send)
+            return await self.app(scope, receive, self._unmatched(scope, send))
         code, reason = why
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
             return
         headers = {"Retry-After": "1"} if code == 429 else None
         await JSONResponse({"detail": reason}, code, headers=headers)(scope, receive, send)
+
+    def _unmatched(self, scope, send):
+        """A vendor path no route claims answers 501 with the reason, not a bare
+        404 (e.g. /api/media/* before the audio routes are in)."""
+        state = {"swallow": False}
+
+        async def wrapped(msg):
+            if msg["type"] == "http.response.start" and msg["status"] in (404, 405) and "endpoint" not in scope:
+                why = va.unserved_reason(scope["path"])
+                if why is not None:
+                    state["swallow"] = True
+                    self.api.counts["unserved"] += 1
+                    body = json.dumps({"detail": why}).encode()
+                    await send({"type": "http.response.start", "status": 501,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(body)).encode())]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+            if state["swallow"]:
+                return
+            await send(msg)
+        return wrapped
 
 
 # ---------------------------------------------------------------- routes

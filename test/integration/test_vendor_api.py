@@ -263,7 +263,9 @@ def test_move_updates_websocket_announces_start_and_completion():
 UNSERVED = ["/api/apps/list-available", "/api/apps/install", "/api/hf-auth/status", "/api/update/available",
             "/api/wifi/status", "/api/telemetry", "/api/cache/clear", "/api/logs/daemon", "/update/available",
             "/wifi/scan_and_list", "/api/daemon/start", "/api/daemon/stop", "/api/daemon/restart",
-            "/api/move/recorded-move-datasets/list/pollen-robotics/x", "/api/audio/config/apply"]
+            "/api/move/recorded-move-datasets/list/pollen-robotics/x", "/api/audio/config/apply",
+            # no route claims these until the audio and camera routers are in: 501 with the reason, not 404
+            "/api/media/release", "/api/volume/current", "/api/camera/specs", "/api/media/sounds/upload"]
 
 
 @pytest.mark.parametrize("path", UNSERVED)
@@ -274,6 +276,11 @@ def test_routes_not_served_answer_501_with_the_reason(srv, path):
     assert r.status_code == 501, (path, r.status_code, r.text)
     assert len(r.json()["detail"]) > 20
     assert srv.robot.moved() == 0
+
+
+def test_an_unknown_path_under_a_served_prefix_is_a_404(srv):
+    assert httpx.get(f"{srv.url}/api/state/nope").status_code == 404
+    assert httpx.put(f"{srv.url}/api/daemon/status").status_code == 405
 
 
 def test_kinematics_stl_is_a_404_with_the_reason(srv):
