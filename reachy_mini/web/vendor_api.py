@@ -120,6 +120,7 @@ class Moves:
     /move/ws/updates."""
     tasks: dict[str, asyncio.Task] = field(default_factory=dict)
     listeners: list[WebSocket] = field(default_factory=list)
+    failed: Callable[[str, str], None] = lambda uid, why: None
 
     async def notify(self, kind: str, uid: str, details: str = "") -> None:
         for ws in list(self.listeners):
@@ -135,11 +136,12 @@ class Moves:
         async def wrap():
             try:
                 await self.notify("move_started", uid)
-                await run()
-                await self.notify("move_completed", uid)
+                details = await run()
+                await self.notify("move_completed", uid, details or "")
             except asyncio.CancelledError:
                 await self.notify("move_cancelled", uid)
             except Exception as e:
+                self.failed(uid, str(e))
                 await self.notify("move_failed", uid, str(e))
             finally:
                 self.tasks.pop(uid, None)
@@ -154,12 +156,17 @@ class VendorApi:
         self.b = backend
         self.open_to_network = open_to_network
         self.max_rate = max_writes_per_s
-        self.moves = Moves()
+        self.moves = Moves(failed=self._move_failed)
         self.guards: dict[str, sdk.FloodGuard] = {}
         self.targets: dict = {"head": None, "joints": {}}
         self.counts = {"requests": 0, "writes": 0, "refused_remote": 0, "refused_host": 0, "refused_origin": 0,
-                       "rate_limited": 0, "invalid": 0, "refused_motion": 0, "unserved": 0}
+                       "rate_limited": 0, "invalid": 0, "refused_motion": 0, "unserved": 0, "moves_failed": 0}
         self.last_error = ""
+
+    def _move_failed(self, uid: str, why: str) -> None:
+        self.counts["moves_failed"] += 1
+        self.last_error = f"move {uid}: {why}"
+        self.b.log("warning", f"vendor API move {uid} failed: {why}")
 
     # ---- access (VendorGuard)
     def check(self, client: str, hosts: list[str], origins: list[str], write: bool) -> tuple[int, str] | None:
@@ -410,14 +417,25 @@ def vendor_routes(api: VendorApi) -> APIRouter:
         handle, duration = await api.send_goto(cmd)
         return MoveUUID(uuid=api.moves.start(lambda: api.run_goto(cmd, handle, duration)))
 
-    async def _sequence(steps, then_off: bool = False):
-        for cmd in steps:
-            await api.run_goto(cmd)
+    async def _sequence(steps, first: tuple, then_off: bool = False) -> str:
+        """The vendor's scripted gotos; steps[0] already sent (first: its handle, duration)."""
+        note = ""
+        for i, cmd in enumerate(steps):
+            try:
+                await api.run_goto(cmd, *(first if i == 0 else (None, None)))
+            except RuntimeError as e:
+                if not (then_off and i == len(steps) - 1 and str(e).startswith("did not reach the target")):
+                    raise
+                # the vendor's sleep pose puts stewart_1 beyond the joint range motor_node enforces:
+                # the head rests at the nearest allowed pose, then goes limp as the vendor's
+                note = f"sleep pose clamped by the joint envelope ({e})"
+                b.log("warning", f"vendor API goto_sleep: {note}")
         if then_off:
             await asyncio.sleep(2.0)   # the vendor rests at the sleep pose, then goes limp
             ok, msg = await run_in_threadpool(b.torque, False)
             if not ok:
                 raise RuntimeError(f"torque off after goto_sleep failed: {msg}")
+        return note
 
     @r.post("/move/play/wake_up")
     async def wake_up() -> MoveUUID:
@@ -425,8 +443,7 @@ def vendor_routes(api: VendorApi) -> APIRouter:
         handle, duration = await api.send_goto(steps[0])
 
         async def run():
-            await api.run_goto(steps[0], handle, duration)
-            await _sequence(steps[1:])
+            return await _sequence(steps, (handle, duration))
         return MoveUUID(uuid=api.moves.start(run))
 
     @r.post("/move/play/goto_sleep")
@@ -436,8 +453,7 @@ def vendor_routes(api: VendorApi) -> APIRouter:
         handle, duration = await api.send_goto(steps[0])
 
         async def run():
-            await api.run_goto(steps[0], handle, duration)
-            await _sequence(steps[1:], then_off=True)
+            return await _sequence(steps, (handle, duration), then_off=True)
         return MoveUUID(uuid=api.moves.start(run))
 
     @r.get("/move/recorded-move-datasets/list/{dataset_name:path}", status_code=501, include_in_schema=False)

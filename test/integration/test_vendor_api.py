@@ -366,7 +366,7 @@ def test_cross_site_writes_are_refused_by_origin(srv, origin, ok):
 
 def test_a_cross_site_websocket_is_refused():
     app, api, robot = make_app(open_to_network=True)
-    from starlette.websockets import WebSocketDisconnect
+    from fastapi import WebSocketDisconnect
 
     with TestClient(app, base_url="http://127.0.0.1:8000") as tc, pytest.raises(WebSocketDisconnect) as e:
         with tc.websocket_connect("ws://127.0.0.1:8000/api/move/ws/set_target",

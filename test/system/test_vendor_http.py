@@ -24,9 +24,8 @@ import httpx
 import pytest
 
 from reachy_mini.sim.bus import send_command
-from tools.bench.stack import Stack
 
-from conftest import REPO, wait_for
+from conftest import REPO, wait_for, whole_stack
 
 MCP_PY = os.path.join(REPO, ".venv-mcp", "bin", "python")
 SDK_PY = os.path.join(REPO, ".venv-sdk", "bin", "python")
@@ -83,25 +82,9 @@ DRIVER = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = str(tmp_path_factory.mktemp("vendor_http"))
-    base = int(os.environ.get("REACHY_MINI_TEST_DOMAIN_BASE", "20"))
-    span = int(os.environ.get("REACHY_MINI_TEST_DOMAIN_SPAN", "40"))
-    dom = str(base + span - 2)       # next to test_vendor_sdk's (the last id of the block)
-    old = os.environ.get("ROS_DOMAIN_ID")
-    os.environ["ROS_DOMAIN_ID"] = dom
-    st = Stack(tmp, domain=dom)
-    try:
-        st.pids()
-        st.url = f"http://127.0.0.1:{st.port}"
-        wait_for(lambda: _get(st, "/api/health")[0] == 200, timeout=30, period=0.3)
-        st.ctl = os.path.join(tmp, "reachy_mini_sim", "ttyDXL.ctl")
+    with whole_stack(tmp, 2) as st:   # beside test_vendor_sdk's (the last id of the block)
         st.tmp = tmp
         yield st
-    finally:
-        st.stop()
-        if old is None:
-            os.environ.pop("ROS_DOMAIN_ID", None)
-        else:
-            os.environ["ROS_DOMAIN_ID"] = old
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +107,12 @@ def _get(st, path):
         return r.status_code, r.json()
     except httpx.HTTPError as e:
         return 0, {"error": str(e)}
+
+
+def healthy(stack):
+    """Waits for a healthy robot (a loaded machine can make the simulated bus miss
+    replies long enough for an ERROR; the tests below need a robot that runs)."""
+    wait_for(lambda: _get(stack, "/api/health")[0] == 200, timeout=60, period=0.5)
 
 
 def latest(probe, topic):
@@ -342,6 +331,7 @@ VALIDATE = textwrap.dedent("""
 
 @pytest.mark.skipif(SDK_SKIP is not None, reason=str(SDK_SKIP))
 def test_the_vendors_own_models_accept_our_answers(stack, probe, tmp_path):
+    healthy(stack)
     path = tmp_path / "validate.py"
     path.write_text(VALIDATE)
     p = subprocess.run([SDK_PY, str(path), stack.url], cwd=str(tmp_path), capture_output=True, text=True,
@@ -374,8 +364,9 @@ def test_bad_input_moves_nothing_on_the_bus(stack, probe):
 
 
 def test_daemon_status_follows_our_health(stack):
+    healthy(stack)
     code, st = _get(stack, "/api/daemon/status")
-    assert code == 200 and st["state"] == "running" and st["version"] == "1.13.0"
+    assert code == 200 and st["state"] == "running" and st["version"] == "1.13.0", st["error"]
     stats = st["backend_status"]["control_loop_stats"]
     assert stats["mean_control_loop_frequency"] > 10 and "nb_error" in stats
     # an ERROR robot is not "running": a motor that stops answering
@@ -387,3 +378,52 @@ def test_daemon_status_follows_our_health(stack):
     finally:
         send_command(stack.ctl, {"cmd": "unmute", "id": 13})
     wait_for(lambda: _get(stack, "/api/daemon/status")[1].get("state") == "running", timeout=40, period=0.5)
+
+
+def _sdk_values(stack) -> dict:
+    tree = httpx.get(stack.url + "/api/status", timeout=5).json()["tree"]
+    return next(i for i in tree if i["name"].endswith("/sdk"))["values"]
+
+
+def test_move_stop_holds_the_head_where_it_is(stack, probe):
+    healthy(stack)
+    c = httpx.Client(base_url=stack.url, timeout=10)
+    assert c.post("/api/motors/set_mode/enabled").status_code == 200
+    wait_for(lambda: torques(stack) == {True}, timeout=5)
+    uid = c.post("/api/move/goto", json={"head_pose": {"pitch": math.radians(25)}, "duration": 4.0}).json()["uuid"]
+    assert c.get("/api/move/running").json() == [{"uuid": uid}]
+    wait_for(lambda: rpy_deg(latest(probe, "/head/pose"))[1] > 5, timeout=5)
+    assert c.post("/api/move/stop", json={"uuid": uid}).json() == {"message": f"Stopped move with UUID: {uid}"}
+    at = rpy_deg(latest(probe, "/head/pose"))[1]
+    time.sleep(1.5)   # the move would have gone on to 25 deg
+    now = rpy_deg(latest(probe, "/head/pose"))[1]
+    assert now < 22 and abs(now - at) < 4, (at, now)
+    assert c.get("/api/move/running").json() == []
+    c.post("/api/move/goto", json={"head_pose": {}, "duration": 1.0})
+    head_at(probe)
+
+
+def test_goto_sleep_then_wake_up(stack, probe):
+    healthy(stack)
+    c = httpx.Client(base_url=stack.url, timeout=10)
+    assert c.post("/api/motors/set_mode/enabled").status_code == 200
+    wait_for(lambda: torques(stack) == {True}, timeout=5)
+    wait_for(lambda: c.get("/api/move/running").json() == [], timeout=10, period=0.2)   # earlier moves over
+    time.sleep(1.2)   # and counted on the diagnostic (1 Hz)
+    failed = int(_sdk_values(stack)["vendor API moves failed"])
+    c.post("/api/move/play/goto_sleep").raise_for_status()
+    wait_for(lambda: c.get("/api/move/running").json() == [], timeout=20, period=0.2)
+    j = joints(probe)
+    assert abs(j["right_antenna"] + 3.05) < 0.1 and abs(j["left_antenna"] - 3.05) < 0.1, j
+    assert rpy_deg(latest(probe, "/head/pose"))[1] > 15          # head down (the vendor's sleep pose: ~24 deg)
+    time.sleep(1.2)   # the diagnostic comes at 1 Hz
+    assert int(_sdk_values(stack)["vendor API moves failed"]) == failed, _sdk_values(stack)["vendor API last refusal"]
+    wait_for(lambda: torques(stack) == {False}, timeout=5)        # and limp, as the vendor's
+    assert c.post("/api/move/play/wake_up").status_code == 409    # torque off: refused with the reason
+    assert c.post("/api/motors/set_mode/enabled").status_code == 200
+    c.post("/api/move/play/wake_up").raise_for_status()
+    wait_for(lambda: c.get("/api/move/running").json() == [], timeout=20, period=0.2)
+    head_at(probe)
+    j = joints(probe)
+    assert abs(j["right_antenna"] + 0.1745) < 0.05 and abs(j["left_antenna"] - 0.1745) < 0.05, \
+        (j, _sdk_values(stack)["vendor API last refusal"])
