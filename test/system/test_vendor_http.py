@@ -423,6 +423,8 @@ def test_goto_sleep_then_wake_up(stack, probe):
     assert c.post("/api/motors/set_mode/enabled").status_code == 200
     c.post("/api/move/play/wake_up").raise_for_status()
     wait_for(lambda: c.get("/api/move/running").json() == [], timeout=20, period=0.2)
+    time.sleep(1.2)   # the diagnostic comes at 1 Hz
+    assert int(_sdk_values(stack)["vendor API moves failed"]) == failed, _sdk_values(stack)["vendor API last refusal"]
     head_at(probe)
     j = joints(probe)
     assert abs(j["right_antenna"] + 0.1745) < 0.05 and abs(j["left_antenna"] - 0.1745) < 0.05, \
