@@ -27,7 +27,8 @@ V=$(cd "$VENV" && pwd)
 P=$V/bin/python
 $P -m pip install -q --no-deps "reachy-mini-mcp==$MCP_VERSION" 2>"$VENV/pip.log" \
   || { tail -5 "$VENV/pip.log" >&2; fail "pip install of reachy-mini-mcp $MCP_VERSION failed"; }
-$P -m pip install -q fastmcp mcp httpx python-dotenv 2>>"$VENV/pip.log" \
+# the versions this was tested with (mcp 2 renamed CallToolResult.isError; the test reads both)
+$P -m pip install -q "fastmcp==4.2.3" "mcp==2.3.0" httpx python-dotenv 2>>"$VENV/pip.log" \
   || { tail -5 "$VENV/pip.log" >&2; fail "pip install of the MCP server's modules failed"; }
 # the server imports (and registers its 18 tools) without the vendor's package
 (cd /tmp && "$P" -c "

@@ -8,7 +8,8 @@ stack (motor_node on the simulated bus, health_node, web_bridge):
   the asked angle within 2 deg on head/pose, torque switched on the bus,
   the state it reports equal to joint_states);
 - the vendor's own models (PyPI reachy-mini 1.13.0, .venv-sdk) validate our
-  answers: DaemonStatus, FullState, the poses, MotorStatus;
+  answers: DaemonStatus, FullState, the poses, MotorStatus; and the SDK's own
+  REST calls (media release / acquire) get an answer it understands;
 - bad input over HTTP moves nothing on the bus.
 Skips with the reason when a venv could not be made."""
 from __future__ import annotations
@@ -325,6 +326,14 @@ VALIDATE = textwrap.dedent("""
     out["mode"] = MotorControlMode(get("/api/motors/status")["mode"]).value
     out["doa"] = get("/api/state/doa")
     out["imu"] = get("/api/state/imu")
+    # the SDK's own REST calls (media release / acquire, served by the audio work; else 501 with the reason)
+    from reachy_mini import ReachyMini
+    port = int(url.rsplit(":", 1)[1])
+    with ReachyMini(port=port, media_backend="no_media") as r:
+        ok = r.client.release_media()
+        again = requests.post(url + "/api/media/release", timeout=10)
+        out["media"] = [ok, again.status_code, again.json().get("detail", "")]
+        r.client.acquire_media()
     print(json.dumps(out))
 """)
 
@@ -342,6 +351,8 @@ def test_the_vendors_own_models_accept_our_answers(stack, probe, tmp_path):
     assert out["full"] == ["enabled", "XYZRPYPose", 7, None, None]
     assert out["full_matrix"] == "Matrix4x4Pose" and out["mode"] == "enabled"
     assert out["doa"] is None and out["imu"] is None
+    ok, code, detail = out["media"]
+    assert (ok and code == 200) or (not ok and code == 501 and "not served" in detail), out["media"]
 
 
 def test_bad_input_moves_nothing_on_the_bus(stack, probe):

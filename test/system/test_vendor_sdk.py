@@ -19,11 +19,14 @@ import numpy as np
 import pytest
 
 from reachy_mini.sim.bus import send_command
+from tools.bench.stack import free_port
 
 from conftest import REPO, wait_for, whole_stack
 
 SDK_PY = os.path.join(REPO, ".venv-sdk", "bin", "python")
-PORT = 18510          # this helper's port range; the SDK takes port= explicitly
+# a free port, not a fixed one: several suites run on one machine (a fixed port let the SDK
+# reach another suite's stack, with its e-stop); the SDK takes port= explicitly
+PORT = free_port()
 
 
 def _skip_reason() -> str | None:
