@@ -263,6 +263,7 @@ def test_move_updates_websocket_announces_start_and_completion():
 UNSERVED = ["/api/apps/list-available", "/api/apps/install", "/api/hf-auth/status", "/api/update/available",
             "/api/wifi/status", "/api/telemetry", "/api/cache/clear", "/api/logs/daemon", "/update/available",
             "/wifi/scan_and_list", "/api/daemon/start", "/api/daemon/stop", "/api/daemon/restart",
+            "/api/daemon/robot-name",
             "/api/move/recorded-move-datasets/list/pollen-robotics/x", "/api/audio/config/apply",
             # no route claims these until the audio and camera routers are in: 501 with the reason, not 404
             "/api/media/release", "/api/volume/current", "/api/camera/specs", "/api/media/sounds/upload"]
@@ -281,6 +282,17 @@ def test_routes_not_served_answer_501_with_the_reason(srv, path):
 def test_an_unknown_path_under_a_served_prefix_is_a_404(srv):
     assert httpx.get(f"{srv.url}/api/state/nope").status_code == 404
     assert httpx.put(f"{srv.url}/api/daemon/status").status_code == 405
+
+
+def test_raw_bus_writes_are_closed_with_the_reason():
+    from fastapi import WebSocketDisconnect
+
+    app, api, robot = make_app(open_to_network=True)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as tc, pytest.raises(WebSocketDisconnect) as e:
+        with tc.websocket_connect("ws://127.0.0.1:8000/api/move/ws/raw/write") as ws:
+            ws.send_bytes(b"\xff\xff\xfd\x00")
+            ws.receive_bytes()
+    assert e.value.code == 1008 and "motor_node owns the bus" in e.value.reason
 
 
 def test_kinematics_stl_is_a_404_with_the_reason(srv):

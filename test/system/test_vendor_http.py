@@ -355,6 +355,12 @@ def test_the_vendors_own_models_accept_our_answers(stack, probe, tmp_path):
     assert (ok and code == 200) or (not ok and code == 501 and "not served" in detail), out["media"]
 
 
+def test_kinematics_serve_motor_nodes_robot_description(stack):
+    r = httpx.get(stack.url + "/api/kinematics/urdf", timeout=10)
+    assert r.status_code == 200 and "<robot" in r.json()["urdf"] and "body_rotation" in r.json()["urdf"]
+    assert httpx.get(stack.url + "/api/kinematics/info", timeout=10).json()["info"]["engine"]
+
+
 def test_bad_input_moves_nothing_on_the_bus(stack, probe):
     before = send_command(stack.ctl, {"cmd": "state"})["motors"]
     goals = {k: m.get("goal") for k, m in before.items()}
