@@ -129,6 +129,14 @@ def since(probe, topic, t0):
         return [m for t, m in probe.msgs.get(topic, []) if t >= t0]
 
 
+def within(probe, t0, name, value, tol=0.01) -> bool:
+    """`value` (read over HTTP since t0) matches joint_states over the same
+    time (the joint may still be settling): within tol of the range seen."""
+    seen = [dict(zip(m.name, m.position))[name] for m in since(probe, "/joint_states", t0 - 0.05)]
+    assert seen, "no joint_states"
+    return min(seen) - tol <= value <= max(seen) + tol
+
+
 def rpy_deg(msg):
     from reachy_mini.core.head import quaternion_to_rpy
 
@@ -221,10 +229,11 @@ def test_reachy_mini_mcp_every_tool_has_its_effect(stack, probe):
         _no_http_error(r)
         head_at(probe, pitch=10)
         done["move_head"] = "head/pose pitch 10 deg (within 2)"
+        t0 = time.monotonic()
         st = mcp.call("get_robot_state")
-        j = joints(probe)
-        assert abs(st["body_yaw"] - j["body_rotation"]) < 0.01
-        assert all(abs(a - b) < 0.01 for a, b in zip(st["antennas_position"], [j["right_antenna"], j["left_antenna"]]))
+        assert within(probe, t0, "body_rotation", st["body_yaw"])
+        assert within(probe, t0, "right_antenna", st["antennas_position"][0])
+        assert within(probe, t0, "left_antenna", st["antennas_position"][1])
         assert abs(math.degrees(st["head_pose"]["pitch"]) - 10) < 2
         done["get_robot_state"] = "body yaw, antennas = joint_states; head pitch 10 deg"
         hs = mcp.call("get_head_state")["head_pose"]
@@ -259,9 +268,9 @@ def test_reachy_mini_mcp_every_tool_has_its_effect(stack, probe):
         _no_http_error(mcp.call("move_antennas", left=30, right=-30, duration=1.0))
         wait_for(lambda: abs(joints(probe)["right_antenna"] - math.radians(30)) < 0.03
                  and abs(joints(probe)["left_antenna"] + math.radians(30)) < 0.03, timeout=8)
+        t0 = time.monotonic()
         a = mcp.call("get_antennas_state")["antennas_position"]
-        j = joints(probe)
-        assert abs(a[0] - j["right_antenna"]) < 0.01 and abs(a[1] - j["left_antenna"]) < 0.01
+        assert within(probe, t0, "right_antenna", a[0]) and within(probe, t0, "left_antenna", a[1])
         done["move_antennas"] = "antennas at +30 / -30 deg on joint_states"
         done["get_antennas_state"] = "= joint_states"
         _no_http_error(mcp.call("reset_antennas"))
