@@ -10,7 +10,7 @@ RUST_SRC := $(shell find rust_driver/src -name "*.rs") rust_driver/Cargo.toml ru
 TF2_MSGS := tools/build_tf2_msgs.sh $(wildcard tools/tf2_msgs/*.* tools/tf2_msgs/msg/*)
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: sdk-venv trixie-root setup sysdeps-run sysdeps-test run test test-rust test-py test-stress bench soak alarm-quality install-service uninstall-service clean
+.PHONY: sdk-venv mcp-venv trixie-root setup sysdeps-run sysdeps-test run test test-rust test-py test-stress bench soak alarm-quality install-service uninstall-service clean
 
 setup: $(STAMP)
 
@@ -35,7 +35,7 @@ sysdeps-test:
 run: sysdeps-run setup
 	$(VENV)/bin/reachy-mini-bringup --use-sim
 
-test: sysdeps-test setup sdk-venv trixie-root test-rust test-py
+test: sysdeps-test setup sdk-venv mcp-venv trixie-root test-rust test-py
 
 # The vendor's SDK in its own venv (name clash: both import as reachy_mini),
 # for test/system/test_vendor_sdk.py; tools/sdk_venv.sh says why when it cannot.
@@ -47,10 +47,14 @@ sdk-venv:
 trixie-root:
 	@bash tools/trixie_root.sh >/dev/null
 
+# reachy-mini-mcp (PyPI) in its own venv, for test/system/test_vendor_http.py
+mcp-venv:
+	@bash tools/mcp_venv.sh
+
 test-rust:
 	cargo test --manifest-path rust_driver/Cargo.toml --release
 
-test-py: sysdeps-test setup sdk-venv trixie-root
+test-py: sysdeps-test setup sdk-venv mcp-venv trixie-root
 	$(PY) -m pytest -q test
 
 # The suite with two CPU hogs beside it (stress-ng), as on a busy robot.
@@ -80,4 +84,4 @@ uninstall-service:
 	sudo $(abspath $(VENV))/bin/reachy-mini-service uninstall
 
 clean:
-	rm -rf $(VENV) .venv-sdk .venv-sdk.failed rust_driver/target build *.egg-info reachy_mini/*.so
+	rm -rf $(VENV) .venv-sdk .venv-sdk.failed .venv-mcp .venv-mcp.failed rust_driver/target build *.egg-info reachy_mini/*.so

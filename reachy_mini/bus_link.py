@@ -211,6 +211,9 @@ class BusLink:
         for name, err in res.items():
             if err is None:
                 (self.torque_wanted.add if enable else self.torque_wanted.discard)(name)
+        # the driver's snapshot holds the torque just written: a goal sent right after the
+        # service's answer must not be refused as "torque off" by readings up to 100 ms old
+        self.readings = {r.name: r for r in self.drv.snapshot()}
         return res
 
     def set_torque_all(self, enable: bool) -> tuple[bool, str]:

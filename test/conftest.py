@@ -2,6 +2,7 @@
 domain isolation on loopback."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -124,3 +125,40 @@ def cpu_hogs():
         except ProcessLookupError:
             pass
         p.wait(10)
+
+
+@contextlib.contextmanager
+def whole_stack(tmp: str, from_end: int, port: int | None = None):
+    """The whole simulated stack (tools/bench/stack.Stack: motor_node on the
+    simulated bus, health_node, web_bridge, ...) on this run's domain id
+    base + span - from_end (the system tests that share a module-wide stack
+    take ids from the end of the block; ros_env cycles from its start),
+    serving /api/health; `url` and `ctl` (the simulator's control socket) set."""
+    import httpx
+
+    from tools.bench.stack import Stack
+
+    base = int(os.environ.get("REACHY_MINI_TEST_DOMAIN_BASE", "20"))
+    span = int(os.environ.get("REACHY_MINI_TEST_DOMAIN_SPAN", "40"))
+    dom = str(base + span - from_end)
+    old = os.environ.get("ROS_DOMAIN_ID")
+    os.environ["ROS_DOMAIN_ID"] = dom
+    st = Stack(tmp, domain=dom, port=port)
+
+    def healthy():
+        try:
+            return httpx.get(f"http://127.0.0.1:{st.port}/api/health", timeout=3).status_code == 200
+        except httpx.HTTPError:
+            return False
+    try:
+        st.pids()
+        wait_for(healthy, timeout=30, period=0.3)
+        st.url = f"http://127.0.0.1:{st.port}"
+        st.ctl = os.path.join(tmp, "reachy_mini_sim", "ttyDXL.ctl")
+        yield st
+    finally:
+        st.stop()
+        if old is None:
+            os.environ.pop("ROS_DOMAIN_ID", None)
+        else:
+            os.environ["ROS_DOMAIN_ID"] = old

@@ -132,7 +132,9 @@ class WebBridge(Node):
                                     lambda since=None, limit=100: query(self.db, since=since, limit=limit),
                                     lambda: summary(self.db)["by_level"], snapshot_dir(data),
                                     lambda: self._call(self.snapshot_cli, Trigger.Request()),
-                                    media=self.media), web, self.sdk and self.sdk.hub)
+                                    media=self.media if self.sdk else None),   # vendor routes: under its guard
+                         web, self.sdk and self.sdk.hub,
+                         self.sdk and self.sdk.vendor)
         self.server = uvicorn.Server(uvicorn.Config(app, host=c.host, port=c.port, log_level="warning",
                                                     timeout_graceful_shutdown=2, ws_max_size=sdk.MAX_FRAME_BYTES,
                                                     **tls))
@@ -144,10 +146,11 @@ class WebBridge(Node):
         self.app = app
         self.updater.add(WebServerCheck(self))
         if self.sdk is not None:
-            self.updater.add(SdkCheck(self.sdk.hub, c.exposed()))
+            self.updater.add(SdkCheck(self.sdk.hub, c.exposed(), self.sdk.vendor))
             if c.sdk_open_to_network and c.exposed():
-                self.get_logger().warning("SDK endpoint /ws/sdk open to the network without authentication "
-                                          "(sdk_open_to_network): anyone who reaches this port can move the robot")
+                self.get_logger().warning("SDK endpoint /ws/sdk and the vendor HTTP API (/api/daemon, /api/move, ...) "
+                                          "open to the network without authentication (sdk_open_to_network): "
+                                          "anyone who reaches this port can move the robot")
         where = url + (f", listening on {c.host}:{c.port}" if c.host in WILDCARD_HOSTS else "")
         self.get_logger().info(f"web status page on {where} (writes {'enabled' if token else 'disabled: no token'}; "
                                + ("reads need the token: host is not loopback" if c.exposed() else

@@ -19,7 +19,8 @@ from reachy_mini.core.head import HeadKinematics, load_geometry, quaternion_to_r
 from reachy_mini.ros import qos
 from reachy_mini.ros.params import ParameterError
 from reachy_mini.web.sdk_ws import SdkBackend, SdkHub
-from reachy_mini.web.state import group_items
+from reachy_mini.web.state import group_items, group_values
+from reachy_mini.web.vendor_api import VendorApi, VendorBackend
 
 
 def _live_values(tree: list[dict], group: str, leaf: str) -> dict:
@@ -62,9 +63,16 @@ class SdkRos:
         self.events: dict[str, tuple[int, str]] = {}   # command stamp -> (level, message)
         self.task = None
         self.status_cache = (0.0, None)
-        self.hub = SdkHub(SdkBackend(self.motion, node._torque, self.state, self.status, self.goto, self.task_result,
+        self.rest_until = 0.0   # the vendor HTTP API follows the state for 10 s after each use
+        self.torque_set: tuple[bool, float] | None = None   # (on, monotonic) of the last successful set_torque
+        self.hub = SdkHub(SdkBackend(self.motion, self.torque, self.state, self.status, self.goto, self.task_result,
                                      tuple(sdk.HEAD_ORDER + sdk.ANTENNAS), self._log, self._media),
                           c.sdk_open_to_network, c.sdk_max_commands_per_s)
+        n = node
+        self.vendor = VendorApi(VendorBackend(
+            self.fresh_state, self.status, lambda: group_values(n.store.snapshot()["tree"], "Motors", "bus"),
+            self.mode, self.motion, self.goto, self.task_result, self.torque, lambda: n.store.doa, self.urdf,
+            n.robot, self._log), c.sdk_open_to_network, c.sdk_max_commands_per_s)
 
     def _media(self, cmd: sdk.Command) -> tuple[bool, str]:   # worker thread
         """The SDK's audio commands through audio_node (web/vendor_audio.MediaActions)."""
@@ -94,7 +102,7 @@ class SdkRos:
 
     # ---- state: joint_states and head/pose, followed while an SDK client is connected
     def follow_demand(self) -> None:   # executor thread, 5 Hz
-        want = bool(self.hub.clients)
+        want = bool(self.hub.clients) or time.monotonic() < self.rest_until
         with self.lock:
             if want and not self.subs:
                 r = self.node.reader
@@ -105,6 +113,49 @@ class SdkRos:
                     self.node.reader.destroy_subscription(sub)
                 self.subs = {}
                 self.joints = self.head = None   # the next client must not get (or plan from) an old sample
+
+    def fresh_state(self, timeout: float = 3.0):
+        """The vendor HTTP API's read (uvicorn worker thread): follows joint_states
+        and head/pose from now on for 10 s; waits for the first samples."""
+        self.rest_until = time.monotonic() + 10.0
+        with self.lock:
+            if not self.subs:
+                r = self.node.reader
+                self.subs = {"js": r.create_subscription(JointState, "joint_states", lambda m: None, qos.LATEST),
+                             "pose": r.create_subscription(PoseStamped, "head/pose", lambda m: None, qos.LATEST)}
+        end = time.monotonic() + timeout
+        while True:
+            joints, head = self.state()
+            if (joints is not None and head is not None) or time.monotonic() >= end:
+                return joints, head
+            time.sleep(0.01)
+
+    def torque(self, on: bool) -> tuple[bool, str]:
+        ok, msg = self.node._torque(on)
+        if not ok and "failed:" in msg:   # a motor missed a reply (a blip on a busy bus): once more, idempotent
+            self._log("warning", f"set_torque {on}: {msg}; retrying once")
+            ok, msg = self.node._torque(on)
+        if ok:
+            self.torque_set = (on, time.monotonic())
+        return ok, msg
+
+    def mode(self) -> str | None:
+        """enabled | disabled from the torque read back from the servos; for
+        3 s after a successful set_torque, what it set (the diagnostics that
+        carry the read-back come at 1 Hz)."""
+        if self.torque_set is not None and time.monotonic() - self.torque_set[1] < 3.0:
+            return "enabled" if self.torque_set[0] else "disabled"
+        return sdk.motor_mode([m.get("torque") for m in self.node.store.motors()
+                               if m["name"] in self.hub.backend.motors and m.get("torque") is not None])
+
+    def urdf(self, timeout: float = 3.0) -> str | None:
+        s = self.node.store
+        end = time.monotonic() + timeout
+        while True:
+            s.ask("frames")   # web_bridge follows robot_description (latched) on demand
+            if s.urdf or time.monotonic() >= end:
+                return s.urdf
+            time.sleep(0.05)
 
     def state(self):   # uvicorn thread, 50 Hz
         with self.lock:
@@ -120,12 +171,11 @@ class SdkRos:
 
     def status(self) -> dict:
         n = self.node
-        torques = [m.get("torque") for m in n.store.motors() if m["name"] in self.hub.backend.motors]
         bus = next((st for leaf, st in group_items(n.store.snapshot()["tree"], "Motors") if leaf == "bus"), None)
         tree = n.store.snapshot()["tree"]
         media = sdk.media_from_diagnostics(_live_values(tree, "Camera", "camera"),
                                            _live_values(tree, "Audio", "microphone"))
-        return sdk.daemon_status(n.robot, n.store.top, sdk.motor_mode([t for t in torques if t is not None]),
+        return sdk.daemon_status(n.robot, n.store.top, self.mode(),
                                  __version__, "",
                                  None if bus is None else bus["values"].get("simulated") == "true", media)
 
@@ -167,7 +217,7 @@ class SdkRos:
         why = self._estop()
         if why:
             raise ValueError(why)
-        if sdk.motor_mode([m.get("torque") for m in self.node.store.motors()]) == "disabled":
+        if self.mode() == "disabled":
             raise ValueError("torque off: call enable_motors() first")
         joints, head = self.state()
         if joints is None or head is None:

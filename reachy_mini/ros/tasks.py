@@ -308,14 +308,14 @@ class SdkCheck(Check):
     and why, the commands this stack does not honour; WARN while the
     endpoint is open to the network (the SDK sends no credential)."""
 
-    def __init__(self, hub, exposed: bool) -> None:
+    def __init__(self, hub, exposed: bool, vendor=None) -> None:
         super().__init__("sdk")
-        self.hub, self.exposed = hub, exposed
+        self.hub, self.exposed, self.vendor = hub, exposed, vendor   # vendor: web/vendor_api.VendorApi
 
     def evaluate(self):
         h, c = self.hub, self.hub.counts
         if h.open_to_network and self.exposed:
-            lv, msg = WARN, "SDK endpoint open to the network without authentication"
+            lv, msg = WARN, "SDK endpoint open to the network without authentication (/ws/sdk and the vendor HTTP API)"
         else:
             lv, msg = OK, "SDK endpoint: loopback clients only"
         msg += f"; {len(h.clients)} client(s)"
@@ -323,4 +323,7 @@ class SdkCheck(Check):
         values += [(k.replace("_", " "), str(v)) for k, v in c.items()]
         values.append(("last dropped frame or error", h.last_error or "none"))
         values += [(f"unsupported: {t}", why) for t, why in sorted(h.unsupported.items())]
+        if self.vendor is not None:
+            values += [(f"vendor API {k.replace('_', ' ')}", str(v)) for k, v in self.vendor.counts.items()]
+            values.append(("vendor API last refusal", self.vendor.last_error or "none"))
         return lv, msg, values

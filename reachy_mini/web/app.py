@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from fastapi import FastAPI
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from reachy_mini import __version__
 from reachy_mini.core.levels import DESCRIPTION as LEVELS
@@ -67,8 +70,10 @@ class AppContext:
     reads: ReadGuard | None = None
 
 
-def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None, sdk=None) -> FastAPI:
-    """sdk: a web.sdk_ws.SdkHub to serve the vendor SDK's /ws/sdk, or None."""
+def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None, sdk=None, vendor=None) -> FastAPI:
+    """sdk: a web.sdk_ws.SdkHub to serve the vendor SDK's /ws/sdk, or None;
+    vendor: a web.vendor_api.VendorApi to serve the vendor daemon's HTTP API
+    (/api/daemon, /api/state, /api/move, ...), or None."""
     cfg = cfg or WebConfig()
     limiter = RateLimiter(cfg.write_rate, cfg.write_window_s)
     hub = SSEHub(store, cfg.sse_queue, cfg.max_sse_clients)
@@ -94,6 +99,24 @@ def create_app(store: StateStore, actions: Actions, cfg: WebConfig | None = None
     from reachy_mini.web.vendor_camera import camera_routes   # vendor /api/camera (issue 31)
 
     app.include_router(camera_routes(store))
+    app.state.vendor = vendor
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc):
+        """FastAPI's 422; when the input itself cannot be sent back in JSON
+        (NaN, Infinity: the vendor API's bad input), without the input."""
+        try:
+            return await request_validation_exception_handler(request, exc)
+        except ValueError:
+            return JSONResponse({"detail": [{k: v for k, v in e.items() if k in ("type", "loc", "msg")}
+                                            for e in exc.errors()]}, 422)
+    if vendor is not None:
+        from reachy_mini.web.vendor_api import VendorGuard, unserved_routes, vendor_routes
+
+        app.include_router(vendor_routes(vendor))
+        app.include_router(unserved_routes(vendor))
+        # outside the body limit and headers: a refused request never reaches a route
+        app.add_middleware(VendorGuard, api=vendor)
     if sdk is not None:
         from reachy_mini.web.sdk_ws import sdk_routes
 

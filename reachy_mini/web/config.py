@@ -39,11 +39,14 @@ class WebBridgeConfig(NodeConfig):
                                     "this long (default: 3 x its 1 s period)", 0.5, 600.0, runtime=True)
     motor_node: str = setting("motor_node", "name of the motor node (its services, relative to this namespace)",
                               check=_relative_name)
-    sdk_enabled: bool = setting(True, "serve the vendor SDK's websocket /ws/sdk (apps written for `reachy-mini`)")
-    sdk_open_to_network: bool = setting(False, "let non-loopback clients use /ws/sdk: the SDK sends no credential, "
-                                        "so anyone on the network could move the robot (diagnostic WARN)")
-    sdk_max_commands_per_s: int = setting(1000, "SDK commands accepted per client per second; beyond, frames are "
-                                          "dropped, and a client that keeps flooding is closed", 10, 100000)
+    sdk_enabled: bool = setting(True, "serve the vendor SDK's websocket /ws/sdk and the vendor daemon's HTTP API "
+                                "(/api/daemon, /api/state, /api/move, ...: apps and tools written for `reachy-mini`)")
+    sdk_open_to_network: bool = setting(False, "let non-loopback clients use /ws/sdk and the vendor HTTP API: they "
+                                        "take no credential, so anyone on the network could move the robot "
+                                        "(diagnostic WARN)")
+    sdk_max_commands_per_s: int = setting(1000, "SDK commands (and vendor HTTP API writes) accepted per client per "
+                                          "second; beyond, frames are dropped (HTTP: 429), and a client that keeps "
+                                          "flooding /ws/sdk is closed", 10, 100000)
     head_kinematics_file: str = setting("", "head geometry for SDK gotos (IK), in the form of the vendor's "
                                         "kinematics_data.json; '' = the package's config/kinematics_data.json "
                                         "(as motor_node)", check=absolute_or_empty)

@@ -68,6 +68,10 @@ class StateStore:
         self.camera_stamp = 0.0
         self.camera_version = 0
         self.audio_level: float | None = None
+        # direction of arrival, the vendor's DoaSnapshot {"angle": rad, "speech_detected": bool}, or None
+        # (served by the vendor API's /api/state/doa; filled from audio_node by the audio work)
+        self.doa: dict | None = None
+        self.urdf: str | None = None             # robot_description as received (the vendor's /api/kinematics/urdf)
         self.audio_stamp = 0.0
         # direction of arrival (vendor's DoaSnapshot): None or {"angle": rad, "speech_detected": bool};
         # filled by web_bridge from audio_node's audio/direction + audio/speech
@@ -170,6 +174,7 @@ class StateStore:
             visuals = []
         with self._lock:
             self.visuals = visuals
+            self.urdf = urdf
         self._changed()
 
     def frames(self) -> dict:

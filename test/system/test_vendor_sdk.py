@@ -19,12 +19,14 @@ import numpy as np
 import pytest
 
 from reachy_mini.sim.bus import send_command
-from tools.bench.stack import Stack, free_port
+from tools.bench.stack import free_port
 
-from conftest import REPO, wait_for
+from conftest import REPO, wait_for, whole_stack
 
 SDK_PY = os.path.join(REPO, ".venv-sdk", "bin", "python")
-PORT = free_port()    # a free port (other suites run beside this one); the SDK takes port= explicitly
+# a free port, not a fixed one: several suites run on one machine (a fixed port let the SDK
+# reach another suite's stack, with its e-stop); the SDK takes port= explicitly
+PORT = free_port()
 
 
 def _skip_reason() -> str | None:
@@ -53,25 +55,9 @@ PRELUDE = textwrap.dedent(f"""
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    tmp = str(tmp_path_factory.mktemp("sdk"))
-    base = int(os.environ.get("REACHY_MINI_TEST_DOMAIN_BASE", "20"))
-    span = int(os.environ.get("REACHY_MINI_TEST_DOMAIN_SPAN", "40"))
-    dom = str(base + span - 1)       # the last id of this run's block (ros_env cycles from the first)
-    old = os.environ.get("ROS_DOMAIN_ID")
-    os.environ["ROS_DOMAIN_ID"] = dom
-    st = Stack(tmp, domain=dom, port=PORT)
-    try:
-        st.pids()
-        wait_for(lambda: _health(st)[0] == 200, timeout=30, period=0.3)
-        st.ctl = os.path.join(tmp, "reachy_mini_sim", "ttyDXL.ctl")
+    with whole_stack(str(tmp_path_factory.mktemp("sdk")), 1, port=PORT) as st:   # the last id of the block
         st.sdk_dir = tmp_path_factory.mktemp("sdk_scripts")   # outside our tree: no `reachy_mini` clash
         yield st
-    finally:
-        st.stop()
-        if old is None:
-            os.environ.pop("ROS_DOMAIN_ID", None)
-        else:
-            os.environ["ROS_DOMAIN_ID"] = old
 
 
 @pytest.fixture(scope="module")
