@@ -53,7 +53,11 @@ test-stress: sysdeps-test setup
 	@stress-ng --cpu 2 --timeout 3600s --quiet & hog=$$!; \
 	$(PY) -m pytest -q test; rc=$$?; kill $$hog 2>/dev/null; wait $$hog 2>/dev/null; exit $$rc
 
+# BENCH=footprint (or all sections) also makes the vendor daemon's venv
+# (.venv-vendor, tools/vendor_daemon_venv.sh) and its system packages.
 bench: setup sdk-venv
+	@if [ -z "$(BENCH)" ] || echo " $(BENCH) " | grep -q " footprint "; then \
+	  bash tools/sysdeps.sh bench && bash tools/vendor_daemon_venv.sh; fi
 	$(PY) -m tools.bench $(BENCH)
 
 # Fault-storm soak of the whole simulated stack: `make soak DURATION=1800`.

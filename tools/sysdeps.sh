@@ -6,6 +6,10 @@
 #                           openssl (self-signed certificates of the TLS tests),
 #                           prometheus, prometheus-alertmanager (config/monitoring tested against the real servers),
 #                           python3-gi, python3-venv (the vendor SDK's client venv, tools/sdk_venv.sh)
+#   tools/sysdeps.sh bench  the above + what the vendor daemon's full install needs (footprint bench,
+#                           tools/vendor_daemon_venv.sh): libgirepository1.0-dev, libcairo2-dev (PyGObject
+#                           build), gir1.2-gstreamer-1.0, gir1.2-gst-plugins-base-1.0 (imported even with
+#                           --no-media), iproute2 (loopback in its network namespace)
 # Installs with apt-get when root, through `sudo -n` when sudo works without a
 # password, and otherwise stops with the exact command to run.
 # REACHY_MINI_SKIP_SYSDEPS=1 skips it; REACHY_MINI_SYSDEPS_EXTRA adds package names.
@@ -16,7 +20,10 @@ case "$set_name" in
   run)  pkgs=(pkg-config libportaudio2 cmake g++) ;;
   test) pkgs=(pkg-config libportaudio2 cmake g++ chromium chromium-driver stress-ng openssl prometheus prometheus-alertmanager
               python3-gi python3-venv) ;;
-  *)    echo "usage: $0 run|test" >&2; exit 2 ;;
+  bench) pkgs=(pkg-config libportaudio2 cmake g++ chromium chromium-driver stress-ng openssl prometheus prometheus-alertmanager
+              python3-gi python3-venv libgirepository1.0-dev libcairo2-dev gir1.2-gstreamer-1.0
+              gir1.2-gst-plugins-base-1.0 iproute2) ;;
+  *)    echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2206
 pkgs+=(${REACHY_MINI_SYSDEPS_EXTRA:-})
