@@ -1,6 +1,7 @@
 """The per-sample messages of motor_node (sensor_msgs/JointState,
-geometry_msgs/PoseStamped, tf2_msgs/TFMessage) as serialized CDR bytes,
-ready for rclpy's `Publisher.publish(bytes)`.
+geometry_msgs/PoseStamped, tf2_msgs/TFMessage) and the SDK bridge's goals
+(JointState, PoseStamped) as serialized CDR bytes, ready for rclpy's
+`Publisher.publish(bytes)`.
 
 Why: building a rosidl Python message costs 50-170 us per JointState (every
 field setter checks its values), more than the rest of the sample's work;
@@ -11,7 +12,7 @@ Format: the classic (XCDR1) little-endian CDR that rmw_fastrtps and
 rmw_cyclonedds write: a 4-byte encapsulation header (0x00 0x01 0 0), then
 the fields, each primitive aligned to its own size (doubles to 8) counted
 from the end of the header; strings as uint32 length (with the NUL) + bytes
-+ NUL; sequences as uint32 count + elements. motor_node checks once at start
++ NUL; sequences as uint32 count + elements. motor_node and web_bridge check once at start
 that these bytes equal rclpy's serialize_message of the same message with
 the running RMW (ros/fastmsg.py) and publishes message objects otherwise.
 No rclpy here: test/unit/test_cdr.py compares with rclpy directly.
@@ -100,7 +101,8 @@ class JointStateEncoder:
     """joint_state() for a stream whose names and frame stay the same from
     one sample to the next: the bytes of the constant part are laid out once
     (again when the names change) and each sample only packs its stamp,
-    positions and efforts into a copy (no velocity)."""
+    positions and efforts into a copy. No velocity; efforts: one per name,
+    or none (a goal)."""
 
     def __init__(self) -> None:
         self.key: tuple | None = None
@@ -108,12 +110,12 @@ class JointStateEncoder:
         self.at_position = self.at_effort = 0
         self.doubles: struct.Struct | None = None
 
-    def encode(self, sec: int, nanosec: int, frame_id: str, names, position, effort) -> bytes:
-        n = len(names)
-        key = (frame_id, tuple(names))
-        if key != self.key or len(position) != n or len(effort) != n:
-            if len(position) != n or len(effort) != n:
-                raise ValueError(f"{n} names, {len(position)} positions, {len(effort)} efforts")
+    def encode(self, sec: int, nanosec: int, frame_id: str, names, position, effort=()) -> bytes:
+        n, ne = len(names), len(effort)
+        key = (frame_id, tuple(names), ne)
+        if key != self.key or len(position) != n:
+            if len(position) != n or ne not in (0, n):
+                raise ValueError(f"{n} names, {len(position)} positions, {ne} efforts")
             zeros = [0.0] * n
             w = Writer()
             w.stamp(0, 0)
@@ -122,14 +124,15 @@ class JointStateEncoder:
             w.doubles(zeros)
             self.at_position = len(w.buf) - 8 * n
             w.doubles(())
-            w.doubles(zeros)
-            self.at_effort = len(w.buf) - 8 * n
+            w.doubles(zeros[:ne])
+            self.at_effort = len(w.buf) - 8 * ne
             self.template, self.key, self.doubles = bytes(w.buf), key, struct.Struct(f"<{n}d")
         buf = bytearray(self.template)
         _STAMP.pack_into(buf, 4, sec, nanosec)
         if n:
             self.doubles.pack_into(buf, self.at_position, *position)
-            self.doubles.pack_into(buf, self.at_effort, *effort)
+            if ne:
+                self.doubles.pack_into(buf, self.at_effort, *effort)
         return bytes(buf)
 
 

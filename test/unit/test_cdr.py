@@ -47,8 +47,12 @@ def test_joint_state_encoder_follows_changing_names_and_values():
         eff = [-x for x in pos]
         got = deserialize(enc.encode(k, k, "", names, pos, eff), JointState)
         assert got == fastmsg.joint_state_msg(k, k, names, pos, eff)
+    goal = deserialize(enc.encode(1, 2, "", ["a", "bb"], [0.5, -0.5]), JointState)   # a goal: no effort
+    assert goal == fastmsg.joint_state_msg(1, 2, ["a", "bb"], [0.5, -0.5], [])
     with pytest.raises(ValueError, match="2 names, 1 positions"):
         enc.encode(0, 0, "", ["a", "b"], [0.0], [0.0, 0.0])
+    with pytest.raises(ValueError, match="1 efforts"):
+        enc.encode(0, 0, "", ["a", "b"], [0.0, 1.0], [0.0])
 
 
 @pytest.mark.parametrize("frame", ["", "base_link", "r1/base_link", "abcd"])
