@@ -81,11 +81,6 @@ class Controller:
         """The joint limits in force: ([(id, min, max, max_velocity ticks/s)], policy)."""
     def ping(self, id: int) -> tuple[int, int]:
         """Pings a motor between cycles; returns (model number, firmware version)."""
-    def positions(self) -> list[tuple[int, int | None, int | None]]:
-        """Per motor (id, raw position or None, raw current or None), in
-        configured order: the per-sample path (joint_states) without the
-        full snapshot's dicts.
-        """
     def read(self, id: int, address: int, length: int) -> bytes:
         """Reads `length` bytes of the control table at `address`, between cycles."""
     def reboot(self, id: int) -> None:

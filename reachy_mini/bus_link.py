@@ -127,12 +127,10 @@ class BusLink:
         return self.stats
 
     def next_sample(self, timeout_s: float, readings: bool = True):
-        """The next driver sample as (stamp, [(name, position rad, current mA
-        or None)] of the motors with a position, or None), each sample once,
-        or None after timeout_s; counts samples it had to skip (it fell
+        """The next driver sample as (stamp, readings or None), each sample
+        once, or None after timeout_s; counts samples it had to skip (it fell
         behind)."""
-        got = self.drv.wait_positions(self.sample_seq, timeout_s) if readings else \
-            self.drv.wait_sample(self.sample_seq, timeout_s, False)
+        got = self.drv.wait_sample(self.sample_seq, timeout_s, readings)
         if got is None:
             return None
         seq, stamp, readings = got

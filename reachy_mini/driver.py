@@ -121,22 +121,6 @@ class Driver:
         seq, stamp = got
         return seq, stamp, self.snapshot() if readings else None
 
-    def wait_positions(self, after_seq: int, timeout_s: float) -> tuple[int, float, list[tuple]] | None:
-        """wait_sample() for the per-sample path: (seq, stamp, [(name,
-        position rad, current mA or None)] of the motors with a position),
-        without building full MotorReadings."""
-        got = self._c.wait_sample(after_seq, timeout_s)
-        if got is None:
-            return None
-        seq, stamp = got
-        by_id, cu = self.map.by_id, self.map.current_unit_ma
-        out = []
-        for mid, pos, cur in self._c.positions():
-            if pos is not None:
-                m = by_id[mid]
-                out.append((m.name, m.raw_to_rad(pos), cur * cu if cur is not None else None))
-        return seq, stamp, out
-
     def stats(self) -> dict:
         """Loop statistics: achieved_rate_hz, cycle_p50/p99/max_us,
         jitter_p99_us, timeouts, crc_errors, write_errors, connected..."""

@@ -71,7 +71,6 @@ SIGNATURES: dict[str, dict[str, str]] = {
         "return": "dict[str, Any]",
     },
     "Controller.snapshot": {"return": "list[dict[str, Any]]"},
-    "Controller.positions": {"return": "list[tuple[int, int | None, int | None]]"},
     "Controller.stats": {"return": "dict[str, Any]"},
     "Controller.wait_sample": {"after_seq": "int", "timeout_s": "float", "return": "tuple[int, float] | None"},
     "Controller.reset_timing": {"return": "None"},

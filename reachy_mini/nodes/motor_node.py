@@ -28,7 +28,6 @@ from tf2_msgs.msg import TFMessage
 from trajectory_msgs.msg import JointTrajectory
 
 from reachy_mini.bus_link import BusLink, Outcome
-from reachy_mini.core.cdr import JointStateEncoder, PoseStampedEncoder, stamp_of, tf_message
 from reachy_mini.core.frames import RobotFrames, Transform
 from reachy_mini.core.head import BODY_JOINT, HEAD_JOINTS, HeadKinematics, Limits, Target, limit, load_geometry, \
     quaternion_to_rpy, rpy_to_quaternion
@@ -39,7 +38,6 @@ from reachy_mini.common.paths import config_path, sim_link, urdf_path
 from reachy_mini.ros import qos
 from reachy_mini.core.identity import robot_name
 from reachy_mini.ros.diagnostics import RobotUpdater
-from reachy_mini.ros.fastmsg import joint_state_msg, pose_stamped_msg, raw_publishing_ok, tf_message_msg
 from reachy_mini.ros.params import ParameterError, declare
 from reachy_mini.ros.runner import run_node
 from reachy_mini.ros.tasks import BusCheck, MotorCheck, RecoveryCheck
@@ -103,9 +101,6 @@ class MotorNode(Node):
         self.connect_timer = None
         if not self._connect():
             self.connect_timer = self.create_timer(1.0, self._connect)
-        self.js_encoder, self.pose_encoder = JointStateEncoder(), PoseStampedEncoder()
-        self.fk_key, self.fk_pose = None, None
-        self.raw_ok = raw_publishing_ok(self.get_logger())
         self.running = True
         self.js_thread = threading.Thread(target=self._joint_states, name="joint_states", daemon=True)
         self.js_thread.start()
@@ -121,12 +116,8 @@ class MotorNode(Node):
         return True
 
     def _joint_states(self) -> None:
-        """One joint_states (and head/pose, /tf) message per driver sample,
-        stamped with the sample's time; nothing converted for topics nobody
-        reads. The messages go out as CDR bytes (core/cdr.py: a few us instead
-        of a rosidl message's 100+ us at 100 Hz) when the RMW reads them
-        back as written (checked once, ros/fastmsg.py), else as messages."""
-        raw = self.raw_ok
+        """One joint_states (and head/pose) message per driver sample, stamped
+        with the sample's time; nothing converted for topics nobody reads."""
         while self.running:
             js, pose = self.js_pub.get_subscription_count() > 0, self.pose_pub.get_subscription_count() > 0
             tf = self.tf_pub.get_subscription_count() > 0
@@ -134,41 +125,35 @@ class MotorNode(Node):
             if got is None or got[1] is None:
                 continue
             stamp, readings = got
-            sec, nanosec = stamp_of(stamp)
-            names = [r[0] for r in readings]
-            positions = [r[1] for r in readings]
-            if js and names:
-                efforts = [(r[2] or 0.0) / 1000.0 for r in readings]
-                self.js_pub.publish(self.js_encoder.encode(sec, nanosec, "", names, positions, efforts) if raw
-                                    else joint_state_msg(sec, nanosec, names, positions, efforts))
+            msg = JointState()
+            msg.header.stamp.sec = int(stamp)
+            msg.header.stamp.nanosec = int((stamp - int(stamp)) * 1e9)
+            for r in readings:
+                if r.position_rad is not None:
+                    msg.name.append(r.name)
+                    msg.position.append(r.position_rad)
+                    msg.effort.append((r.current_ma or 0.0) / 1000.0)
+            if js and msg.name:
+                self.js_pub.publish(msg)
                 self.bus.js_published += 1
             if pose or tf:
-                self._publish_pose(sec, nanosec, dict(zip(names, positions)), pose, tf, raw)
+                self._publish_pose(msg, pose, tf)
 
-    def _head_pose(self, joints: dict[str, float]) -> Target | None:
-        """Forward kinematics of the head joints; the last result again when
-        they have not changed since (a robot at rest reads the same ticks)."""
-        try:
-            key = tuple(joints[n] for n in HEAD_JOINTS) + (joints.get(BODY_JOINT),)
-        except KeyError:
-            return None
-        if key != self.fk_key:
-            self.fk_key, self.fk_pose = key, self.head.fk(joints)
-        return self.fk_pose
-
-    def _publish_pose(self, sec: int, nanosec: int, joints: dict[str, float], pose: bool, tf: bool, raw: bool) -> None:
+    def _publish_pose(self, js: JointState, pose: bool, tf: bool) -> None:
         """head/pose and /tf from one forward kinematics of the sample."""
-        p = self._head_pose(joints)
+        joints = dict(zip(js.name, js.position))
+        p = self.head.fk(joints) if all(n in joints for n in HEAD_JOINTS) else None
         if pose and p is not None:
-            xyz, q = (p.x, p.y, p.z), rpy_to_quaternion(p.roll, p.pitch, p.yaw)
-            self.pose_pub.publish(self.pose_encoder.encode(sec, nanosec, self.base_frame, xyz, q) if raw
-                                  else pose_stamped_msg(sec, nanosec, self.base_frame, xyz, q))
+            out = PoseStamped()
+            out.header.stamp, out.header.frame_id = js.header.stamp, self.base_frame
+            out.pose.position.x, out.pose.position.y, out.pose.position.z = p.x, p.y, p.z
+            q = out.pose.orientation
+            q.x, q.y, q.z, q.w = rpy_to_quaternion(p.roll, p.pitch, p.yaw)
+            self.pose_pub.publish(out)
         if tf:
             moving = self.frames.dynamic_transforms(joints, p)
             if moving:
-                prefix = self.cfg.frame_prefix
-                moving = [(prefix + a, prefix + b, xyz, q) for a, b, xyz, q in moving]
-                self.tf_pub.publish(tf_message(sec, nanosec, moving) if raw else tf_message_msg(sec, nanosec, moving))
+                self.tf_pub.publish(TFMessage(transforms=[self._tf(t, js.header.stamp) for t in moving]))
 
     def _tf(self, t: Transform, stamp) -> TransformStamped:
         parent, child, (x, y, z), (qx, qy, qz, qw) = t

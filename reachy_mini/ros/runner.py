@@ -7,39 +7,6 @@ from reachy_mini.common.paths import heartbeat_file
 from reachy_mini.ros.params import ParameterError
 
 
-# Longest wait of the spin loop with nothing due; the heartbeat (once a
-# second) is written at most this much late.
-SPIN_WAIT_S = 0.5
-
-
-def _wake_on_signal(node) -> None:
-    """SIGINT/SIGTERM end the executor's spin_once at once
-    (signal.set_wakeup_fd): a guard condition with a callback is triggered,
-    which spin_once runs and returns (a bare executor.wake() only makes it
-    wait again)."""
-    import os
-    import signal
-    import threading
-
-    gc = node.create_guard_condition(lambda: None)
-    rfd, wfd = os.pipe()
-    os.set_blocking(wfd, False)
-    signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
-
-    def run() -> None:
-        while True:
-            try:
-                if not os.read(rfd, 64):
-                    return
-            except OSError:
-                return
-            try:
-                gc.trigger()
-            except Exception:  # noqa: BLE001 - the node is being destroyed: nothing to wake
-                return
-    threading.Thread(target=run, name="signal-wake", daemon=True).start()
-
-
 def run_node(factory, name: str, args=None) -> int:
     """Standard main(): init, build the node, spin, exit cleanly on SIGINT/
     SIGTERM; an invalid parameter exits with status 2 and a clear message;
@@ -107,13 +74,6 @@ def run_node(factory, name: str, args=None) -> int:
         started.set()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    # The spin loop waits up to SPIN_WAIT_S when nothing is due: each wake-up
-    # of rclpy's executor rebuilds its wait set (~0.3 ms of Python), so a
-    # short timeout costs CPU for nothing. A signal must still stop the node
-    # at once: Python runs its handler only when the main thread leaves rcl's
-    # wait, so the C-level handler's byte on the wakeup fd makes a helper
-    # thread end that wait.
-    _wake_on_signal(node)
     import traceback
 
     beat_at = 0.0
@@ -132,7 +92,7 @@ def run_node(factory, name: str, args=None) -> int:
                     code = EXIT_BROKEN
                     break
             try:
-                executor.spin_once(timeout_sec=SPIN_WAIT_S)
+                executor.spin_once(timeout_sec=0.1)
             except (KeyboardInterrupt, ExternalShutdownException):
                 break
             except Exception:  # noqa: BLE001 - a failing callback must not take the node down

@@ -16,10 +16,8 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from reachy_mini import __version__
 from reachy_mini.common.paths import config_path
 from reachy_mini.core import sdk
-from reachy_mini.core.cdr import JointStateEncoder, PoseStampedEncoder
 from reachy_mini.core.head import HeadKinematics, load_geometry, quaternion_to_rpy, rpy_to_quaternion
 from reachy_mini.ros import qos
-from reachy_mini.ros.fastmsg import joint_state_msg, pose_stamped_msg, raw_publishing_ok
 from reachy_mini.ros.params import ParameterError
 from reachy_mini.web.sdk_ws import SdkBackend, SdkHub
 from reachy_mini.web.state import group_items
@@ -59,8 +57,6 @@ class SdkRos:
         self.events: dict[str, tuple[int, str]] = {}   # command stamp -> (level, message)
         self.task = None
         self.status_cache = (0.0, None)
-        self.goal_encoder, self.pose_encoder = JointStateEncoder(), PoseStampedEncoder()
-        self.raw_ok = raw_publishing_ok(node.get_logger())
         self.hub = SdkHub(SdkBackend(self.motion, node._torque, self.state, self.status, self.goto, self.task_result,
                                      tuple(sdk.HEAD_ORDER + sdk.ANTENNAS), self._log),
                           c.sdk_open_to_network, c.sdk_max_commands_per_s)
@@ -109,20 +105,13 @@ class SdkRos:
                                  None if bus is None else bus["values"].get("simulated") == "true")
 
     # ---- commands
-    def _stamp_ns(self) -> tuple[int, int]:
-        """A unique stamp (sec, nanosec) per command."""
+    def _stamp(self) -> Time:
         with self.lock:
             ns = max(time.time_ns(), self.last_ns + 1)
             self.last_ns = ns
-        return ns // 1_000_000_000, ns % 1_000_000_000
-
-    def _stamp(self) -> Time:
-        sec, nanosec = self._stamp_ns()
-        return Time(sec=sec, nanosec=nanosec)
+        return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
     def motion(self, cmd: sdk.Command) -> None:   # uvicorn thread: published at once
-        """set_target & co. at up to 100 Hz: published as CDR bytes
-        (core/cdr.py) when the RMW reads them as written, else as messages."""
         names, pos = [], []
         if cmd.head_joints is not None:
             names, pos = list(sdk.HEAD_ORDER), list(cmd.head_joints)
@@ -131,15 +120,17 @@ class SdkRos:
         if cmd.antennas is not None:
             names, pos = names + sdk.ANTENNAS, pos + list(cmd.antennas)
         if names:
-            sec, nanosec = self._stamp_ns()
-            self.goal_pub.publish(self.goal_encoder.encode(sec, nanosec, "", names, pos) if self.raw_ok
-                                  else joint_state_msg(sec, nanosec, names, pos, []))
+            m = JointState(name=names, position=pos)
+            m.header.stamp = self._stamp()
+            self.goal_pub.publish(m)
         if cmd.head is not None:
-            xyz, rpy = sdk.matrix_to_pose(cmd.head)
-            sec, nanosec = self._stamp_ns()
-            q = rpy_to_quaternion(*rpy)
-            self.pose_pub.publish(self.pose_encoder.encode(sec, nanosec, "base_link", xyz, q) if self.raw_ok
-                                  else pose_stamped_msg(sec, nanosec, "base_link", xyz, q))
+            (x, y, z), rpy = sdk.matrix_to_pose(cmd.head)
+            m = PoseStamped()
+            m.header.stamp, m.header.frame_id = self._stamp(), "base_link"
+            m.pose.position.x, m.pose.position.y, m.pose.position.z = x, y, z
+            q = m.pose.orientation
+            q.x, q.y, q.z, q.w = rpy_to_quaternion(*rpy)
+            self.pose_pub.publish(m)
 
     def _estop(self) -> str | None:
         for leaf, st in group_items(self.node.store.snapshot()["tree"], "Motors"):

@@ -218,14 +218,6 @@ impl Controller {
         Ok(list)
     }
 
-    /// Per motor (id, raw position or None, raw current or None), in
-    /// configured order: the per-sample path (joint_states) without the
-    /// full snapshot's dicts.
-    fn positions(&self, py: Python<'_>) -> Vec<(u8, Option<i32>, Option<i16>)> {
-        let motors = py.detach(|| self.inner.snapshot());
-        motors.iter().map(|m| (m.id, m.position, m.current)).collect()
-    }
-
     /// Loop statistics: rates, cycle and jitter percentiles (us), counters,
     /// `sample_seq`, last error.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

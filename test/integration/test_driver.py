@@ -56,29 +56,6 @@ def test_positions_and_goals_converge(sim):
         assert st["achieved_rate_hz"] > 90
 
 
-def test_wait_positions_is_the_samples_positions_without_full_readings(sim):
-    """The per-sample path (joint_states): each sample once, in order, with
-    the snapshot's positions and currents (rad, mA), motors without a
-    position left out."""
-    with make(sim) as drv:
-        wait_for(lambda: all(m.position_rad is not None and m.current_ma is not None for m in drv.snapshot()))
-        drv.set_torque(True)
-        drv.set_goals({"stewart_1": 0.2})
-        seq = 0
-        for _ in range(20):
-            got = drv.wait_positions(seq, 2.0)
-            assert got is not None
-            new_seq, stamp, positions = got
-            assert new_seq > seq and stamp > 0
-            seq = new_seq
-        snap = {m.name: m for m in drv.snapshot()}
-        assert [p[0] for p in positions] == [m.name for m in MAP.motors]
-        for name, rad, ma in positions:
-            assert rad == pytest.approx(snap[name].position_rad, abs=0.05)
-            assert isinstance(ma, float)
-        assert drv.wait_positions(seq + 10_000, 0.05) is None   # no such sample yet: times out
-
-
 def test_unknown_motor_and_bad_goal_rejected(sim):
     with make(sim) as drv:
         with pytest.raises(ValueError, match="unknown motor 'neck'"):
