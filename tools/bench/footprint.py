@@ -22,7 +22,8 @@ SDK's set_target (the right antenna's goal, matched on the simulator's wire
 log, same monotonic clock), and the RSS / fd slope over the client phase.
 Then the ratios ours / vendor as `footprint_ratio_*` lines.
 FOOTPRINT_OURS_PYTHON=<another checkout>/.venv/bin/python measures that
-checkout's stack instead (before/after a change, same bench).
+checkout's stack instead; `BENCH=footprint_ab` (bench_footprint_ab) measures
+a change before/after with both stacks side by side.
 FOOTPRINT_ONLY=vendor,core,full picks configurations.
 """
 from __future__ import annotations
@@ -424,3 +425,61 @@ def bench_footprint() -> None:
 if __name__ == "__main__":
     sys.path.insert(0, REPO)
     bench_footprint()
+
+
+def bench_footprint_ab() -> None:
+    """`make bench BENCH=footprint_ab FOOTPRINT_BEFORE_PYTHON=<checkout>/.venv/bin/python`:
+    a change measured before/after on a busy machine. Two core stacks side
+    by side (the other checkout's and this one, own domains and simulators),
+    their CPU over the same FOOTPRINT_WINDOWS windows, so that the machine's
+    load falls on both alike; FOOTPRINT_AB_CLIENT=1 adds one SDK client at
+    50 Hz to each."""
+    before = os.environ.get("FOOTPRINT_BEFORE_PYTHON")
+    if not before:
+        print("# footprint_ab: set FOOTPRINT_BEFORE_PYTHON to the other checkout's .venv/bin/python", flush=True)
+        return
+    client = os.environ.get("FOOTPRINT_AB_CLIENT") == "1"
+    base = int(os.environ.get("ROS_DOMAIN_ID", "96"))
+    stacks, clients = {}, []
+    try:
+        for i, (label, py) in enumerate((("before", before), ("after", None))):
+            tmp = tempfile.mkdtemp(prefix=f"reachy_bench_fp_ab_{label}_")
+            stacks[label] = Stack(tmp, extra=["--only", *CORE], domain=str(base + i), port=free_port(), python=py)
+        for st in stacks.values():
+            st.pids()
+            _wait_http(st.port, None)
+        if client:
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            seconds = 10 + WARMUP_S + WINDOWS * WINDOW_S
+            for st in stacks.values():
+                c = subprocess.Popen([SDK_PY, "-c", CLIENT, str(st.port), str(CLIENT_HZ), str(seconds)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True, cwd=tempfile.gettempdir(), env=env)
+                clients.append(c)
+                if c.stdout.readline().strip() != "ready":
+                    raise RuntimeError("the SDK client did not connect")
+            for c in clients:
+                c.stdin.write("\n")
+                c.stdin.flush()
+        time.sleep(WARMUP_S)
+        cpu: dict[str, list[float]] = {k: [] for k in stacks}
+        for _ in range(WINDOWS):
+            a = {k: snapshot(st.proc.pid) for k, st in stacks.items()}
+            time.sleep(WINDOW_S)
+            for k, st in stacks.items():
+                w = window(a[k], snapshot(st.proc.pid))
+                cpu[k].append(w["cpu"])
+                print(f"# {k}: {w['cpu']:.2f} % ("
+                      + ", ".join(f"{n} {v:.2f}" for n, v in sorted(w["cpu_by"].items())) + ")", flush=True)
+        what = "with an SDK client at 50 Hz" if client else "idle"
+        print(f"# core stacks side by side, {what}, {WINDOWS} windows of {WINDOW_S:.0f} s", flush=True)
+        for k, v in cpu.items():
+            out(f"footprint_ab_{k}_cpu", statistics.median(v), "% of one core")
+        out("footprint_ab_ratio_after_over_before", statistics.median(cpu["after"]) / statistics.median(cpu["before"]),
+            "x")
+    finally:
+        for c in clients:
+            c.kill()
+            c.wait()
+        for st in stacks.values():
+            st.stop()
