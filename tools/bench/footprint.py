@@ -106,7 +106,7 @@ def tree(root: int) -> list[int]:
     kids, out_, todo = _children(), [], [root]
     while todo:
         p = todo.pop()
-        if "reachy_mini.sim.cli" in _cmdline(p):
+        if "reachy_mini.sim.cli" in _cmdline(p).split(" "):   # python -m reachy_mini.sim.cli
             continue
         out_.append(p)
         todo += kids.get(p, [])
