@@ -307,6 +307,52 @@ def _wait_http(port: int, netns_pid: int | None, timeout: float = 60.0) -> None:
     raise RuntimeError(f"nothing answers on port {port} after {timeout:.0f} s")
 
 
+def _daemon_status(port: int, netns_pid: int) -> dict:
+    """The vendor daemon's GET /api/daemon/status, from inside its namespace ({} if none)."""
+    probe = ["nsenter", f"--net=/proc/{netns_pid}/ns/net", "--", "python3", "-c",
+             "import sys, urllib.request; print(urllib.request.urlopen("
+             "f'http://127.0.0.1:{sys.argv[1]}/api/daemon/status', timeout=5).read().decode())", str(port)]
+    r = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        return {}
+
+
+def _start_vendor(tmp: str, pty: str, port: int, env: dict, daemon: str, log) -> subprocess.Popen:
+    """The daemon, its control loop running (state "running", backend ready);
+    RuntimeError with its own reason otherwise (e.g. motors not found at
+    start on a starved machine)."""
+    argv = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", daemon,
+            "--serialport", pty, "--fastapi-host", "127.0.0.1", "--fastapi-port", str(port), "--no-media",
+            "--headless", "--no-preload-datasets", "--dataset-update-interval", "0"]
+    d = subprocess.Popen(argv, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_http(port, d.pid)
+        end, st = time.monotonic() + 60, {}
+        while time.monotonic() < end and d.poll() is None:
+            st = _daemon_status(port, d.pid)
+            if st.get("state") == "running" and (st.get("backend_status") or {}).get("ready"):
+                return d
+            if st.get("state") == "error":
+                break
+            time.sleep(1.0)
+        raise RuntimeError(f"the daemon's loop is not running (state {st.get('state')!r}, "
+                           f"error {st.get('error')!r})")
+    except Exception:
+        _stop_vendor(d)
+        raise
+
+
+def _stop_vendor(d: subprocess.Popen) -> None:
+    d.terminate()
+    try:
+        d.wait(20)
+    except subprocess.TimeoutExpired:
+        d.kill()
+        d.wait()
+
+
 def vendor(results: dict) -> None:
     from reachy_mini.sim.child import start_sim, stop_sim
 
@@ -320,35 +366,39 @@ def vendor(results: dict) -> None:
         print("# footprint: the vendor daemon runs in its own network namespace (unshare --net): needs root; "
               "its side skipped", flush=True)
         return
-    tmp = tempfile.mkdtemp(prefix="reachy_bench_fp_vendor_")
-    sim, pty, control = start_sim(os.path.join(tmp, "tty"), wire_timing=True)
     port = 8000   # its own namespace: the SDK's default port, nothing else there
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(REACHY_MINI_TELEMETRY="0", DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", HOME=tmp,
-               HF_HOME=os.path.join(tmp, "hf"), XDG_CONFIG_HOME=os.path.join(tmp, "config"),
-               XDG_CACHE_HOME=os.path.join(tmp, "cache"))
-    argv = ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", daemon,
-            "--serialport", pty, "--fastapi-host", "127.0.0.1", "--fastapi-port", str(port), "--no-media",
-            "--headless", "--no-preload-datasets", "--dataset-update-interval", "0"]
-    log = open(os.path.join(tmp, "daemon.log"), "w")
-    d = subprocess.Popen(argv, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+    d = sim = None
+    for attempt in (1, 2):   # a start on a starved machine can miss motors: once more, on a fresh bus
+        tmp = tempfile.mkdtemp(prefix="reachy_bench_fp_vendor_")
+        sim, pty, control = start_sim(os.path.join(tmp, "tty"), wire_timing=True)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update(REACHY_MINI_TELEMETRY="0", DO_NOT_TRACK="1", HF_HUB_OFFLINE="1", HOME=tmp,
+                   HF_HOME=os.path.join(tmp, "hf"), XDG_CONFIG_HOME=os.path.join(tmp, "config"),
+                   XDG_CACHE_HOME=os.path.join(tmp, "cache"))
+        log = open(os.path.join(tmp, "daemon.log"), "w")
+        try:
+            d = _start_vendor(tmp, pty, port, env, daemon, log)
+            break
+        except Exception as e:  # noqa: BLE001 - said, then retried or reported
+            print(f"# footprint: vendor daemon start {attempt} failed: {e}; log {log.name}", flush=True)
+            log.close()
+            stop_sim(sim)
+            sim = None
+    if d is None:
+        print("# footprint: the vendor daemon did not start: its side not measured", flush=True)
+        return
     try:
-        _wait_http(port, d.pid)
         time.sleep(WARMUP_S)
-        alive = lambda: d.poll() is None   # noqa: E731
+        alive = lambda: d.poll() is None and _daemon_status(port, d.pid).get("state") == "running"   # noqa: E731
         results["vendor_idle"] = measure(d.pid, "vendor daemon 1.13.0 --no-media --headless, idle", alive)
         m, lat, missed = with_client(port, d.pid, "vendor daemon + SDK client at 50 Hz", control, alive, d.pid)
         results["vendor_client"], results["vendor_latency"] = m, lat
         print(f"# vendor: set_target -> wire, {len(lat)} goals matched, {missed} not seen within 1 s", flush=True)
     except Exception as e:  # noqa: BLE001 - the bench reports a baseline's failure and goes on
+        results.pop("vendor_idle", None)
         print(f"# footprint: vendor daemon failed: {e}; log {log.name}", flush=True)
     finally:
-        d.terminate()
-        try:
-            d.wait(20)
-        except subprocess.TimeoutExpired:
-            d.kill()
-            d.wait()
+        _stop_vendor(d)
         log.close()
         stop_sim(sim)
 
