@@ -419,7 +419,6 @@ def vendor(results: dict) -> None:
         results["vendor_client"], results["vendor_latency"] = m, lat
         print(f"# vendor: set_target -> wire, {len(lat)} goals matched, {missed} not seen within 1 s", flush=True)
     except Exception as e:  # noqa: BLE001 - the bench reports a baseline's failure and goes on
-        results.pop("vendor_idle", None)
         print(f"# footprint: vendor daemon failed: {e}; log {log.name}", flush=True)
     finally:
         _stop_vendor(d)
