@@ -62,7 +62,13 @@ test-stress: sysdeps-test setup
 	@stress-ng --cpu 2 --timeout 3600s --quiet & hog=$$!; \
 	$(PY) -m pytest -q test; rc=$$?; kill $$hog 2>/dev/null; wait $$hog 2>/dev/null; exit $$rc
 
+# BENCH=footprint (or all sections) also makes the vendor daemon's venv
+# (.venv-vendor, tools/vendor_daemon_venv.sh) and its system packages; when
+# they cannot be had, the footprint bench says so and skips the vendor's side.
 bench: setup sdk-venv
+	@if [ -z "$(BENCH)" ] || echo " $(BENCH) " | grep -q " footprint "; then \
+	  bash tools/sysdeps.sh bench || echo "reachy_mini: footprint: the vendor daemon's system packages are missing (above)"; \
+	  bash tools/vendor_daemon_venv.sh; fi
 	$(PY) -m tools.bench $(BENCH)
 
 # Fault-storm soak of the whole simulated stack: `make soak DURATION=1800`.

@@ -11,6 +11,10 @@
 #                           gir1.2-gstreamer-1.0, gir1.2-gst-plugins-base-1.0, gstreamer1.0-alsa,
 #                           gstreamer1.0-plugins-base, gstreamer1.0-plugins-good (the SDK's GStreamer audio:
 #                           alsasrc/alsasink on the shared PCMs, test/system/test_vendor_sdk_audio.py)
+#   tools/sysdeps.sh bench  the test set + what the vendor daemon's full install needs (footprint bench,
+#                           tools/vendor_daemon_venv.sh): libgirepository1.0-dev, libcairo2-dev (PyGObject
+#                           build), gir1.2-gstreamer-1.0, gir1.2-gst-plugins-base-1.0 (imported even with
+#                           --no-media), iproute2 (loopback in its network namespace)
 # Installs with apt-get when root, through `sudo -n` when sudo works without a
 # password, and otherwise stops with the exact command to run.
 # REACHY_MINI_SKIP_SYSDEPS=1 skips it; REACHY_MINI_SYSDEPS_EXTRA adds package names.
@@ -22,7 +26,10 @@ case "$set_name" in
   test) pkgs=(pkg-config libportaudio2 alsa-utils cmake g++ chromium chromium-driver stress-ng openssl prometheus prometheus-alertmanager
               python3-gi python3-venv gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-alsa
               gstreamer1.0-plugins-base gstreamer1.0-plugins-good debootstrap) ;;
-  *)    echo "usage: $0 run|test" >&2; exit 2 ;;
+  bench) pkgs=(pkg-config libportaudio2 alsa-utils cmake g++ chromium chromium-driver stress-ng openssl prometheus prometheus-alertmanager
+              python3-gi python3-venv gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gstreamer1.0-alsa
+              gstreamer1.0-plugins-base gstreamer1.0-plugins-good debootstrap libgirepository1.0-dev libcairo2-dev iproute2) ;;
+  *)    echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2206
 pkgs+=(${REACHY_MINI_SYSDEPS_EXTRA:-})

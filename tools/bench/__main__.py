@@ -3,7 +3,10 @@ default; `make bench BENCH="motors health"` picks some): motors, health,
 media, camera_qos (camera_qos.py), camera_sdk (camera_sdk.py: the SDK camera socket's cost), web, stack (see bench_stack.py), envelope (the
 safety envelope: goal -> wire latency with the joint limits on and off, and the
 speed limit: driver vs the servo's Profile Velocity register), sdk (sdk.py),
-dance (dance.py: a vendor dance through the stack against the vendor's IK).
+dance (dance.py: a vendor dance through the stack against the vendor's IK),
+footprint (footprint.py: our stack's CPU, memory and latency beside the
+vendor's daemon on the same simulator), footprint_ab (a change before/after:
+two stacks side by side; not in the default set).
 
 Motors: ours and the baseline measured in the same run against the same
 simulator (1 Mbaud wire timing).
@@ -479,14 +482,15 @@ def main(argv=None) -> int:
     from tools.bench.camera_qos import bench_camera_qos
     from tools.bench.camera_sdk import bench_camera_sdk
     from tools.bench.dance import bench_dance
+    from tools.bench.footprint import bench_footprint, bench_footprint_ab
     from tools.bench.sdk import bench_sdk
 
     sections = {"motors": bench_motors, "goal": bench_ros_goal, "envelope": bench_envelope, "health": bench_stack.bench_health,
                 "media": bench_stack.bench_media, "camera_qos": bench_camera_qos,
                 "camera_sdk": bench_camera_sdk,
                 "web": bench_stack.bench_web, "stack": bench_stack.bench_stack, "sdk": bench_sdk,
-                "dance": bench_dance}
-    which = (argv if argv is not None else sys.argv[1:]) or list(sections)
+                "dance": bench_dance, "footprint": bench_footprint, "footprint_ab": bench_footprint_ab}
+    which = (argv if argv is not None else sys.argv[1:]) or [s for s in sections if s != "footprint_ab"]
     unknown = [w for w in which if w not in sections]
     if unknown:
         print(f"unknown bench section(s) {unknown}; known: {list(sections)}", file=sys.stderr)

@@ -112,16 +112,17 @@ def free_port() -> int:
 class Stack:
     """The full stack under reachy-mini-bringup, as `make run` starts it:
     on the simulated robot (use_sim), or with whatever `extra` arguments
-    (e.g. --params-file) choose. `env` adds environment variables."""
+    (e.g. --params-file) choose. `env` adds environment variables; `python`
+    runs another checkout's stack (its venv's interpreter), for before/after."""
 
     def __init__(self, tmp: str, extra: list[str] | None = None, domain: str = "96", use_sim: bool = True,
-                 env: dict | None = None, port: int | None = None) -> None:
+                 env: dict | None = None, port: int | None = None, python: str | None = None) -> None:
         self.tmp = tmp
         self.state = os.path.join(tmp, "state.json")
         self.port = port or free_port()
         self.env = env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                    XDG_RUNTIME_DIR=tmp, **(env or {}))
-        argv = [sys.executable, "-m", "reachy_mini.ops.supervisor", "--state-file", self.state,
+        argv = [python or sys.executable, "-m", "reachy_mini.ops.supervisor", "--state-file", self.state,
                 "--data-dir", os.path.join(tmp, "data"), "--web-port", str(self.port)] + \
             (["--use-sim"] if use_sim else []) + (extra or [])
         self.log = open(os.path.join(tmp, "stack.log"), "w")
