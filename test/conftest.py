@@ -28,6 +28,21 @@ os.environ.setdefault("REACHY_MINI_SDK_CAMERA_SOCKET",
                       os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", "reachy_mini_test_camsock-%p"))
 
 
+def venv_skip_reason(venv: str, make: str) -> str | None:
+    """Why a test venv (.venv-sdk, .venv-mcp: the vendor's clients, made by `make test`) cannot be used,
+    or None: its tools/*_venv.sh writes the reason to <venv>.failed when it cannot be made."""
+    if os.path.exists(os.path.join(REPO, venv, ".installed")):
+        return None
+    failed = os.path.join(REPO, venv + ".failed")
+    if os.path.exists(failed):
+        with open(failed) as f:
+            return f.read().strip()
+    return f"{venv} not made: run {make}"
+
+
+SDK_SKIP = venv_skip_reason(".venv-sdk", "`make sdk-venv` (tools/sdk_venv.sh)")
+
+
 class SimProcess:
     def __init__(self, tmp_path, wire_timing: bool = True):
         self.link = str(tmp_path / "ttyDXL")

@@ -26,24 +26,13 @@ import pytest
 
 from reachy_mini.sim.bus import send_command
 
-from conftest import REPO, wait_for, whole_stack
+from conftest import REPO, SDK_SKIP, venv_skip_reason, wait_for, whole_stack
 
 MCP_PY = os.path.join(REPO, ".venv-mcp", "bin", "python")
 SDK_PY = os.path.join(REPO, ".venv-sdk", "bin", "python")
 
 
-def _skip_reason(venv: str, make: str) -> str | None:
-    if os.path.exists(os.path.join(REPO, venv, ".installed")):
-        return None
-    failed = os.path.join(REPO, venv + ".failed")
-    if os.path.exists(failed):
-        with open(failed) as f:
-            return f.read().strip()
-    return f"{venv} not made: run {make}"
-
-
-MCP_SKIP = _skip_reason(".venv-mcp", "tools/mcp_venv.sh")
-SDK_SKIP = _skip_reason(".venv-sdk", "`make sdk-venv`")
+MCP_SKIP = venv_skip_reason(".venv-mcp", "`make mcp-venv` (tools/mcp_venv.sh)")
 
 # The MCP SDK's stdio client drives `python -m reachy_mini_mcp serve`: one
 # JSON line in (tool, parameters), one JSON line out (the tool's answer).

@@ -22,24 +22,14 @@ from reachy_mini.core.head import BODY_JOINT, GEOMETRY_FILE, HEAD_JOINTS, HeadKi
     load_geometry, rpy_to_matrix
 from reachy_mini.core.motors.map import MotorMap
 
-from conftest import REPO
+from conftest import REPO, SDK_SKIP
 
 SDK_PY = os.path.join(REPO, ".venv-sdk", "bin", "python")
 IK_TOLERANCE_RAD = 0.002          # the bound
 N_POSES = 600
 
 
-def _skip_reason() -> str | None:
-    if os.path.exists(os.path.join(REPO, ".venv-sdk", ".installed")):
-        return None
-    failed = os.path.join(REPO, ".venv-sdk.failed")
-    if os.path.exists(failed):
-        with open(failed) as f:
-            return f.read().strip()
-    return "vendor SDK venv .venv-sdk not made: run `make sdk-venv` (tools/sdk_venv.sh)"
-
-
-pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+pytestmark = pytest.mark.skipif(SDK_SKIP is not None, reason=str(SDK_SKIP))
 
 # The vendor's side: reads {"poses": [[4x4, body_yaw], ...], "paths": [[[body, s1..s6], ...], ...]}
 # and answers with its IK (direct, and as its daemon calls it: automatic body

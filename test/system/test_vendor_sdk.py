@@ -21,7 +21,7 @@ import pytest
 from reachy_mini.sim.bus import send_command
 from tools.bench.stack import free_port
 
-from conftest import REPO, wait_for, whole_stack
+from conftest import REPO, SDK_SKIP, wait_for, whole_stack
 
 SDK_PY = os.path.join(REPO, ".venv-sdk", "bin", "python")
 # a free port, not a fixed one: several suites run on one machine (a fixed port let the SDK
@@ -29,17 +29,7 @@ SDK_PY = os.path.join(REPO, ".venv-sdk", "bin", "python")
 PORT = free_port()
 
 
-def _skip_reason() -> str | None:
-    if os.path.exists(os.path.join(REPO, ".venv-sdk", ".installed")):
-        return None
-    failed = os.path.join(REPO, ".venv-sdk.failed")
-    if os.path.exists(failed):
-        with open(failed) as f:
-            return f.read().strip()
-    return "vendor SDK venv .venv-sdk not made: run `make sdk-venv` (tools/sdk_venv.sh)"
-
-
-pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))
+pytestmark = pytest.mark.skipif(SDK_SKIP is not None, reason=str(SDK_SKIP))
 
 PRELUDE = textwrap.dedent(f"""
     import json, math, sys, time

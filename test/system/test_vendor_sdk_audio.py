@@ -28,15 +28,15 @@ from std_msgs.msg import Int16MultiArray
 from reachy_mini.core.media import alsa, xvf3800
 from tools.harness.fifo_board import FifoDrain, FifoFeed
 
-from conftest import REPO, wait_for
+from conftest import REPO, SDK_SKIP, wait_for
 from ros_probe import RosProbe
 
 sys.path.insert(0, os.path.join(REPO, "test", "integration"))   # the audio stand-in of test_audio_node
 from test_audio_node import Stand, dominant_hz, ok_mic, speak, vals
 from test_media import start_node, stop_node
-from test_vendor_sdk import SDK_PY, _skip_reason
+from test_vendor_sdk import SDK_PY
 
-pytestmark = [pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason())),
+pytestmark = [pytest.mark.skipif(SDK_SKIP is not None, reason=str(SDK_SKIP)),
               pytest.mark.skipif(not os.path.exists("/usr/bin/arecord"), reason="alsa-utils not installed")]
 
 APP = textwrap.dedent("""
