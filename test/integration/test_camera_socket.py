@@ -175,6 +175,8 @@ def test_sdk_socket_path_must_be_absolute(ros_env):
 def test_camera_unplugged_while_an_app_is_connected(ros_env, tmp_path, probe):
     """The socket goes away while the device is lost (new apps would wait forever on it),
     the connected app stays connected and gets frames again when the camera is back."""
+    import threading
+
     import cv2
 
     from test_media import write_video
@@ -184,10 +186,23 @@ def test_camera_unplugged_while_an_app_is_connected(ros_env, tmp_path, probe):
     path = str(tmp_path / "cam.sock")
     node = start_node(ros_env, "camera_node", device=str(video), fps=30.0, width=320, height=240,
                       sdk_socket_path=path, compressed_fps=0.0)
+    frames: list[np.ndarray] = []
+    done = threading.Event()
+
+    def app(r: Reader) -> None:   # as an SDK app: reads and releases every frame, on its own thread
+        r.s.settimeout(0.5)
+        while not done.is_set():
+            try:
+                frames.append(r.frame()[2])
+            except (TimeoutError, OSError):
+                continue
     try:
         wait_for(lambda: os.path.exists(path), timeout=30)
         r = Reader(path, W, H)
-        _id, _pts, img = read_frame(r)
+        th = threading.Thread(target=app, args=(r,), daemon=True)
+        th.start()
+        wait_for(lambda: len(frames) > 0, timeout=20)
+        img = frames[-1]
         assert img.shape == (H, W, 3)            # the 320x240 file, resized to the spec's size
         small = cv2.resize(img, (320, 240), interpolation=cv2.INTER_AREA)
         assert abs(int(small.mean()) - int(small[0, 0, 0])) <= 2   # a uniform grey frame of the file
@@ -196,10 +211,13 @@ def test_camera_unplugged_while_an_app_is_connected(ros_env, tmp_path, probe):
         t0 = time.monotonic()
         s = wait_for(lambda: (s := diag(probe, "camera_node: camera", t0)) and s.level[0] == 2 and s, timeout=20)
         assert vals(s)["sdk_socket"] == "off" and vals(s)["sdk clients"] == "1"
+        n = len(frames)
         os.rename(tmp_path / "away.avi", video)  # plugged back
         wait_for(lambda: os.path.exists(path), timeout=30)
-        _id, _pts, img = read_frame(r)           # the same app, served again
-        assert img.shape == (H, W, 3)
+        wait_for(lambda: len(frames) > n, timeout=20)   # the same app, served again
+        assert frames[-1].shape == (H, W, 3)
+        done.set()
+        th.join(5)
         r.close()
     finally:
         stop_node(node)
