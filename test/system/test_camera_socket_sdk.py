@@ -26,11 +26,11 @@ import time
 import numpy as np
 import pytest
 
-from reachy_mini.core.media.camera import SyntheticCamera
 from reachy_mini.core.media.unixfd import DEFAULT_PATH
 from tools.bench.stack import Stack
 
 from conftest import REPO, wait_for
+from test_camera_socket import counter, expected   # the synthetic camera's frame number and frame
 
 PORT = 18530
 W, H = 1920, 1080
@@ -87,17 +87,6 @@ def results(p: subprocess.Popen, timeout: float) -> list[dict]:
     lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
     assert p.returncode == 0 and lines, f"rc={p.returncode}\nstdout:{out[-3000:]}\nstderr:{err[-3000:]}"
     return lines
-
-
-def counter(img: np.ndarray) -> int:
-    w = img.shape[1] // 32
-    return sum(1 << i for i in range(32) if img[0, i * w + w // 2, 0] > 127)
-
-
-def expected(n: int) -> np.ndarray:
-    cam = SyntheticCamera(W, H)
-    cam.count = n
-    return cam.read()
 
 
 class AudioShared:
