@@ -88,9 +88,12 @@ def test_joint_states_rate_and_names(motor):
     run("loop_rate_hz:=100.0")
     time.sleep(0.5)
     t0 = time.monotonic()
-    time.sleep(3.0)
+    time.sleep(4.0)
     msgs = probe.get("/joint_states", t0)
-    rate = len(msgs) / 3.0
+    # the rate at which samples were taken and published, from their stamps (the driver's sample times):
+    # beside two CPU hogs this test's own subscriber is starved at times, so arrival times are not the rate
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _, m in msgs]
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
     assert rate >= 90.0, f"/joint_states at {rate:.1f} Hz, want >= 90"
     m = msgs[-1][1]
     assert list(m.name) == ["body_rotation"] + [f"stewart_{i}" for i in range(1, 7)] + ["right_antenna", "left_antenna"]
