@@ -26,7 +26,9 @@ class _RustExtension(RustExtension):
 # One definition each: the version is package.xml's, the executables are the node table's.
 with open(os.path.join(HERE, "package.xml")) as _f:
     VERSION = re.search(r"<version>([^<]+)</version>", _f.read()).group(1)
-NODES = [n.name for n in runpy.run_path(os.path.join(HERE, PACKAGE, "common", "node_table.py"))["NODES"]]
+_TABLE = runpy.run_path(os.path.join(HERE, PACKAGE, "common", "node_table.py"))
+NODES = [n.name for n in _TABLE["NODES"]]
+PROCESS_NAME, PROCESS_MODULE = _TABLE["PROCESS_NAME"], _TABLE["PROCESS_MODULE"]
 
 setup(
     name=PACKAGE,
@@ -67,6 +69,7 @@ setup(
     extras_require={"test": ["pytest", "pytest-timeout", "httpx", "selenium", "schemathesis", "rosbags"]},
     entry_points={
         "console_scripts": [f"{n} = {PACKAGE}.nodes.{n}:main" for n in NODES]
+        + [f"{PROCESS_NAME} = {PROCESS_MODULE}:main"]   # several nodes in one process (ros2 run reachy_mini robot ...)
         + [
             "reachy-mini-bringup = reachy_mini.ops.supervisor:main",
             "reachy-mini-sim-bus = reachy_mini.sim.cli:main",

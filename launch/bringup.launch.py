@@ -3,6 +3,7 @@
     ros2 launch reachy_mini bringup.launch.py                 # real robot (serial_port from params_file)
     ros2 launch reachy_mini bringup.launch.py use_sim:=true   # simulated bus, camera and audio
     ros2 launch reachy_mini bringup.launch.py namespace:=robot1 web_port:=8001   # one of several robots
+    ros2 launch reachy_mini bringup.launch.py one_process:=true   # motor, health, web nodes in one process
 
 The nodes come from reachy_mini.common.node_table.NODES, the same table the
 no-ROS-install supervisor (reachy-mini-bringup) reads, with the same
@@ -12,6 +13,12 @@ Respawn: a node that exits is started again after 2 s (use_respawn), at most
 respawn_max_retries times (-1: no limit). A node that exits with status 2
 refused its parameters: it is not respawned at all, since a restart cannot
 fix a bad value (the log says which parameter).
+
+one_process:=true runs node_table.ROBOT_PROCESS (motor_node, health_node,
+web_bridge) in one process (executable `robot`, nodes/robot.py): one
+executor, one DDS participant; camera_node and audio_node keep their own.
+That process watches its own spin loop (the health node that kills a hung
+node lives in it) and exits to be respawned when it hangs.
 
 One stack per robot per machine: each node takes its instance lock
 (reachy_mini/common/instance.py) first. A node that finds this robot
@@ -29,7 +36,7 @@ from launch_ros.substitutions import FindPackageShare
 
 from reachy_mini.core.identity import check_robot_name
 from reachy_mini.common.node_table import EXIT_ALREADY_RUNNING, EXIT_INVALID_PARAMETER, EXIT_UNSAFE_RUNTIME_DIR, \
-    NODES, log_level_args, remappings
+    NODES, PROCESS_NAME, log_level_args, process_groups, remappings
 
 TRUE = ("true", "1", "yes", "on")
 
@@ -50,6 +57,9 @@ def generate_launch_description():
         DeclareLaunchArgument("respawn_max_retries", default_value="-1",
                               description="respawns per node before giving up (-1: no limit)"),
         DeclareLaunchArgument("web_port", default_value="8000", description="port of the web status page"),
+        DeclareLaunchArgument("one_process", default_value="false",
+                              description="run motor_node, health_node and web_bridge in one process (less CPU "
+                                          "and memory, for a Raspberry Pi CM4)"),
         DeclareLaunchArgument("robot_name", default_value="",
                               description="the robot's name: page title, hardware ids, incidents, metric label "
                                           "(default: the namespace, else the host name)"),
@@ -63,18 +73,18 @@ def _arg(context, name: str) -> str:
     return LaunchConfiguration(name).perform(context).strip()
 
 
-def _no_respawn_on_invalid_parameter(node: Node) -> RegisterEventHandler:
+def _no_respawn_on_invalid_parameter(node: Node, label: str) -> RegisterEventHandler:
     """Exit status 2 = invalid parameter: cancel the pending respawn. Status
     4/5 = this robot already runs here / unsafe runtime directory: stop this
     whole launch (its other nodes would refuse too)."""
     def on_exit(event, _context):
         if event.returncode in (EXIT_ALREADY_RUNNING, EXIT_UNSAFE_RUNTIME_DIR):
-            return [LogInfo(msg=f"{node.node_name}: refused to start (exit {event.returncode}, see its message "
+            return [LogInfo(msg=f"{label}: refused to start (exit {event.returncode}, see its message "
                                 "above); stopping this launch"),
                     EmitEvent(event=Shutdown(reason="reachy_mini refused to start"))]
         if event.returncode != EXIT_INVALID_PARAMETER:
             return None
-        return [LogInfo(msg=f"{node.node_name}: invalid parameter (exit {event.returncode}); not respawning. "
+        return [LogInfo(msg=f"{label}: invalid parameter (exit {event.returncode}); not respawning. "
                             "Fix the value named above and launch again."),
                 EmitEvent(event=ShutdownProcess(process_matcher=matches_action(node)))]
     return RegisterEventHandler(OnProcessExit(target_action=node, on_exit=on_exit))
@@ -95,29 +105,31 @@ def _nodes(context):
     except ValueError:
         raise ValueError("launch argument 'respawn_max_retries' must be an integer (-1: no limit)") from None
     out = []
-    for spec in NODES:
-        if spec.name not in enabled:
-            continue
+    for group in process_groups(enabled, _arg(context, "one_process").lower() in TRUE):
         params = [LaunchConfiguration("params_file"), {"use_sim": _arg(context, "use_sim").lower() in TRUE}]
         if robot_name:
             params.append({"robot_name": robot_name})
-        if spec.name == "web_bridge":
-            params.append({"port": int(_arg(context, "web_port"))})
-        if spec.name == "health_node":
+        if "web_bridge" in group:
+            params.append({"port": int(_arg(context, "web_port"))})   # only web_bridge declares it
+        if "health_node" in group:
             params.append({"expected_nodes": enabled})
+        shared = len(group) > 1
         node = Node(
             package="reachy_mini",
-            executable=spec.name,
-            name=spec.name,
+            executable=PROCESS_NAME if shared else group[0],
+            # a shared process keeps each node's own name (a name here would rename them all)
+            name=None if shared else group[0],
             namespace=namespace,
+            arguments=list(group) if shared else None,
             parameters=params,
             remappings=remappings(namespace),
-            ros_arguments=log_level_args(namespace, spec.name, _arg(context, "log_level")),
+            ros_arguments=[a for n in group for a in log_level_args(namespace, n, _arg(context, "log_level"))],
             # respawn also restarts a hung node that health_node killed (restart_hung_nodes)
             respawn=respawn,
             respawn_delay=2.0,
             respawn_max_retries=max_retries,
             output="screen",
         )
-        out += [node, _no_respawn_on_invalid_parameter(node)]
+        out += [node, _no_respawn_on_invalid_parameter(node, f"{PROCESS_NAME} ({', '.join(group)})" if shared
+                                                        else group[0])]
     return out

@@ -7,8 +7,9 @@ like a node started by launch.
   (``prctl(PR_SET_PDEATHSIG)``, kept across exec); a parent that died in the
   meantime is caught by checking the parent pid right after. SIGTERM is the
   node's clean stop (run_node): torque off, devices released.
-- The node's instance lock (common/instance.py), held by the supervisor for
-  its whole life, is also handed to the child (an inherited descriptor of
+- The node's instance lock (common/instance.py; each node's, for a process
+  running several), held by the supervisor for its whole life, is also
+  handed to the child (an inherited descriptor of
   the same open file: a flock belongs to it, not to a process). So the lock
   stays held while either lives: an orphan, if one ever survived, still
   holds it and a new stack in the namespace refuses to start beside it
@@ -47,32 +48,33 @@ def _die_with(parent: int, sig: int):
     return preexec
 
 
-def spawn(argv: list[str], env: dict, lock_fd: int | None = None, sig: int = signal.SIGTERM,
+def spawn(argv: list[str], env: dict, lock_fds: list[int] = (), sig: int = signal.SIGTERM,
           **popen) -> subprocess.Popen:
-    """subprocess.Popen for a node of the stack: it gets `sig` when this
-    process dies, and inherits `lock_fd` (its instance lock) as
-    $REACHY_MINI_LOCK_FD. Call it from a thread that lives as long as the
-    process (the supervisor's main loop): the kernel sends the signal when
-    the thread that forked the child exits."""
+    """subprocess.Popen for a process of the stack: it gets `sig` when this
+    process dies, and inherits `lock_fds` (the instance locks of its nodes)
+    as $REACHY_MINI_LOCK_FD (comma-separated). Call it from a thread that
+    lives as long as the process (the supervisor's main loop): the kernel
+    sends the signal when the thread that forked the child exits."""
     env = dict(env)
-    fds = ()
-    if lock_fd is not None:
-        env[LOCK_FD_ENV] = str(lock_fd)
-        fds = (lock_fd,)
+    fds = tuple(lock_fds)
+    if fds:
+        env[LOCK_FD_ENV] = ",".join(str(fd) for fd in fds)
     return subprocess.Popen(argv, env=env, pass_fds=fds, preexec_fn=_die_with(os.getpid(), sig), **popen)
 
 
-def inherited_lock_fd() -> int | None:
-    """The instance-lock descriptor handed down by the supervisor (None if
-    there is none or it is not an open file)."""
-    v = os.environ.get(LOCK_FD_ENV, "")
-    if not v.isdigit():
-        return None
-    try:
-        os.fstat(int(v))
-    except OSError:
-        return None
-    return int(v)
+def inherited_lock_fds() -> list[int]:
+    """The instance-lock descriptors handed down by the supervisor (those
+    that are open files)."""
+    out = []
+    for v in os.environ.get(LOCK_FD_ENV, "").split(","):
+        if not v.isdigit():
+            continue
+        try:
+            os.fstat(int(v))
+        except OSError:
+            continue
+        out.append(int(v))
+    return out
 
 
 def adopt_lock(fd: int, what: str) -> None:

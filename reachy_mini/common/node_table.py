@@ -29,6 +29,41 @@ NODES: tuple[NodeSpec, ...] = (
 
 BY_NAME = {n.name: n for n in NODES}
 
+# One process for the robot (`reachy-mini-bringup --one-process`, launch
+# `one_process:=true`): these nodes share one process, one executor and one
+# DDS participant (python -m reachy_mini.nodes.robot <node>...; `ros2 run
+# reachy_mini robot <node>...`). Camera and audio keep processes of their own:
+# a media driver that crashes or blocks (GStreamer, ALSA, a USB device) must
+# not take the motors' node with it (docs/benchmarks.md, Footprint, has the
+# figures of both choices).
+ROBOT_PROCESS = ("motor_node", "health_node", "web_bridge")
+PROCESS_NAME = "robot"                      # executable and log name of the shared process
+PROCESS_MODULE = "reachy_mini.nodes.robot"
+
+
+def process_groups(names: list[str], one_process: bool) -> list[tuple[str, ...]]:
+    """The processes that run `names` (node table order): one per node, or,
+    with `one_process`, the enabled ROBOT_PROCESS nodes together in the first
+    and every other node alone."""
+    names = [n.name for n in NODES if n.name in names]
+    shared = tuple(n for n in names if one_process and n in ROBOT_PROCESS)
+    groups: list[tuple[str, ...]] = [shared] if len(shared) > 1 else []
+    return groups + [(n,) for n in names if not (len(shared) > 1 and n in shared)]
+
+
+def hosted_nodes(cmdline: list[str]) -> list[str]:
+    """The node-table nodes a shared process runs (its arguments before
+    --ros-args, after the robot module or executable); [] for any other."""
+    for i, a in enumerate(cmdline[:4]):
+        if a == PROCESS_MODULE or a.rsplit("/", 1)[-1] == PROCESS_NAME:
+            out = []
+            for b in cmdline[i + 1:]:
+                if b == "--ros-args":
+                    break
+                out.append(b)
+            return [n for n in out if n in BY_NAME]
+    return []
+
 
 # Exit status of a node that refused its parameters: respawning cannot fix it,
 # so neither the launch file nor the supervisor restarts it.

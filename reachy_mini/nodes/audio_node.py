@@ -272,6 +272,9 @@ class AudioNode(Node):
             self.doa.stop()
 
 
+NODE = AudioNode   # nodes/robot.py
+
+
 def main(args=None) -> int:
     return run_node(AudioNode, "audio_node", args)
 

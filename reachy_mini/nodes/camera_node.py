@@ -173,10 +173,18 @@ def fastdds_profile(env: dict) -> str | None:
     return config_path("fastdds_camera.xml")
 
 
-def main(args=None) -> int:
+NODE = CameraNode   # nodes/robot.py
+
+
+def before_init() -> None:
+    """The camera's DDS profile, read when rclpy.init creates the participant."""
     profile = fastdds_profile(dict(os.environ))
     if profile and os.environ.get("REACHY_MINI_CAMERA_FASTDDS_PROFILE", "1") != "0":   # 0: off (bench baseline)
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = profile   # read when rclpy.init creates the participant
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
+
+
+def main(args=None) -> int:
+    before_init()
     return run_node(CameraNode, "camera_node", args)
 
 

@@ -184,7 +184,7 @@ class HealthNode(Node):
         if self.procs.manager != "launch" or not self.cfg.restart_hung_nodes:
             return   # reachy-mini-bringup kills and restarts its hung children itself
         for name, info in self.info.items():
-            if name == "health_node" or info.pid in self.killed_pids:
+            if name == "health_node" or info.pid in self.killed_pids or info.pid == os.getpid():   # not itself
                 continue
             _, msg, hung = node_status(name, info, self.watch, now, self.cfg.hang_timeout_s)
             if hung:
@@ -220,6 +220,9 @@ class HealthNode(Node):
         if self.recorder is not None:
             self.recorder.close()
         self.db.close()
+
+
+NODE = HealthNode   # nodes/robot.py
 
 
 def main(args=None) -> int:

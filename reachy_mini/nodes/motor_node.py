@@ -256,6 +256,9 @@ class MotorNode(Node):
         self.bus.close()
 
 
+NODE = MotorNode   # nodes/robot.py
+
+
 def main(args=None) -> int:
     return run_node(MotorNode, "motor_node", args)
 

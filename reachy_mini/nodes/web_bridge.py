@@ -290,6 +290,9 @@ class WebBridge(Node):
         self.thread.join(3)
 
 
+NODE = WebBridge   # nodes/robot.py
+
+
 def main(args=None) -> int:
     return run_node(WebBridge, "web_bridge", args)
 

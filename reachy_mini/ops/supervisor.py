@@ -8,6 +8,7 @@ for tests.
 
     reachy-mini-bringup --use-sim              # full stack on the simulated robot
     reachy-mini-bringup --only motor_node --no-respawn
+    reachy-mini-bringup --one-process          # motor_node, health_node, web_bridge in one process
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from dataclasses import dataclass, field
 from reachy_mini.core.health.nodes import is_hung
 from reachy_mini.core.identity import check_robot_name
 from reachy_mini.common.instance import LOCKED_BY_ENV, acquire_all
-from reachy_mini.common.node_table import EXIT_INVALID_PARAMETER, \
-    NODES, NOT_RESPAWNED, NodeSpec, log_level_args, normalize_namespace, remappings
+from reachy_mini.common.node_table import BY_NAME, EXIT_INVALID_PARAMETER, NODES, NOT_RESPAWNED, PROCESS_MODULE, \
+    PROCESS_NAME, NodeSpec, log_level_args, normalize_namespace, process_groups, remappings
 from reachy_mini.common.paths import config_path, robot_key
 from reachy_mini.common.lifeline import spawn
 from reachy_mini.ops.sdnotify import Notifier
@@ -46,7 +47,12 @@ class Child:
     started_at: float = 0.0
     hang_restarts: int = 0
     heartbeat: str = ""
-    lock_fd: int | None = None   # its instance lock, held by the supervisor and handed to the node
+    lock_fds: list[int] = field(default_factory=list)   # its nodes' instance locks, held by the supervisor too
+    members: tuple[str, ...] = ()   # the nodes this process runs (--one-process: several), default spec.name
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return self.members or (self.spec.name,)
 
     def backoff(self, now: float, window_s: float = 60.0) -> float:
         """0.5 s after a crash, doubling for each crash in the last minute, max 10 s."""
@@ -68,10 +74,34 @@ def override_file(directory: str, node: str, params: dict) -> str:
     return path
 
 
-def node_argv(spec: NodeSpec, params_file: str | list[str], use_sim: bool, namespace: str, log_level: str,
-              web_port: int | None, run_dir: str, data_dir: str | None = None,
+def node_argv(spec: NodeSpec | tuple[NodeSpec, ...], params_file: str | list[str], use_sim: bool, namespace: str,
+              log_level: str, web_port: int | None, run_dir: str, data_dir: str | None = None,
               state_file: str | None = None, started: list[str] | None = None,
               hang_timeout: float | None = None, robot_name: str | None = None) -> list[str]:
+    """The command line of a process running `spec` (a node), or several
+    nodes together (a tuple: nodes/robot.py), each with its own overrides and
+    log level."""
+    members = spec if isinstance(spec, tuple) else (spec,)
+    files = [params_file] if isinstance(params_file, str) else list(params_file)
+    module = ["-m", members[0].module] if len(members) == 1 else ["-m", PROCESS_MODULE, *[m.name for m in members]]
+    own = [a for m in members for a in ("--params-file", override_file(run_dir, m.name, _overrides(
+        m, use_sim, web_port, data_dir, state_file, started, hang_timeout, robot_name)))]
+    # --disable-external-lib-logs: no per-start log files under ~/.ros/log (they
+    # would pile up with every respawn); node output goes to our stdout or to the
+    # rotating files of --log-dir.
+    # the files in their order (rcl: a later file overrides an earlier one), then the overrides
+    argv = [sys.executable, *module, "--ros-args", *[a for f in files for a in ("--params-file", f)], *own,
+            *[a for m in members for a in log_level_args(namespace, m.name, log_level)],
+            "--disable-external-lib-logs"]
+    if normalize_namespace(namespace) != "/":
+        argv += ["-r", f"__ns:={normalize_namespace(namespace)}"]
+        for src, dst in remappings(namespace):
+            argv += ["-r", f"{src}:={dst}"]
+    return argv
+
+
+def _overrides(spec: NodeSpec, use_sim: bool, web_port: int | None, data_dir: str | None, state_file: str | None,
+               started: list[str] | None, hang_timeout: float | None, robot_name: str | None) -> dict:
     overrides = {"use_sim": bool(use_sim)}
     if robot_name:
         overrides["robot_name"] = robot_name
@@ -85,19 +115,7 @@ def node_argv(spec: NodeSpec, params_file: str | list[str], use_sim: bool, names
         overrides["state_file"] = os.path.abspath(state_file)
     if spec.name == "health_node" and hang_timeout:
         overrides["hang_timeout_s"] = float(hang_timeout)   # one hang rule: the supervisor's timeout is the health node's
-    # --disable-external-lib-logs: no per-start log files under ~/.ros/log (they
-    # would pile up with every respawn); node output goes to our stdout or to the
-    # rotating files of --log-dir.
-    # the files in their order (rcl: a later file overrides an earlier one), then the overrides
-    files = [params_file] if isinstance(params_file, str) else list(params_file)
-    argv = [sys.executable, "-m", spec.module, "--ros-args", *[a for f in files for a in ("--params-file", f)],
-            "--params-file", override_file(run_dir, spec.name, overrides),
-            *log_level_args(namespace, spec.name, log_level), "--disable-external-lib-logs"]
-    if normalize_namespace(namespace) != "/":
-        argv += ["-r", f"__ns:={normalize_namespace(namespace)}"]
-        for src, dst in remappings(namespace):
-            argv += ["-r", f"{src}:={dst}"]
-    return argv
+    return overrides
 
 
 class RotatingLog:
@@ -176,9 +194,9 @@ class Supervisor:
         log = self.logs.get(c.spec.name)
         # the node dies with this supervisor and holds its lock (common/lifeline.py)
         if log is None:
-            c.proc = spawn(c.argv, env, c.lock_fd, start_new_session=True)
+            c.proc = spawn(c.argv, env, c.lock_fds, start_new_session=True)
         else:
-            c.proc = spawn(c.argv, env, c.lock_fd, start_new_session=True, stdout=subprocess.PIPE,
+            c.proc = spawn(c.argv, env, c.lock_fds, start_new_session=True, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT)
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log.write(f"--- {stamp} reachy-mini-bringup: started pid {c.proc.pid}\n".encode())
@@ -196,19 +214,20 @@ class Supervisor:
         if not self.state_file:
             return
         state = {"supervisor_pid": os.getpid(), "supervisor_started": self.started, "stamp": time.time(), "nodes": {
-            c.spec.name: {"pid": c.proc.pid if c.proc and c.proc.poll() is None else None, "started": c.started_at,
-                          "starts": c.starts, "restarts": c.restarts, "last_exit": c.last_exit,
-                          "hang_restarts": c.hang_restarts, "heartbeat": c.heartbeat}
-            for c in self.children}}
+            name: {"pid": c.proc.pid if c.proc and c.proc.poll() is None else None, "started": c.started_at,
+                   "starts": c.starts, "restarts": c.restarts, "last_exit": c.last_exit,
+                   "hang_restarts": c.hang_restarts, "heartbeat": c.heartbeat, "process": c.spec.name}
+            for c in self.children for name in c.nodes}}
         tmp = self.state_file + ".tmp"
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "w") as f:
             json.dump(state, f)
         os.replace(tmp, self.state_file)
 
     def restart(self, name: str, reason: str) -> bool:
-        """Kills a (hung) node and its process group; the loop respawns it."""
+        """Kills a (hung) node's process (`name`: a node or a process) and its
+        process group; the loop respawns it."""
         for c in self.children:
-            if c.spec.name == name and c.proc and c.proc.poll() is None:
+            if name in (c.spec.name,) + c.nodes and c.proc and c.proc.poll() is None:
                 self._log(f"restarting {name}: {reason}")
                 try:
                     os.killpg(c.proc.pid, signal.SIGKILL)
@@ -254,8 +273,8 @@ class Supervisor:
         ages = {c.spec.name: self._beat_age(c, now) for c in self.children}
         fresh = {n for n, a in ages.items() if a is not None and a < self.BEAT_FRESH_S}
         if not self.ready and len(fresh) == len(self.children):
-            self.ready = self.notifier.send("READY=1", f"STATUS=all {len(fresh)} nodes running")
-        health = [c for c in self.children if c.spec.name == "health_node"]
+            self.ready = self.notifier.send("READY=1", f"STATUS=all {len(fresh)} processes running")
+        health = [c for c in self.children if "health_node" in c.nodes]
         if self.notifier.watchdog_s and now - self.pinged >= self.notifier.watchdog_s:
             if not health or health[0].spec.name in fresh:
                 self.notifier.send("WATCHDOG=1")
@@ -338,6 +357,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-respawn", action="store_true")
     p.add_argument("--web-port", type=int, default=None)
     p.add_argument("--only", nargs="+", choices=[n.name for n in NODES], help="start only these nodes")
+    p.add_argument("--one-process", action="store_true",
+                   help="run motor_node, health_node and web_bridge in one process (one executor, one DDS "
+                        "participant: less CPU and memory, for a Raspberry Pi CM4); camera_node and "
+                        "audio_node keep their own")
     for n in NODES:
         p.add_argument(f"--disable-{n.name.replace('_', '-')}", action="store_true", dest=f"disable_{n.name}")
     p.add_argument("--state-file", default=os.environ.get("REACHY_MINI_STATE_FILE"))
@@ -383,13 +406,18 @@ def main(argv=None) -> int:
     if a.state_file is None:
         a.state_file = default_state_file(a.namespace)
     run_dir = os.path.join(os.path.dirname(os.path.abspath(a.state_file)), f"reachy_mini_bringup.{os.getpid()}")
-    children = [Child(s, node_argv(s, a.params_files, a.use_sim, a.namespace, a.log_level, a.web_port, run_dir,
-                                   a.data_dir, a.state_file, [x.name for x in specs], a.hang_timeout,
-                                   a.robot_name),
-                      heartbeat=os.path.join(run_dir, f"{s.name}.heartbeat"))
-                for s in specs]
-    for c, lock in zip(children, locks[1:]):
-        c.lock_fd = lock.fd
+    fds = {s.name: lock.fd for s, lock in zip(specs, locks[1:])}
+    children = []
+    for group in process_groups([s.name for s in specs], a.one_process):
+        members = tuple(BY_NAME[n] for n in group)
+        spec = members[0] if len(members) == 1 else NodeSpec(
+            PROCESS_NAME, PROCESS_MODULE, "the robot's shared process: " + ", ".join(group),
+            max(m.stale_timeout_s for m in members))
+        children.append(Child(spec, node_argv(members, a.params_files, a.use_sim, a.namespace, a.log_level,
+                                              a.web_port, run_dir, a.data_dir, a.state_file,
+                                              [x.name for x in specs], a.hang_timeout, a.robot_name),
+                              heartbeat=os.path.join(run_dir, f"{spec.name}.heartbeat"),
+                              lock_fds=[fds[n] for n in group], members=group))
     sup = Supervisor(children, respawn=not a.no_respawn, state_file=a.state_file, stop_timeout=a.stop_timeout,
                      hang_timeout=a.hang_timeout, log_dir=a.log_dir, log_max_bytes=a.log_max_bytes,
                      log_backups=a.log_backups)

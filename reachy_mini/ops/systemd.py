@@ -82,7 +82,7 @@ def render_backup(user: str, mode: str, exe_dir: str, ros_setup: str = "", ws_se
 
 def render_unit(user: str, mode: str, exe_dir: str, ros_setup: str = "", ws_setup: str = "",
                 web_host: str = "127.0.0.1", web_port: int = 8000, log_max_mb: int = 10, log_backups: int = 3,
-                use_sim: bool = False) -> str:
+                use_sim: bool = False, one_process: bool = False) -> str:
     common = [
         "Environment=PYTHONUNBUFFERED=1",
         "Environment=ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST",
@@ -90,7 +90,7 @@ def render_unit(user: str, mode: str, exe_dir: str, ros_setup: str = "", ws_setu
         "Environment=MALLOC_ARENA_MAX=2",
         "EnvironmentFile=-/etc/default/reachy-mini",   # REACHY_MINI_WEB_TOKEN=..., ROS_DOMAIN_ID=...
     ]
-    sim = " --use-sim" if use_sim else ""
+    sim = (" --use-sim" if use_sim else "") + (" --one-process" if one_process else "")
     if mode == "bringup":
         exec_start = (f"{shlex.quote(os.path.join(exe_dir, 'reachy-mini-bringup'))}{sim} "
                       f"--state-file /run/reachy-mini/state.json --data-dir /var/lib/reachy-mini "
@@ -105,7 +105,7 @@ def render_unit(user: str, mode: str, exe_dir: str, ros_setup: str = "", ws_setu
             raise ValueError("--mode ros2 needs --ros-setup (e.g. /opt/ros/kilted/setup.bash)")
         sources = " && ".join(f"source {shlex.quote(s)}" for s in (ros_setup, ws_setup) if s)
         launch = (f"ros2 launch reachy_mini bringup.launch.py web_port:={web_port}"
-                  f"{' use_sim:=true' if use_sim else ''}")
+                  f"{' use_sim:=true' if use_sim else ''}{' one_process:=true' if one_process else ''}")
         exec_start = f"/bin/bash -c {shlex.quote(f'{sources} && exec {launch}')}"
         common += ["Environment=ROS_LOG_DIR=/var/log/reachy-mini/ros"]
         # ros2 launch writes one directory per start: keep a week of them.
@@ -224,6 +224,8 @@ def main(argv=None) -> int:
     p.add_argument("--ws-setup", default="")
     p.add_argument("--web-port", type=int, default=8000)
     p.add_argument("--use-sim", action="store_true", help="run on the simulated robot (demo machines)")
+    p.add_argument("--one-process", action="store_true",
+                   help="motor_node, health_node and web_bridge in one process (a Raspberry Pi CM4)")
     p.add_argument("--root", default="/", help="install under this root (packaging, tests)")
     p.add_argument("--no-systemctl", action="store_true", help="write files only")
     p.add_argument("--no-backup-timer", action="store_true",
@@ -237,7 +239,7 @@ def main(argv=None) -> int:
                     "colcon install's lib/reachy_mini/); use --mode ros2 for a ROS 2 workspace")
     try:
         unit = render_unit(a.user, a.mode, exe_dir, a.ros_setup, a.ws_setup, web_port=a.web_port,
-                           use_sim=a.use_sim)
+                           use_sim=a.use_sim, one_process=a.one_process)
     except ValueError as e:
         p.error(str(e))
     rules = render_rules()

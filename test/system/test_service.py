@@ -78,6 +78,17 @@ def test_ros2_mode_unit(tmp_path):
         service_main(["install", "--root", str(tmp_path), "--mode", "ros2", "--no-systemctl"])
 
 
+def test_one_process_reaches_the_unit_in_both_modes(tmp_path):
+    from reachy_mini.ops.systemd import render_unit
+
+    unit = render_unit("reachy", "bringup", "/opt/rm/bin", one_process=True)
+    start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    assert start.split()[0].endswith("reachy-mini-bringup") and " --one-process" in start, start
+    assert " --one-process" not in render_unit("reachy", "bringup", "/opt/rm/bin")
+    ros2 = render_unit("reachy", "ros2", "/opt/rm/bin", ros_setup="/opt/ros/kilted/setup.bash", one_process=True)
+    assert "bringup.launch.py web_port:=8000 one_process:=true" in ros2
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_unit_passes_systemd_analyze(tmp_path):
     service_main(["install", "--root", str(tmp_path), "--user", "root", "--no-systemctl"])

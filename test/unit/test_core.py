@@ -270,6 +270,23 @@ def test_restart_log_from_supervisor_counters_and_from_pid_changes():
     assert log.recent("motor_node") == 0, "the 10-minute window"
 
 
+def test_restart_log_records_a_restart_that_took_the_health_node_with_it():
+    """--one-process: a new health node finds its process's nodes restarted with
+    it (nobody else saw that); an older restart of another process is not
+    reported again (the health node before it recorded it)."""
+    log = RestartLog(["motor_node", "health_node", "camera_node"])
+    infos = {"motor_node": ProcInfo("motor_node", pid=30, alive=True, source="supervisor", restarts=1, hang_kills=1,
+                                    last_exit=-9, age_s=3.0),
+             "health_node": ProcInfo("health_node", pid=30, alive=True, source="supervisor", restarts=1,
+                                     hang_kills=1, last_exit=-9, age_s=3.0),
+             "camera_node": ProcInfo("camera_node", pid=31, alive=True, source="supervisor", restarts=2, age_s=400.0)}
+    out = log.observe(infos, 0.0)
+    assert sorted((n, k) for n, k, _ in out) == [("health_node", "hang"), ("health_node", "restart"),
+                                                ("motor_node", "hang"), ("motor_node", "restart")]
+    assert log.recent("motor_node") == 1 and log.recent("camera_node") == 0
+    assert log.observe(infos, 1.0) == [], "counted once"
+
+
 def test_level_changes_deduplicate_and_prune():
     ch = LevelChanges({"/a": 0})
     assert ch.change("/a", OK) == (False, 0)

@@ -325,3 +325,31 @@ def test_process_scan_finds_the_monitor_itself_and_its_siblings():
     assert got["motor_node"] == [sibling.pid, True]
     assert got["health_node"][1] is True and got["health_node"][0] not in (None, sibling.pid, other.pid)
     assert got["web_bridge"] == [None, False], "another namespace's node is not ours"
+
+
+def test_a_process_running_several_nodes_is_measured_once_per_sample():
+    """--one-process: three nodes share a pid; each sample measures the
+    process once and gives every node the same figures (psutil's
+    cpu_percent measures since its previous call: three calls in a row would
+    report noise for the second and third)."""
+    import subprocess
+    import sys
+    import time
+
+    from reachy_mini.core.health.system import ProcessMonitor
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        nodes = {n: f"reachy_mini.nodes.{n}" for n in ("motor_node", "health_node", "web_bridge")}
+        mon = ProcessMonitor(nodes, None)
+        mon._scan_pids = lambda: {n: busy.pid for n in nodes}   # as a scan finds the shared process
+        mon.sample()
+        time.sleep(1.0)
+        infos = mon.sample()
+        cpu = {n: i.cpu_pct for n, i in infos.items()}
+        assert len(set(cpu.values())) == 1, cpu
+        assert 10.0 < cpu["motor_node"] <= 105.0, cpu   # one busy thread: at most one core
+        assert len({(i.rss_mb, i.threads, i.age_s) for i in infos.values()}) == 1
+    finally:
+        busy.kill()
+        busy.wait()

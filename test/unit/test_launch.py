@@ -43,6 +43,11 @@ def test_launch_description_with_launch_ros():
     made = [n for e in ld.entities if isinstance(e, OpaqueFunction) for n in (e.execute(ctx) or [])]
     nodes = [n for n in made if isinstance(n, Node)]
     assert len(nodes) == len(NODES) - 1
+    # one_process: the robot's nodes in one process, camera and audio alone (camera disabled here)
+    ctx.launch_configurations["one_process"] = "true"
+    made = [n for e in ld.entities if isinstance(e, OpaqueFunction) for n in (e.execute(ctx) or [])]
+    nodes = [n for n in made if isinstance(n, Node)]
+    assert len(nodes) == 2, nodes
 
 
 RUN_LAUNCH = """

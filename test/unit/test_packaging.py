@@ -106,6 +106,7 @@ def test_console_scripts_follow_the_node_table():
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
     for n in NODES:
         assert scripts.get(n.name) == f"reachy_mini.nodes.{n.name}:main"
+    assert scripts.get("robot") == "reachy_mini.nodes.robot:main"   # the shared process (--one-process)
 
 
 def test_compiled_driver_found_when_source_tree_shadows_install(tmp_path):

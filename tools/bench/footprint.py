@@ -10,7 +10,9 @@ simulated bus (the same XL330 simulator, 1 Mbaud wire timing), alone:
   our shipped settings (config/reachy_mini.yaml: 100 Hz loop, every health
   check, the flight recorder on), idle, then with the same client;
 - ours, the full stack (every node of the node table, camera and audio on
-  their simulated sources), idle.
+  their simulated sources), idle;
+- the same two (core idle and with the client, full idle) with
+  `--one-process` (motor_node, health_node, web_bridge in one process).
 
 Per configuration: CPU of the whole process tree (the simulator left out) in
 % of one core, from /proc CPU ticks (time the processes ran, so that other
@@ -24,7 +26,10 @@ Then the ratios ours / vendor as `footprint_ratio_*` lines.
 FOOTPRINT_OURS_PYTHON=<another checkout>/.venv/bin/python measures that
 checkout's stack instead; `BENCH=footprint_ab` (bench_footprint_ab) measures
 a change before/after with both stacks side by side.
-FOOTPRINT_ONLY=vendor,core,full picks configurations.
+FOOTPRINT_ONLY=vendor,core,full,core1,full1 picks configurations (core1,
+full1: --one-process); the footprint_ratio_* lines are the separate
+processes' (the default), footprint_ratio_*_one_process the one-process
+mode's.
 """
 from __future__ import annotations
 
@@ -468,31 +473,41 @@ def bench_footprint() -> None:
           f"CPU of the process tree from /proc ticks in % of one core, simulator excluded; full stack = {', '.join(full)}",
           flush=True)
     r: dict = {}
-    only = os.environ.get("FOOTPRINT_ONLY", "vendor,core,full").split(",")
+    only = os.environ.get("FOOTPRINT_ONLY", "vendor,core,full,core1,full1").split(",")
     if "vendor" in only:
         vendor(r)
     if "core" in only:
         ours(r, "core", CORE, True, "ours: " + " + ".join(CORE))
     if "full" in only:
         ours(r, "full", full, False, "ours: full stack")
-    for key in ("vendor_idle", "vendor_client", "core_idle", "core_client", "full_idle"):
+    if "core1" in only:
+        ours(r, "core1", CORE, True, "ours, --one-process: " + " + ".join(CORE), ["--one-process"])
+    if "full1" in only:
+        ours(r, "full1", full, False, "ours, --one-process: full stack", ["--one-process"])
+    for key in ("vendor_idle", "vendor_client", "core_idle", "core_client", "full_idle", "core1_idle", "core1_client",
+                "full1_idle"):
         if key in r:
             report(key, r[key])
-    for key in ("vendor_client", "core_client"):
+    for key in ("vendor_client", "core_client", "core1_client"):
         if key in r:
             slopes(key, r[key])
-    for key in ("vendor", "core"):
+    for key in ("vendor", "core", "core1"):
         lat = r.get(f"{key}_latency")
         if lat:
             out(f"footprint_{key}_latency_p50", _pct(lat, 0.5), "ms")
             out(f"footprint_{key}_latency_p99", _pct(lat, 0.99), "ms")
     g = lambda k, f: r[k][f] if k in r else None   # noqa: E731
-    _ratio("footprint_ratio_cpu_idle_core", g("core_idle", "cpu"), g("vendor_idle", "cpu"), 1.0)
-    _ratio("footprint_ratio_cpu_client", g("core_client", "cpu"), g("vendor_client", "cpu"), 1.0)
-    _ratio("footprint_ratio_cpu_idle_full", g("full_idle", "cpu"), g("vendor_idle", "cpu"), 1.5)
-    _ratio("footprint_ratio_pss_full", g("full_idle", "pss"), g("vendor_idle", "pss"), 1.2)
-    lo, lv = r.get("core_latency"), r.get("vendor_latency")
-    _ratio("footprint_ratio_latency_median", _pct(lo, 0.5) if lo else None, _pct(lv, 0.5) if lv else None, 0.5)
+    lv = r.get("vendor_latency")
+    for core, full, tail in (("core", "full", ""), ("core1", "full1", "_one_process")):
+        if f"{core}_idle" not in r and f"{full}_idle" not in r:
+            continue
+        _ratio(f"footprint_ratio_cpu_idle_core{tail}", g(f"{core}_idle", "cpu"), g("vendor_idle", "cpu"), 1.0)
+        _ratio(f"footprint_ratio_cpu_client{tail}", g(f"{core}_client", "cpu"), g("vendor_client", "cpu"), 1.0)
+        _ratio(f"footprint_ratio_cpu_idle_full{tail}", g(f"{full}_idle", "cpu"), g("vendor_idle", "cpu"), 1.5)
+        _ratio(f"footprint_ratio_pss_full{tail}", g(f"{full}_idle", "pss"), g("vendor_idle", "pss"), 1.2)
+        lo = r.get(f"{core}_latency")
+        _ratio(f"footprint_ratio_latency_median{tail}", _pct(lo, 0.5) if lo else None,
+               _pct(lv, 0.5) if lv else None, 0.5)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 from reachy_mini.core.levels import ERROR, OK, STALE, WARN, Level
 
 RESTART_WINDOW_S = 600.0
+STARTED_WITH_S = 5.0   # a process started at most this long before the health node restarted with it
 
 
 class NodeWatch:
@@ -97,9 +98,21 @@ class RestartLog:
     def observe(self, infos: dict, wall: float) -> list[tuple[str, str, str]]:
         """[(node, kind, message)] with kind 'restart' or 'hang'."""
         out = []
+        me = infos.get("health_node")
+        own_age = getattr(me, "age_s", None)
         for name, info in infos.items():
             prev = self.seen.get(name)
             restarts, kills = info.restarts, info.hang_kills
+            if prev is None and restarts and own_age is not None and info.age_s is not None \
+                    and info.age_s <= own_age + STARTED_WITH_S:
+                # restarted with this health node (it shares its process, or is the health node): nobody
+                # else saw that restart happen
+                if kills:
+                    out.append((name, "hang", f"{name} hung (spin loop stopped) or was killed; the process "
+                                              f"manager restarted it (hang restarts: {kills})"))
+                self.times[name].append(wall)
+                out.append((name, "restart", f"{name} restarted with the health node (restart #{restarts}, "
+                                             f"last exit {info.last_exit})"))
             if info.source == "scan" and prev is not None and info.pid and prev[2] and info.pid != prev[2]:
                 restarts = prev[0] + 1          # ros2 launch: a new pid is a restart
             if prev is not None and kills > prev[1]:

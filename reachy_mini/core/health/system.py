@@ -23,7 +23,7 @@ import psutil
 
 from reachy_mini.core.health.alarm import Alarm, Band
 from reachy_mini.core.levels import ERROR, OK, WARN
-from reachy_mini.common.node_table import namespace_of
+from reachy_mini.common.node_table import hosted_nodes, namespace_of
 from reachy_mini.common.paths import UnsafeRuntimeDir, check_private
 
 SUPERVISOR_MARKS = ("reachy_mini.ops.supervisor", "reachy-mini-bringup")
@@ -212,6 +212,10 @@ class ProcInfo:
     beat_age_s: float | None = None   # spin-loop heartbeat age; None: never beat
 
 
+# The figures of a process (ProcInfo fields), the same for every node it runs.
+PROC_FIGURES = ("status", "alive", "rss_mb", "cpu_pct", "cpu_avg_pct", "fds", "threads", "age_s")
+
+
 def siblings() -> list[psutil.Process]:
     """The other children of this process's parent (the launch process, or
     the shell of a `ros2 run`)."""
@@ -227,7 +231,8 @@ def _matches(cmdline: list[str], name: str, module: str, namespace: str = "/") -
     second robot on the same machine runs the same executables.)"""
     if not cmdline:
         return False
-    if not (any(os.path.basename(a) == name for a in cmdline[:3]) or module in cmdline[:4]):
+    if not (any(os.path.basename(a) == name for a in cmdline[:3]) or module in cmdline[:4]
+            or name in hosted_nodes(cmdline)):   # the robot's shared process (--one-process)
         return False
     return namespace_of(cmdline) == "/" + namespace.strip("/")
 
@@ -318,6 +323,7 @@ class ProcessMonitor:
         scan = None if sup is not None else self._scan_pids()
         self.manager = "supervisor" if sup is not None else "launch"
         out: dict[str, ProcInfo] = {}
+        shared: dict[int, ProcInfo] = {}
         live = set()
         wall = time.time()
         for name in self.nodes:
@@ -337,7 +343,10 @@ class ProcessMonitor:
                     info.beat_age_s = max(0.0, wall - os.stat(beat).st_mtime)
                 except OSError:
                     info.beat_age_s = None
-            if info.pid:
+            if info.pid and info.pid in shared:   # a process running several nodes (--one-process): measured once
+                for k in PROC_FIGURES:
+                    setattr(info, k, getattr(shared[info.pid], k))
+            elif info.pid:
                 try:
                     p = self._proc(info.pid)
                     with p.oneshot():
@@ -356,6 +365,7 @@ class ProcessMonitor:
                     info.alive, info.status = False, "gone"
                     if scan is not None:
                         self._scan_at = 0.0
+                shared[info.pid] = info
             out[name] = info
         for pid in list(self._procs):
             if pid not in live:
