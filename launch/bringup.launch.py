@@ -36,7 +36,7 @@ from launch_ros.substitutions import FindPackageShare
 
 from reachy_mini.core.identity import check_robot_name
 from reachy_mini.common.node_table import EXIT_ALREADY_RUNNING, EXIT_INVALID_PARAMETER, EXIT_UNSAFE_RUNTIME_DIR, \
-    NODES, PROCESS_NAME, log_level_args, process_groups, remappings
+    NODES, PROCESS_NAME, log_level_args, process_groups, process_label, remappings
 
 TRUE = ("true", "1", "yes", "on")
 
@@ -130,6 +130,5 @@ def _nodes(context):
             respawn_max_retries=max_retries,
             output="screen",
         )
-        out += [node, _no_respawn_on_invalid_parameter(node, f"{PROCESS_NAME} ({', '.join(group)})" if shared
-                                                        else group[0])]
+        out += [node, _no_respawn_on_invalid_parameter(node, process_label(group))]
     return out

@@ -51,17 +51,23 @@ def process_groups(names: list[str], one_process: bool) -> list[tuple[str, ...]]
     return groups + [(n,) for n in names if not (len(shared) > 1 and n in shared)]
 
 
+def process_label(names) -> str:
+    """How logs name a process: its node, or the shared process and its nodes."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{PROCESS_NAME} ({', '.join(names)})"
+
+
+def before_ros_args(args: list[str]) -> list[str]:
+    """The arguments before --ros-args (all of them if there is none)."""
+    return args[:args.index("--ros-args")] if "--ros-args" in args else list(args)
+
+
 def hosted_nodes(cmdline: list[str]) -> list[str]:
     """The node-table nodes a shared process runs (its arguments before
     --ros-args, after the robot module or executable); [] for any other."""
     for i, a in enumerate(cmdline[:4]):
         if a == PROCESS_MODULE or a.rsplit("/", 1)[-1] == PROCESS_NAME:
-            out = []
-            for b in cmdline[i + 1:]:
-                if b == "--ros-args":
-                    break
-                out.append(b)
-            return [n for n in out if n in BY_NAME]
+            return [n for n in before_ros_args(cmdline[i + 1:]) if n in BY_NAME]
     return []
 
 

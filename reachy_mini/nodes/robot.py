@@ -22,17 +22,13 @@ from __future__ import annotations
 import importlib
 import sys
 
-from reachy_mini.common.node_table import BY_NAME, EXIT_INVALID_PARAMETER, PROCESS_NAME
+from reachy_mini.common.node_table import BY_NAME, EXIT_INVALID_PARAMETER, PROCESS_NAME, before_ros_args
 
 
 def parse(argv: list[str]) -> tuple[list[str], str]:
     """The node names before --ros-args (node table order kept as given);
     an error message ('' if none)."""
-    names = []
-    for a in argv:
-        if a == "--ros-args":
-            break
-        names.append(a)
+    names = before_ros_args(argv)
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
         return [], f"unknown node(s) {unknown}; the node table has {sorted(BY_NAME)}"

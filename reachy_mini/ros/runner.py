@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from reachy_mini.common.instance import acquire_all, locked_by_parent
 from reachy_mini.common.lifeline import adopt_lock, inherited_lock_fds
-from reachy_mini.common.node_table import EXIT_BROKEN, PROCESS_NAME, namespace_of
+from reachy_mini.common.node_table import EXIT_BROKEN, namespace_of, process_label
 from reachy_mini.core.health.nodes import is_hung
 from reachy_mini.common.paths import heartbeat_file
 from reachy_mini.ros.params import ParameterError
@@ -36,7 +36,7 @@ def run_nodes(members: list[tuple], args=None, before_init=()) -> int:
 
     argv = args if args is not None else sys.argv
     names = [n for _, n in members]
-    label = names[0] if len(names) == 1 else f"{PROCESS_NAME} ({', '.join(names)})"
+    label = process_label(names)
     locks = []
     if locked_by_parent():   # the supervisor's locks, handed down: this process holds them too (common/lifeline.py)
         for fd in inherited_lock_fds():
