@@ -87,6 +87,11 @@ class Controller:
         """Reboots a motor (clears a latched hardware error), between cycles."""
     def reset_timing(self) -> None:
         """Clears the cycle/jitter percentile windows."""
+    def samples_after(self, after_seq: int) -> list[tuple[int, float, list[int | None]]]:
+        """The samples newer than `after_seq` still kept (the last 256), oldest
+        first, without waiting: list of (seq, stamp_unix, [raw position or
+        None per motor, in configured order]). A gap in seq is samples lost.
+        """
     def set_goals(self, goals: Sequence[tuple[int, int]]) -> list[tuple[int, int, int]]:
         """Queues raw goal positions [(id, raw)]; written by the next cycle,
         within each joint's range and maximum velocity. Returns the goals

@@ -60,6 +60,7 @@ class BusLink:
         self.rate_alarm = RateAlarm()
         self.stats = self.drv.stats()
         self.sample_seq = self.js_published = self.js_skipped = 0
+        self.js_mode = "starting"   # motor_node's sample thread (core/motors/sampling.py mode())
 
     @property
     def simulated(self) -> bool:
@@ -132,18 +133,23 @@ class BusLink:
         self.stats = self.drv.stats()
         return self.stats
 
-    def next_sample(self, timeout_s: float, readings: bool = True):
-        """The next driver sample as (stamp, readings or None), each sample
-        once, or None after timeout_s; counts samples it had to skip (it fell
-        behind)."""
-        got = self.drv.wait_sample(self.sample_seq, timeout_s, readings)
-        if got is None:
-            return None
-        seq, stamp, readings = got
-        if self.sample_seq and seq > self.sample_seq + 1:
-            self.js_skipped += seq - self.sample_seq - 1
-        self.sample_seq = seq
-        return stamp, readings
+    def wait_sample(self, timeout_s: float) -> bool:
+        """Waits (GIL released) for a driver sample newer than the last one
+        samples_since returned; False after timeout_s."""
+        return self.drv.wait_sample(self.sample_seq, timeout_s, False) is not None
+
+    def samples_since(self) -> list[tuple[float, list[tuple[str, float]]]]:
+        """Every driver sample since the last call, each
+        once, oldest first, without waiting: (stamp, [(name, rad)]). Samples
+        the driver no longer keeps (a reader late by more than 2.5 s) are
+        counted as skipped."""
+        out = []
+        for seq, stamp, positions in self.drv.samples_after(self.sample_seq):
+            if self.sample_seq and seq > self.sample_seq + 1:
+                self.js_skipped += seq - self.sample_seq - 1
+            self.sample_seq = seq
+            out.append((stamp, positions))
+        return out
 
     # ---- commands
     def goal(self, names: list[str], positions: list[float], mechanism: bool = True) -> Outcome:

@@ -121,6 +121,16 @@ class Driver:
         seq, stamp = got
         return seq, stamp, self.snapshot() if readings else None
 
+    def samples_after(self, after_seq: int) -> list[tuple[int, float, list[tuple[str, float]]]]:
+        """The driver samples newer than `after_seq` that it still keeps (the
+        last 256), oldest first, without waiting: (seq, stamp, [(motor name,
+        position in rad)] for the motors read so far)."""
+        out = []
+        motors = [self.map.by_id[i] for i in self.map.ids]
+        for seq, stamp, raw in self._c.samples_after(after_seq):
+            out.append((seq, stamp, [(m.name, m.raw_to_rad(p)) for m, p in zip(motors, raw) if p is not None]))
+        return out
+
     def stats(self) -> dict:
         """Loop statistics: achieved_rate_hz, cycle_p50/p99/max_us,
         jitter_p99_us, timeouts, crc_errors, write_errors, connected..."""

@@ -73,6 +73,7 @@ SIGNATURES: dict[str, dict[str, str]] = {
     "Controller.snapshot": {"return": "list[dict[str, Any]]"},
     "Controller.stats": {"return": "dict[str, Any]"},
     "Controller.wait_sample": {"after_seq": "int", "timeout_s": "float", "return": "tuple[int, float] | None"},
+    "Controller.samples_after": {"after_seq": "int", "return": "list[tuple[int, float, list[int | None]]]"},
     "Controller.reset_timing": {"return": "None"},
     "Controller.drain_events": {"return": "list[tuple[float, str, int | None, str]]"},
     "Controller.set_goals": {"goals": "Sequence[tuple[int, int]]", "return": "list[tuple[int, int, int]]"},

@@ -2,7 +2,8 @@
 driver).
 
 Publishes joint_states (and head/pose, from forward kinematics, and /tf:
-body yaw, head, antennas) once per driver sample, robot_description and
+body yaw, head, antennas) once per driver sample (at once, or in bursts
+while only the flight recorder reads them: core/motors/sampling.py), robot_description and
 /tf_static once (transient local), takes goals on motors/goal and head targets on
 head/target_pose (core/head.py: limits, inverse kinematics), serves
 ~/set_torque, ~/reboot and ~/emergency_stop, and reports per-motor and bus
@@ -34,6 +35,7 @@ from reachy_mini.core.head import BODY_JOINT, HEAD_JOINTS, HeadKinematics, Limit
 from reachy_mini.core.motors.config import MotorConfig
 from reachy_mini.core.motors.envelope import MechanismRules, PerMotorThrottle, stamp_text
 from reachy_mini.core.motors.map import MotorMap
+from reachy_mini.core.motors.sampling import BATCH_PERIOD_S, SampleReaders, mode
 from reachy_mini.common.paths import sim_link, urdf_path
 from reachy_mini.ros import qos
 from reachy_mini.core.identity import robot_name
@@ -102,6 +104,8 @@ class MotorNode(Node):
         if not self._connect():
             self.connect_timer = self.create_timer(1.0, self._connect)
         self.running = True
+        self.stopping = threading.Event()
+        self.fk_last: tuple = ((), None)   # (head joint positions, their pose)
         self.js_thread = threading.Thread(target=self._joint_states, name="joint_states", daemon=True)
         self.js_thread.start()
 
@@ -116,33 +120,53 @@ class MotorNode(Node):
         return True
 
     def _joint_states(self) -> None:
-        """One joint_states (and head/pose) message per driver sample, stamped
-        with the sample's time; nothing converted for topics nobody reads."""
+        """One joint_states (and head/pose, /tf) message per driver sample,
+        stamped with the sample's time, published at once while someone reads
+        them live, in bursts while only the flight recorder does
+        (core/motors/sampling.py); nothing converted for topics nobody reads."""
+        readers = SampleReaders()
         while self.running:
-            js, pose = self.js_pub.get_subscription_count() > 0, self.pose_pub.get_subscription_count() > 0
-            tf = self.tf_pub.get_subscription_count() > 0
-            got = self.bus.next_sample(0.5, js or pose or tf)
-            if got is None or got[1] is None:
+            counts = (self.js_pub.get_subscription_count(), self.pose_pub.get_subscription_count(),
+                      self.tf_pub.get_subscription_count())
+            now_live = readers.update(counts, time.monotonic(), self._sample_readers)
+            self.bus.js_mode = mode(now_live, any(counts))
+            if now_live:
+                if not self.bus.wait_sample(0.5):
+                    continue
+            elif self.stopping.wait(BATCH_PERIOD_S):
+                return
+            samples = self.bus.samples_since()
+            if not any(counts):
                 continue
-            stamp, readings = got
-            msg = JointState()
-            msg.header.stamp.sec = int(stamp)
-            msg.header.stamp.nanosec = int((stamp - int(stamp)) * 1e9)
-            for r in readings:
-                if r.position_rad is not None:
-                    msg.name.append(r.name)
-                    msg.position.append(r.position_rad)
-                    msg.effort.append((r.current_ma or 0.0) / 1000.0)
-            if js and msg.name:
-                self.js_pub.publish(msg)
-                self.bus.js_published += 1
-            if pose or tf:
-                self._publish_pose(msg, pose, tf)
+            readings = self.bus.readings
+            for stamp, positions in samples:
+                msg = JointState()
+                msg.header.stamp.sec = int(stamp)
+                msg.header.stamp.nanosec = int((stamp - int(stamp)) * 1e9)
+                for name, rad in positions:
+                    r = readings.get(name)
+                    msg.name.append(name)
+                    msg.position.append(rad)
+                    msg.effort.append(((r and r.current_ma) or 0.0) / 1000.0)
+                if counts[0] and msg.name:
+                    self.js_pub.publish(msg)
+                    self.bus.js_published += 1
+                if counts[1] or counts[2]:
+                    self._publish_pose(msg, counts[1] > 0, counts[2] > 0)
+
+    def _sample_readers(self) -> list[str]:
+        """Names of the nodes subscribed to joint_states or head/pose."""
+        return [i.node_name for p in (self.js_pub, self.pose_pub)
+                for i in self.get_subscriptions_info_by_topic(p.topic_name)]
 
     def _publish_pose(self, js: JointState, pose: bool, tf: bool) -> None:
-        """head/pose and /tf from one forward kinematics of the sample."""
+        """head/pose and /tf from one forward kinematics of the sample (the
+        last one's again while the head joints have not moved)."""
         joints = dict(zip(js.name, js.position))
-        p = self.head.fk(joints) if all(n in joints for n in HEAD_JOINTS) else None
+        head = tuple(joints.get(n) for n in HEAD_JOINTS)
+        if head != self.fk_last[0]:
+            self.fk_last = (head, self.head.fk(joints) if None not in head else None)
+        p = self.fk_last[1]
         if pose and p is not None:
             out = PoseStamped()
             out.header.stamp, out.header.frame_id = js.header.stamp, self.base_frame
@@ -252,6 +276,7 @@ class MotorNode(Node):
 
     def shutdown(self) -> None:
         self.running = False
+        self.stopping.set()
         self.js_thread.join(1.0)
         self.bus.close()
 

@@ -22,7 +22,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 import importlib
 from std_srvs.srv import Trigger
 
-from reachy_mini.core.health.recorder import (TOPICS, RingBuffer, SnapshotPlanner, adapt_reliability, cleanup,
+from reachy_mini.core.health.recorder import (RECORDER_NODE, TOPICS, RingBuffer, SnapshotPlanner, adapt_reliability, cleanup,
                                               list_snapshots, message_definition, msg_file_reader, write_mcap)
 from reachy_mini.core.levels import ERROR
 
@@ -57,8 +57,8 @@ class FlightRecorder:
         except (OSError, ValueError, IndexError) as e:   # no .msg files: record nothing, say so (WARN)
             self.definitions = None
             self._fail(f"message definitions not found: {e}")
-        self.reader = rclpy.create_node("health_node_recorder", context=node.context, start_parameter_services=False,
-                                        cli_args=["--ros-args", "-r", "__node:=health_node_recorder"])
+        self.reader = rclpy.create_node(RECORDER_NODE, context=node.context, start_parameter_services=False,
+                                        cli_args=["--ros-args", "-r", f"__node:={RECORDER_NODE}"])
         # adaptive QoS (as rosbag2): each topic RELIABLE where every publisher offers it, BEST_EFFORT as
         # soon as one does not; re-adapted when the publishers change (tick). The depth holds ~2.5 s of 100 Hz.
         self.subs = []

@@ -101,7 +101,8 @@ class BusCheck(Check):
                                  ("goals with torque off", str(self.bus.ignored_goals)),
                                  ("driver samples", str(stats.get("sample_seq", 0))),
                                  ("joint_states published", str(self.bus.js_published)),
-                                 ("joint_states skipped samples", str(self.bus.js_skipped))]
+                                 ("joint_states skipped samples", str(self.bus.js_skipped)),
+                                 ("joint_states publishing", self.bus.js_mode)]
         if self.bus.simulated:
             values.append(("simulated", "true"))
         return lv, msg, values

@@ -265,6 +265,17 @@ impl Controller {
         Ok(py.detach(|| self.inner.wait_sample(after_seq, timeout)))
     }
 
+    /// The samples newer than `after_seq` still kept (the last 256), oldest
+    /// first, without waiting: list of (seq, stamp_unix, [raw position or
+    /// None per motor, in configured order]). A gap in seq is samples lost.
+    #[allow(clippy::type_complexity)]
+    fn samples_after(&self, py: Python<'_>, after_seq: u64) -> Vec<(u64, f64, Vec<Option<i32>>)> {
+        py.detach(|| self.inner.samples_after(after_seq))
+            .into_iter()
+            .map(|s| (s.seq, s.stamp, s.positions))
+            .collect()
+    }
+
     /// Clears the cycle/jitter percentile windows.
     fn reset_timing(&self) {
         self.inner.reset_timing()

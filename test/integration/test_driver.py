@@ -291,3 +291,28 @@ def test_servo_eeprom_limits_are_read_at_connect(sim):
         wait_for(lambda: by_name(drv, "stewart_2").eeprom_limits_raw is not None)
         assert by_name(drv, "stewart_2").eeprom_limits_raw == (1000, 3000)
         assert by_name(drv, "stewart_1").eeprom_limits_raw == (0, 4095)
+
+
+def test_sample_history_gives_every_sample_to_a_late_reader(sim):
+    """samples_after: a reader that wakes every 300 ms still gets every
+    sample, once, in order, each with its own stamp and the positions of
+    its time (a goal in between shows up part way through)."""
+    with make(sim) as drv:
+        first = wait_for(lambda: (got := drv.wait_sample(0, 1.0, False)) and got[0], timeout=10)
+        drv.set_torque(True)
+        seen = [first]
+        stamps, positions = [], []
+        for i in range(6):
+            if i == 2:
+                drv.set_goals({"right_antenna": -0.6})
+            time.sleep(0.3)
+            got = drv.samples_after(seen[-1])
+            assert got, "no sample in 300 ms"
+            seen += [s for s, _, _ in got]
+            stamps += [t for _, t, _ in got]
+            positions += [dict(p)["right_antenna"] for _, _, p in got]
+        assert seen == list(range(first, first + len(seen))), "a sample missing or given twice"
+        assert len(seen) > 100 and all(b > a for a, b in zip(stamps, stamps[1:]))
+        assert abs(positions[0]) < 0.05 and abs(positions[-1] + 0.6) < 0.02, (positions[0], positions[-1])
+        assert any(-0.55 < p < -0.05 for p in positions), "the move is in the samples, not only its end"
+        assert drv.samples_after(seen[-1] + 10**6) == []

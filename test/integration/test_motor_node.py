@@ -545,3 +545,41 @@ def test_trajectory_is_interpolated_in_the_driver(tmp_path, ros_env):
     finally:
         stop(proc)
         probe.close()
+
+
+def test_joint_states_in_bursts_while_only_the_recorder_reads(tmp_path, ros_env):
+    """With the flight recorder as the only subscriber, motor_node publishes
+    in bursts (every sample still, each with its own stamp); a live
+    subscriber switches it to one message at once per sample, and its
+    leaving back to bursts. The mode is on the bus diagnostics."""
+    from reachy_mini.core.health.recorder import RECORDER_NODE
+
+    diag, rec, viewer = RosProbe(), RosProbe(RECORDER_NODE), None
+    diag.listen(DiagnosticArray, "/diagnostics", 1000)
+    proc, _ = start_node(tmp_path, ros_env)
+    try:
+        rec.listen(JointState, "/joint_states", 1000)
+
+        def publishing(since):
+            return (b := _bus(diag, since)) and b["joint_states publishing"]
+        wait_for(lambda: (publishing(0) or "").startswith("in bursts"), timeout=20)
+        t0 = time.monotonic()
+        time.sleep(3.0)
+        stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _, m in rec.get("/joint_states", t0)]
+        assert len(stamps) >= 200, len(stamps)
+        steps = [b - a for a, b in zip(stamps, stamps[1:])]
+        assert min(steps) > 0 and max(steps) < 0.1, "every sample once, in order (no gap)"
+        assert 0.005 < sorted(steps)[len(steps) // 2] < 0.015, "median step is the 10 ms period"
+        viewer = RosProbe("viewer")
+        viewer.listen(JointState, "/joint_states", 100)
+        t1 = time.monotonic()
+        wait_for(lambda: (publishing(t1) or "").startswith("at once"), timeout=15)
+        viewer.close()
+        viewer = None
+        t2 = time.monotonic()
+        wait_for(lambda: (publishing(t2) or "").startswith("in bursts"), timeout=15)
+    finally:
+        stop(proc)
+        for p in (diag, rec, viewer):
+            if p is not None:
+                p.close()

@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 
 # What is recorded: (topic, type). The diagnostics topics are absolute (as
 # health_node publishes them); the others are relative to the namespace.
+# The recorder's reader node (ros/recorder.py), never spun; motor_node
+# publishes in bursts while it is the only subscriber (core/motors/sampling.py).
+RECORDER_NODE = "health_node_recorder"
 TOPICS: tuple[tuple[str, str], ...] = (
     ("/diagnostics_agg", "diagnostic_msgs/msg/DiagnosticArray"),
     ("/diagnostics_toplevel_state", "diagnostic_msgs/msg/DiagnosticStatus"),

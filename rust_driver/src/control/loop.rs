@@ -424,9 +424,10 @@ impl<C: Connector> LoopThread<C> {
                         }
                     }
                 }
+                let positions: Vec<Option<i32>> = s.motors.iter().map(|m| m.position).collect();
                 drop(s);
                 if fresh {
-                    self.samples.publish(now);
+                    self.samples.publish(now, positions);
                 }
             } else {
                 let b = xl330::POSITION_BLOCK;
@@ -446,9 +447,10 @@ impl<C: Connector> LoopThread<C> {
                         alerts.push(m.id);
                     }
                 }
+                let positions: Vec<Option<i32>> = s.motors.iter().map(|m| m.position).collect();
                 drop(s);
                 if fresh {
-                    self.samples.publish(now);
+                    self.samples.publish(now, positions);
                 }
             }
         }

@@ -419,6 +419,12 @@ impl<C: Connector> Controller<C> {
         self.samples.wait_after(after_seq, timeout)
     }
 
+    /// The kept samples (positions, raw) newer than `after_seq`, oldest
+    /// first, without waiting; see [`stats::SampleClock::history_after`].
+    pub fn samples_after(&self, after_seq: u64) -> Vec<stats::Sample> {
+        self.samples.history_after(after_seq)
+    }
+
     /// Clears the percentile windows (used by benchmarks between phases).
     pub fn reset_timing(&self) {
         lock(&self.shared).timing.reset();

@@ -153,40 +153,73 @@ impl Timing {
     }
 }
 
+/// Driver samples kept for [`SampleClock::history_after`]: 2.56 s at 100 Hz.
+pub const SAMPLE_HISTORY: usize = 256;
+
+/// One driver sample: its sequence number, wall-clock stamp and each
+/// motor's position (raw, in configured order; `None` before the first read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub seq: u64,
+    pub stamp: f64,
+    pub positions: Vec<Option<i32>>,
+}
+
+#[derive(Debug, Default)]
+struct Clock {
+    latest: (u64, f64),
+    history: VecDeque<Sample>,
+}
+
 /// Sequence number of the latest driver sample (one per completed position
-/// read) and its wall-clock stamp, with a blocking wait for a newer one.
+/// read) and its wall-clock stamp, with a blocking wait for a newer one, and
+/// the last [`SAMPLE_HISTORY`] samples' positions, so that a reader that
+/// wakes less often than the loop still gets every sample.
 #[derive(Debug, Default)]
 pub struct SampleClock {
-    latest: Mutex<(u64, f64)>,
+    clock: Mutex<Clock>,
     cv: Condvar,
 }
 
 impl SampleClock {
     /// Records a new sample taken at `stamp_unix`; returns its sequence number.
-    pub fn publish(&self, stamp_unix: f64) -> u64 {
-        let mut l = self.latest.lock().unwrap_or_else(|p| p.into_inner());
-        l.0 += 1;
-        l.1 = stamp_unix;
-        let seq = l.0;
-        drop(l);
+    pub fn publish(&self, stamp_unix: f64, positions: Vec<Option<i32>>) -> u64 {
+        let mut c = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        c.latest.0 += 1;
+        c.latest.1 = stamp_unix;
+        let seq = c.latest.0;
+        if c.history.len() >= SAMPLE_HISTORY {
+            c.history.pop_front();
+        }
+        c.history.push_back(Sample { seq, stamp: stamp_unix, positions });
+        drop(c);
         self.cv.notify_all();
         seq
     }
 
     /// (sequence, stamp) of the latest sample; (0, 0.0) before the first.
     pub fn latest(&self) -> (u64, f64) {
-        *self.latest.lock().unwrap_or_else(|p| p.into_inner())
+        self.clock.lock().unwrap_or_else(|p| p.into_inner()).latest
     }
 
     /// Waits until a sample newer than `after_seq` exists and returns the
     /// latest one, or `None` after `timeout`.
     pub fn wait_after(&self, after_seq: u64, timeout: Duration) -> Option<(u64, f64)> {
-        let guard = self.latest.lock().unwrap_or_else(|p| p.into_inner());
-        let (l, _) = self
+        let guard = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        let (c, _) = self
             .cv
-            .wait_timeout_while(guard, timeout, |l| l.0 <= after_seq)
+            .wait_timeout_while(guard, timeout, |c| c.latest.0 <= after_seq)
             .unwrap_or_else(|p| p.into_inner());
-        (l.0 > after_seq).then_some(*l)
+        (c.latest.0 > after_seq).then_some(c.latest)
+    }
+
+    /// The kept samples newer than `after_seq`, oldest first, without
+    /// waiting (empty when there is none). Samples older than the history
+    /// are gone: the caller sees the gap in the sequence numbers.
+    pub fn history_after(&self, after_seq: u64) -> Vec<Sample> {
+        let c = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        let newer = c.history.iter().rev().take_while(|s| s.seq > after_seq).count();
+        c.history.iter().skip(c.history.len() - newer).cloned().collect()
     }
 }
 
@@ -218,7 +251,7 @@ mod tests {
                     if rx.recv() != Ok(i - 1) {
                         return;
                     }
-                    clock.publish(i as f64);
+                    clock.publish(i as f64, vec![Some(i as i32), None]);
                 }
             })
         };
@@ -232,5 +265,23 @@ mod tests {
         }
         producer.join().unwrap();
         assert_eq!(clock.wait_after(5, Duration::ZERO), Some((20, 20.0)), "already newer: no wait");
+        let h = clock.history_after(17);
+        assert_eq!(h.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![18, 19, 20]);
+        assert_eq!(h[0], Sample { seq: 18, stamp: 18.0, positions: vec![Some(18), None] });
+        assert!(clock.history_after(20).is_empty());
+        assert_eq!(clock.history_after(0).len(), 20);
+    }
+
+    #[test]
+    fn sample_history_keeps_the_last_samples_only() {
+        let clock = SampleClock::default();
+        let n = SAMPLE_HISTORY as u64 + 44;
+        for i in 1..=n {
+            clock.publish(i as f64, vec![Some(i as i32)]);
+        }
+        let h = clock.history_after(0);
+        assert_eq!(h.len(), SAMPLE_HISTORY);
+        assert_eq!(h[0].seq, n - SAMPLE_HISTORY as u64 + 1, "the oldest are dropped; the gap shows in seq");
+        assert_eq!(h.last().map(|s| s.seq), Some(n));
     }
 }
