@@ -3,8 +3,9 @@ driver).
 
 Publishes joint_states (and head/pose, from forward kinematics, and /tf:
 body yaw, head, antennas) once per driver sample (at once, or in bursts
-while only the flight recorder reads them: core/motors/sampling.py), robot_description and
-/tf_static once (transient local), takes goals on motors/goal and head targets on
+while only the flight recorder reads them: core/motors/sampling.py),
+robot_description and /tf_static once (transient local), takes goals on
+motors/goal and head targets on
 head/target_pose (core/head.py: limits, inverse kinematics), serves
 ~/set_torque, ~/reboot and ~/emergency_stop, and reports per-motor and bus
 diagnostics (ros/tasks.py). Rules: core/motors. Safety (command timeout,

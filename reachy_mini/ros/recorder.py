@@ -22,8 +22,9 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 import importlib
 from std_srvs.srv import Trigger
 
-from reachy_mini.core.health.recorder import (RECORDER_NODE, TOPICS, RingBuffer, SnapshotPlanner, adapt_reliability, cleanup,
-                                              list_snapshots, message_definition, msg_file_reader, write_mcap)
+from reachy_mini.core.health.recorder import (RECORDER_NODE, TOPICS, RingBuffer, SnapshotPlanner, adapt_reliability,
+                                              cleanup, list_snapshots, message_definition, msg_file_reader,
+                                              write_mcap)
 from reachy_mini.core.levels import ERROR
 
 
