@@ -136,7 +136,7 @@ class BusLink:
     def wait_sample(self, timeout_s: float) -> bool:
         """Waits (GIL released) for a driver sample newer than the last one
         samples_since returned; False after timeout_s."""
-        return self.drv.wait_sample(self.sample_seq, timeout_s, False) is not None
+        return self.drv.wait_sample(self.sample_seq, timeout_s) is not None
 
     def samples_since(self) -> list[tuple[float, list[tuple[str, float]]]]:
         """Every driver sample since the last call, each

@@ -110,26 +110,20 @@ class Driver:
                 limit_clamps=d["limit_clamps"]))
         return out
 
-    def wait_sample(self, after_seq: int, timeout_s: float,
-                    readings: bool = True) -> tuple[int, float, list[MotorReading] | None] | None:
+    def wait_sample(self, after_seq: int, timeout_s: float) -> tuple[int, float] | None:
         """Blocks (GIL released) until the loop has completed a position read
-        newer than `after_seq`; returns (seq, stamp, readings or None), or None
-        after `timeout_s`. Sequence numbers count samples from 1, without gaps."""
-        got = self._c.wait_sample(after_seq, timeout_s)
-        if got is None:
-            return None
-        seq, stamp = got
-        return seq, stamp, self.snapshot() if readings else None
+        newer than `after_seq`; returns the latest (seq, stamp), or None after
+        `timeout_s`. Sequence numbers count samples from 1, without gaps; the
+        samples themselves: samples_after."""
+        return self._c.wait_sample(after_seq, timeout_s)
 
     def samples_after(self, after_seq: int) -> list[tuple[int, float, list[tuple[str, float]]]]:
         """The driver samples newer than `after_seq` that it still keeps (the
         last 256), oldest first, without waiting: (seq, stamp, [(motor name,
         position in rad)] for the motors read so far)."""
-        out = []
-        motors = [self.map.by_id[i] for i in self.map.ids]
-        for seq, stamp, raw in self._c.samples_after(after_seq):
-            out.append((seq, stamp, [(m.name, m.raw_to_rad(p)) for m, p in zip(motors, raw) if p is not None]))
-        return out
+        motors = self.map.motors   # the controller's configured order (map.ids)
+        return [(seq, stamp, [(m.name, m.raw_to_rad(p)) for m, p in zip(motors, raw) if p is not None])
+                for seq, stamp, raw in self._c.samples_after(after_seq)]
 
     def stats(self) -> dict:
         """Loop statistics: achieved_rate_hz, cycle_p50/p99/max_us,

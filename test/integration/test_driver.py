@@ -298,7 +298,7 @@ def test_sample_history_gives_every_sample_to_a_late_reader(sim):
     sample, once, in order, each with its own stamp and the positions of
     its time (a goal in between shows up part way through)."""
     with make(sim) as drv:
-        first = wait_for(lambda: (got := drv.wait_sample(0, 1.0, False)) and got[0], timeout=10)
+        first = wait_for(lambda: (got := drv.wait_sample(0, 1.0)) and got[0], timeout=10)
         drv.set_torque(True)
         seen = [first]
         stamps, positions = [], []

@@ -165,61 +165,59 @@ pub struct Sample {
     pub positions: Vec<Option<i32>>,
 }
 
-#[derive(Debug, Default)]
-struct Clock {
-    latest: (u64, f64),
-    history: VecDeque<Sample>,
-}
-
 /// Sequence number of the latest driver sample (one per completed position
 /// read) and its wall-clock stamp, with a blocking wait for a newer one, and
 /// the last [`SAMPLE_HISTORY`] samples' positions, so that a reader that
 /// wakes less often than the loop still gets every sample.
 #[derive(Debug, Default)]
 pub struct SampleClock {
-    clock: Mutex<Clock>,
+    /// The last SAMPLE_HISTORY samples, oldest first; the latest is its back.
+    history: Mutex<VecDeque<Sample>>,
     cv: Condvar,
+}
+
+fn latest_of(h: &VecDeque<Sample>) -> (u64, f64) {
+    h.back().map_or((0, 0.0), |s| (s.seq, s.stamp))
 }
 
 impl SampleClock {
     /// Records a new sample taken at `stamp_unix`; returns its sequence number.
     pub fn publish(&self, stamp_unix: f64, positions: Vec<Option<i32>>) -> u64 {
-        let mut c = self.clock.lock().unwrap_or_else(|p| p.into_inner());
-        c.latest.0 += 1;
-        c.latest.1 = stamp_unix;
-        let seq = c.latest.0;
-        if c.history.len() >= SAMPLE_HISTORY {
-            c.history.pop_front();
+        let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = latest_of(&h).0 + 1;
+        if h.len() >= SAMPLE_HISTORY {
+            h.pop_front();
         }
-        c.history.push_back(Sample { seq, stamp: stamp_unix, positions });
-        drop(c);
+        h.push_back(Sample { seq, stamp: stamp_unix, positions });
+        drop(h);
         self.cv.notify_all();
         seq
     }
 
     /// (sequence, stamp) of the latest sample; (0, 0.0) before the first.
     pub fn latest(&self) -> (u64, f64) {
-        self.clock.lock().unwrap_or_else(|p| p.into_inner()).latest
+        latest_of(&self.history.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Waits until a sample newer than `after_seq` exists and returns the
     /// latest one, or `None` after `timeout`.
     pub fn wait_after(&self, after_seq: u64, timeout: Duration) -> Option<(u64, f64)> {
-        let guard = self.clock.lock().unwrap_or_else(|p| p.into_inner());
-        let (c, _) = self
+        let guard = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let (h, _) = self
             .cv
-            .wait_timeout_while(guard, timeout, |c| c.latest.0 <= after_seq)
+            .wait_timeout_while(guard, timeout, |h| latest_of(h).0 <= after_seq)
             .unwrap_or_else(|p| p.into_inner());
-        (c.latest.0 > after_seq).then_some(c.latest)
+        let latest = latest_of(&h);
+        (latest.0 > after_seq).then_some(latest)
     }
 
     /// The kept samples newer than `after_seq`, oldest first, without
     /// waiting (empty when there is none). Samples older than the history
     /// are gone: the caller sees the gap in the sequence numbers.
     pub fn history_after(&self, after_seq: u64) -> Vec<Sample> {
-        let c = self.clock.lock().unwrap_or_else(|p| p.into_inner());
-        let newer = c.history.iter().rev().take_while(|s| s.seq > after_seq).count();
-        c.history.iter().skip(c.history.len() - newer).cloned().collect()
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let newer = h.iter().rev().take_while(|s| s.seq > after_seq).count();
+        h.iter().skip(h.len() - newer).cloned().collect()
     }
 }
 
