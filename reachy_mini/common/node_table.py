@@ -30,31 +30,45 @@ NODES: tuple[NodeSpec, ...] = (
 BY_NAME = {n.name: n for n in NODES}
 
 # One process for the robot (`reachy-mini-bringup --one-process`, launch
-# `one_process:=true`): these nodes share one process, one executor and one
-# DDS participant (python -m reachy_mini.nodes.robot <node>...; `ros2 run
-# reachy_mini robot <node>...`). Camera and audio keep processes of their own:
-# a media driver that crashes or blocks (GStreamer, ALSA, a USB device) must
-# not take the motors' node with it (docs/benchmarks.md, Footprint, has the
-# figures of both choices).
+# `one_process:=true`): the robot's nodes share one process, one executor and
+# one DDS participant (python -m reachy_mini.nodes.robot <node>...; `ros2 run
+# reachy_mini robot <node>...`), and the media nodes another: a media driver
+# that crashes or blocks (GStreamer, OpenCV, ALSA, a USB device) must not take
+# the motors' node with it, but camera and audio may share a process (one
+# Python, one rclpy, one participant: -40 MB PSS; docs/benchmarks.md,
+# Footprint, has the figures of each choice).
 ROBOT_PROCESS = ("motor_node", "health_node", "web_bridge")
-PROCESS_NAME = "robot"                      # executable and log name of the shared process
+MEDIA_PROCESS = ("camera_node", "audio_node")
+SHARED_PROCESSES = (("robot", ROBOT_PROCESS), ("media", MEDIA_PROCESS))   # (process name, its nodes)
+PROCESS_NAME = "robot"                      # executable that runs several nodes in one process
 PROCESS_MODULE = "reachy_mini.nodes.robot"
 
 
 def process_groups(names: list[str], one_process: bool) -> list[tuple[str, ...]]:
     """The processes that run `names` (node table order): one per node, or,
-    with `one_process`, the enabled ROBOT_PROCESS nodes together in the first
-    and every other node alone."""
+    with `one_process`, the enabled nodes of each SHARED_PROCESSES entry
+    together (the robot's first, then the media's) and every other node alone
+    (a shared process of one node is that node's own process)."""
     names = [n.name for n in NODES if n.name in names]
-    shared = tuple(n for n in names if one_process and n in ROBOT_PROCESS)
-    groups: list[tuple[str, ...]] = [shared] if len(shared) > 1 else []
-    return groups + [(n,) for n in names if not (len(shared) > 1 and n in shared)]
+    groups = [g for g in (tuple(n for n in names if n in members) for _, members in SHARED_PROCESSES)
+              if one_process and len(g) > 1]
+    shared = {n for g in groups for n in g}
+    return groups + [(n,) for n in names if n not in shared]
+
+
+def process_name(group) -> str:
+    """The supervisor's name of a process (its state, log and heartbeat
+    files): its node, or the shared process' name ("robot", "media")."""
+    group = tuple(group)
+    if len(group) == 1:
+        return group[0]
+    return next(name for name, members in SHARED_PROCESSES if set(group) <= set(members))
 
 
 def process_label(names) -> str:
     """How logs name a process: its node, or the shared process and its nodes."""
     names = list(names)
-    return names[0] if len(names) == 1 else f"{PROCESS_NAME} ({', '.join(names)})"
+    return names[0] if len(names) == 1 else f"{process_name(names)} ({', '.join(names)})"
 
 
 def before_ros_args(args: list[str]) -> list[str]:

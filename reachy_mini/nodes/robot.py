@@ -6,7 +6,8 @@ a Raspberry Pi CM4).
     ros2 run reachy_mini robot motor_node health_node web_bridge --ros-args ...
 
 `reachy-mini-bringup --one-process` and the launch file's `one_process:=true`
-start it with common/node_table.ROBOT_PROCESS. Each node keeps its name,
+start it with common/node_table.ROBOT_PROCESS, and once more with MEDIA_PROCESS
+(camera and audio: apart from the motors, together with each other). Each node keeps its name,
 parameters, topics, services and diagnostics; the process holds each node's
 instance lock and beats each node's heartbeat (ros/runner.py). Safety does not
 change: the motors' watchdog and torque rules run in the driver's own thread

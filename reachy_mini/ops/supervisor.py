@@ -26,7 +26,7 @@ from reachy_mini.core.health.nodes import is_hung
 from reachy_mini.core.identity import check_robot_name
 from reachy_mini.common.instance import LOCKED_BY_ENV, acquire_all
 from reachy_mini.common.node_table import BY_NAME, EXIT_INVALID_PARAMETER, NODES, NOT_RESPAWNED, PROCESS_MODULE, \
-    PROCESS_NAME, NodeSpec, log_level_args, normalize_namespace, process_groups, remappings
+    NodeSpec, log_level_args, normalize_namespace, process_groups, process_name, remappings
 from reachy_mini.common.paths import config_path, robot_key
 from reachy_mini.common.lifeline import spawn
 from reachy_mini.ops.sdnotify import Notifier
@@ -411,7 +411,7 @@ def main(argv=None) -> int:
     for group in process_groups([s.name for s in specs], a.one_process):
         members = tuple(BY_NAME[n] for n in group)
         spec = members[0] if len(members) == 1 else NodeSpec(
-            PROCESS_NAME, PROCESS_MODULE, "the robot's shared process: " + ", ".join(group),
+            process_name(group), PROCESS_MODULE, "a shared process: " + ", ".join(group),
             max(m.stale_timeout_s for m in members))
         children.append(Child(spec, node_argv(members, a.params_files, a.use_sim, a.namespace, a.log_level,
                                               a.web_port, run_dir, a.data_dir, a.state_file,

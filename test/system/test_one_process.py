@@ -19,6 +19,7 @@ from conftest import SimProcess, wait_for
 from test_supervisor import read_state as _state
 
 CORE = ("motor_node", "health_node", "web_bridge")
+MEDIA = ("camera_node", "audio_node")
 
 
 def _port() -> int:
@@ -39,12 +40,12 @@ def _get(port: int, path: str):
 
 
 class Stack:
-    def __init__(self, tmp_path, ros_env, *extra, sim: bool = True, port: int | None = None):
+    def __init__(self, tmp_path, ros_env, *extra, sim: bool = True, port: int | None = None, nodes=CORE):
         self.state = str(tmp_path / "state.json")
         self.port = port or _port()
         self.env = dict(ros_env, XDG_RUNTIME_DIR=str(tmp_path / "run"))
         os.makedirs(self.env["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
-        self.argv = [sys.executable, "-m", "reachy_mini.ops.supervisor", "--one-process", "--only", *CORE,
+        self.argv = [sys.executable, "-m", "reachy_mini.ops.supervisor", "--one-process", "--only", *nodes,
                      "--state-file", self.state, "--data-dir", str(tmp_path / "data"), "--web-port",
                      str(self.port), *(["--use-sim"] if sim else []), *extra]
         self.proc = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -63,8 +64,8 @@ class Stack:
         return self.proc.communicate()[0]
 
 
-def _one_pid(st: Stack) -> int | None:
-    pids = {st.nodes().get(n, {}).get("pid") for n in CORE}
+def _one_pid(st: Stack, nodes=CORE) -> int | None:
+    pids = {st.nodes().get(n, {}).get("pid") for n in nodes}
     return pids.pop() if len(pids) == 1 and None not in pids else None
 
 
@@ -147,14 +148,17 @@ def test_a_dead_worker_ends_the_process_with_the_torque_off_then_it_comes_back(t
 
 
 def test_process_groups_and_the_shared_process_arguments():
-    from reachy_mini.common.node_table import hosted_nodes, process_groups
+    from reachy_mini.common.node_table import hosted_nodes, process_groups, process_name
     from reachy_mini.nodes.robot import parse
 
     every = ["web_bridge", "audio_node", "motor_node", "camera_node", "health_node"]
     assert process_groups(every, False) == [(n,) for n in
                                             ("motor_node", "camera_node", "audio_node", "health_node", "web_bridge")]
-    assert process_groups(every, True) == [CORE, ("camera_node",), ("audio_node",)]
+    assert process_groups(every, True) == [CORE, MEDIA]
+    assert [process_name(g) for g in process_groups(every, True)] == ["robot", "media"]
     assert process_groups(["motor_node", "camera_node"], True) == [("motor_node",), ("camera_node",)]   # one alone
+    assert process_groups(["audio_node", "health_node", "web_bridge"], True) == [("health_node", "web_bridge"),
+                                                                                ("audio_node",)]
     assert hosted_nodes([sys.executable, "-m", "reachy_mini.nodes.robot", "motor_node", "web_bridge", "--ros-args",
                          "-p", "x:=health_node"]) == ["motor_node", "web_bridge"]
     assert hosted_nodes(["/usr/bin/python3", "/opt/ros/lib/reachy_mini/robot", "health_node"]) == ["health_node"]
@@ -196,3 +200,40 @@ def test_a_killed_shared_process_is_respawned_whole(tmp_path, ros_env, sig):
         print(f"robot back {time.monotonic() - t0:.1f} s after the respawn")
     finally:
         st.stop()
+
+
+def test_camera_and_audio_share_a_process_whose_crash_leaves_the_motors_alone(tmp_path, ros_env):
+    """--one-process with the whole node table: the robot's three nodes in
+    one process, camera_node and audio_node in another ("media"). The media
+    process killed (a driver crash): it is respawned whole, and the motors'
+    process is untouched (same pid, no restart, torque still on)."""
+    import psutil
+
+    st = Stack(tmp_path, ros_env, nodes=CORE + MEDIA)
+    try:
+        robot = wait_for(lambda: _one_pid(st), timeout=30, period=0.2)
+        media = wait_for(lambda: _one_pid(st, MEDIA), timeout=30, period=0.2)
+        assert media != robot
+        cmd = psutil.Process(media).cmdline()
+        assert "reachy_mini.nodes.robot" in cmd and all(n in cmd for n in MEDIA), cmd
+        assert not any(n in cmd for n in CORE), cmd
+        wait_for(lambda: (h := _get(st.port, "/api/health")) and h["groups"].get("Motors") == "OK"
+                 and h["groups"].get("Camera") == "OK" and h["groups"].get("Audio") == "OK", timeout=90, period=0.5)
+        os.kill(media, signal.SIGKILL)
+        new = wait_for(lambda: (p := _one_pid(st, MEDIA)) not in (None, media) and p, timeout=30, period=0.2)
+        assert all(st.nodes()[n]["restarts"] == 1 and st.nodes()[n]["last_exit"] == -signal.SIGKILL for n in MEDIA)
+        assert _one_pid(st) == robot and all(st.nodes()[n]["restarts"] == 0 for n in CORE), st.nodes()
+
+        def back():   # the health node sees both media nodes in the new process, the restart reported
+            items = {i["name"].rsplit("/", 1)[-1]: i for i in (_get(st.port, "/api/status") or {}).get("tree", [])
+                     if "/Nodes/" in i["name"]}
+            return all(items.get(n, {}).get("values", {}).get("pid") == str(new) and items[n]["level"] == 1
+                       and "restarted 1x" in items[n]["message"] and "last exit -9" in items[n]["message"]
+                       for n in MEDIA) and all(items[n]["level"] == 0 for n in CORE)
+        wait_for(back, timeout=90, period=0.5)
+        wait_for(lambda: (h := _get(st.port, "/api/health")) and h["groups"].get("Camera") == "OK"
+                 and h["groups"].get("Audio") == "OK" and h["groups"].get("Motors") == "OK", timeout=90, period=0.5)
+        assert _one_pid(st) == robot and psutil.Process(robot).status() != psutil.STATUS_ZOMBIE
+    finally:
+        out = st.stop()
+    assert "media exited with -9; respawning" in out, out[-3000:]

@@ -43,8 +43,13 @@ def test_launch_description_with_launch_ros():
     made = [n for e in ld.entities if isinstance(e, OpaqueFunction) for n in (e.execute(ctx) or [])]
     nodes = [n for n in made if isinstance(n, Node)]
     assert len(nodes) == len(NODES) - 1
-    # one_process: the robot's nodes in one process, camera and audio alone (camera disabled here)
+    # one_process: the robot's nodes in one process, audio alone (camera disabled here)
     ctx.launch_configurations["one_process"] = "true"
+    made = [n for e in ld.entities if isinstance(e, OpaqueFunction) for n in (e.execute(ctx) or [])]
+    nodes = [n for n in made if isinstance(n, Node)]
+    assert len(nodes) == 2, nodes
+    # with the camera: the robot's process and the media's (camera and audio together)
+    ctx.launch_configurations["enable_camera_node"] = "true"
     made = [n for e in ld.entities if isinstance(e, OpaqueFunction) for n in (e.execute(ctx) or [])]
     nodes = [n for n in made if isinstance(n, Node)]
     assert len(nodes) == 2, nodes
