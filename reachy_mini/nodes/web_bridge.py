@@ -36,6 +36,7 @@ from reachy_mini.ros.tasks import SdkCheck, WebServerCheck
 from reachy_mini.web.app import Actions, WebConfig, create_app
 from reachy_mini.web.config import WILDCARD_HOSTS, WebBridgeConfig
 from reachy_mini.web.state import StateStore, status_dict
+from reachy_mini.web.server import QuietServer
 from reachy_mini.web.vendor_audio import MediaActions
 
 CONFIG = WebBridgeConfig
@@ -135,7 +136,7 @@ class WebBridge(Node):
                                     media=self.media if self.sdk else None),   # vendor routes: under its guard
                          web, self.sdk and self.sdk.hub,
                          self.sdk and self.sdk.vendor)
-        self.server = uvicorn.Server(uvicorn.Config(app, host=c.host, port=c.port, log_level="warning",
+        self.server = QuietServer(uvicorn.Config(app, host=c.host, port=c.port, log_level="warning",
                                                     timeout_graceful_shutdown=2, ws_max_size=sdk.MAX_FRAME_BYTES,
                                                     **tls))
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
@@ -286,7 +287,7 @@ class WebBridge(Node):
         self.reader.destroy_node()
         self.app.state.hub.close()
         time.sleep(0.1)
-        self.server.should_exit = True
+        self.server.stop()
         self.thread.join(3)
 
 
