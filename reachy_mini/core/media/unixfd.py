@@ -19,8 +19,13 @@ gst-plugins-bad gst/unixfd/, GStreamer >= 1.24):
 - EOS (type 3) ends the stream.
 
 FrameServer serves it: the listening socket exists exactly while frames flow
-(created on the first frame, removed when no frame came for `idle_s`, on
-pause() and on close(); a crashed server's stale file is replaced, never
+or can flow at once (created on the first frame, or while `standby(True)`
+says the camera is closed for want of a reader but present, so that an app
+connecting is what starts the capture (`on_client`); removed when no frame
+came for `idle_s` outside standby, on pause() and on close(). Why it goes
+away: the vendor SDK uses the socket whenever the file exists and waits for
+frames forever, so a socket with no camera behind it would hang apps. A
+crashed server's stale file is replaced, never
 reused; a file owned by another user, or a path a live server answers on, is
 left alone and reported). Frames go to every client at `fps` from a bounded
 pool of memfds written once per frame; a client that is behind (its unreleased
@@ -112,11 +117,14 @@ class _Client:
 class FrameServer:
     def __init__(self, path: str = DEFAULT_PATH, width: int = 1920, height: int = 1080, fps: float = 15.0,
                  max_clients: int = 8, max_outstanding: int = 3, stuck_s: float = 10.0, idle_s: float = 1.0,
-                 retry_s: float = 2.0, log: Callable[[str], None] | None = None) -> None:
+                 retry_s: float = 2.0, log: Callable[[str], None] | None = None,
+                 on_client: Callable[[int], None] | None = None) -> None:
         self.path, self.width, self.height, self.fps = path, width, height, fps
         self.max_clients, self.max_outstanding, self.stuck_s = max_clients, max_outstanding, stuck_s
         self.idle_s, self.retry_s = idle_s, retry_s
         self.log = log or (lambda _m: None)
+        self.on_client = on_client          # called (server thread, no lock held) with the client count on connect
+        self.standby = False
         self.frame_bytes = width * height * 3
         self.caps = caps_string(width, height, fps).encode() + b"\0"
         self.lock = threading.Lock()
@@ -431,12 +439,15 @@ class FrameServer:
                 self.stuck_clients += 1
                 self._error(f"SDK camera client {c.ident} released no buffer for {self.stuck_s:g} s; disconnected")
                 self._drop(c, "stuck (buffers never released)")
-        if self.listener is not None and (self.paused or now - self.last_frame > self.idle_s):
+        if self.listener is None and self.standby and not self.paused:
+            self._listen()
+        if self.listener is not None and (self.paused or (not self.standby and now - self.last_frame > self.idle_s)):
             self._unlisten("paused" if self.paused else f"no camera frame for {now - self.last_frame:.1f} s")
 
     def _run(self) -> None:
         while True:
-            events = self.sel.select(timeout=0.2)
+            # clients: flush and check for stuck ones 5 times a second; none: once a second
+            events = self.sel.select(timeout=0.2 if self.clients else 1.0)
             with self.lock:
                 if self.closed:
                     return
@@ -452,8 +463,26 @@ class FrameServer:
                     elif kind == "client" and ident in self.clients:
                         self._readable(self.clients[ident])
                 self._housekeeping()
+                connected = len(self.clients) if any(k.data[0] == "listen" for k, _ in events) else None
+            if connected and self.on_client is not None:
+                try:
+                    self.on_client(connected)
+                except Exception as e:  # noqa: BLE001 - the node's callback must not end the server
+                    self._error(f"on_client callback failed: {e}")
 
     # ---------- control ----------
+    def set_standby(self, on: bool) -> None:
+        """on: the camera is closed for want of a reader but present: keep (or start) listening
+        without frames, so that an app connecting starts the capture. off: the usual rule
+        (no frame for idle_s: the path goes away)."""
+        with self.lock:
+            if on == self.standby:
+                return
+            self.standby = on
+            if not on:
+                self.last_frame = max(self.last_frame, time.monotonic())   # idle_s counts from now
+        self._wake_w.send(b"x")
+
     def pause(self, paused: bool = True) -> None:
         """paused: the path goes away (no new app connects), connected apps stay and get frames
         again on resume (the device was released, or lost)."""
@@ -489,6 +518,7 @@ class FrameServer:
     def snapshot(self) -> dict:
         with self.lock:
             return {"serving": self.listener is not None, "path": self.path, "paused": self.paused,
+                    "standby": self.standby,
                     "clients": len(self.clients), "frames": self.frames, "client_frames": self.client_frames,
                     "missed": self.missed, "bad_clients": self.bad_clients, "stuck_clients": self.stuck_clients,
                     "refused": self.refused, "connections": self.connections, "stale_removed": self.stale_removed,
