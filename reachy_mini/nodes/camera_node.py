@@ -71,16 +71,16 @@ class CameraNode(Node):
         if c.sdk_socket:
             sw, sh = camera_specs.get_spec(c.camera_specs).size
             self.sdk = FrameServer(sdk_socket_path(c.sdk_socket_path, dict(os.environ)), sw, sh, c.sdk_fps, max_clients=c.sdk_max_clients,
-                                   idle_s=max(1.0, 3.0 / c.fps), log=self.get_logger().info,
-                                   on_client=lambda _n: self._demand_tick())
+                                   idle_s=max(1.0, 3.0 / c.fps), log=self.get_logger().info)
         make = (lambda: SyntheticCamera(c.capture_width, c.capture_height)) if self.sim else \
             (lambda: OpenCVSource(c.device, c.capture_width, c.capture_height, c.fps, c.pixel_format))
         self.demand = Demand(lambda: self.cfg.idle_close_s, time.monotonic())
         self.released = False
         self.demand_lock = threading.Lock()
         self.loop = SourceLoop(make, self._publish, c.fps, c.stall_timeout_s, probe_s=c.presence_probe_s).start()
-        # who reads: counted twice a second (rclpy has no matched-subscription callback we rely on);
-        # an SDK client connecting asks at once (on_client)
+        # who reads: counted twice a second (rclpy has no matched-subscription callback we rely on).
+        # SDK clients too: counted at the tick, not on connect, so that another server's probe of
+        # the path (FrameServer._free_path connects and leaves at once) does not wake the camera
         self.demand_timer = self.create_timer(0.5, self._demand_tick)
         self.release_srv = self.create_service(SetBool, "camera/release", self._release)
         self.updater = RobotUpdater(self, self.robot)
@@ -108,7 +108,7 @@ class CameraNode(Node):
             n += len(self.sdk.clients)
         return n
 
-    def _demand_tick(self) -> None:   # timer (executor) or the SDK server thread
+    def _demand_tick(self) -> None:   # timer (executor)
         """Readers -> open or close the device; the SDK socket listens while the camera
         is closed for want of a reader but present (a client connecting starts capture)."""
         with self.demand_lock:   # one decision at a time: a stale count must not undo a newer one

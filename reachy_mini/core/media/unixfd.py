@@ -21,7 +21,7 @@ gst-plugins-bad gst/unixfd/, GStreamer >= 1.24):
 FrameServer serves it: the listening socket exists exactly while frames flow
 or can flow at once (created on the first frame, or while `standby(True)`
 says the camera is closed for want of a reader but present, so that an app
-connecting is what starts the capture (`on_client`); removed when no frame
+connecting is what starts the capture: the node counts `clients`); removed when no frame
 came for `idle_s` outside standby, on pause() and on close(). Why it goes
 away: the vendor SDK uses the socket whenever the file exists and waits for
 frames forever, so a socket with no camera behind it would hang apps. A
@@ -117,13 +117,11 @@ class _Client:
 class FrameServer:
     def __init__(self, path: str = DEFAULT_PATH, width: int = 1920, height: int = 1080, fps: float = 15.0,
                  max_clients: int = 8, max_outstanding: int = 3, stuck_s: float = 10.0, idle_s: float = 1.0,
-                 retry_s: float = 2.0, log: Callable[[str], None] | None = None,
-                 on_client: Callable[[int], None] | None = None) -> None:
+                 retry_s: float = 2.0, log: Callable[[str], None] | None = None) -> None:
         self.path, self.width, self.height, self.fps = path, width, height, fps
         self.max_clients, self.max_outstanding, self.stuck_s = max_clients, max_outstanding, stuck_s
         self.idle_s, self.retry_s = idle_s, retry_s
         self.log = log or (lambda _m: None)
-        self.on_client = on_client          # called (server thread, no lock held) with the client count on connect
         self.standby = False
         self.frame_bytes = width * height * 3
         self.caps = caps_string(width, height, fps).encode() + b"\0"
@@ -463,12 +461,6 @@ class FrameServer:
                     elif kind == "client" and ident in self.clients:
                         self._readable(self.clients[ident])
                 self._housekeeping()
-                connected = len(self.clients) if any(k.data[0] == "listen" for k, _ in events) else None
-            if connected and self.on_client is not None:
-                try:
-                    self.on_client(connected)
-                except Exception as e:  # noqa: BLE001 - the node's callback must not end the server
-                    self._error(f"on_client callback failed: {e}")
 
     # ---------- control ----------
     def set_standby(self, on: bool) -> None:
