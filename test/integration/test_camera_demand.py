@@ -19,6 +19,7 @@ from reachy_mini.core.media.demand import IDLE_MESSAGE
 
 from conftest import wait_for
 from ros_probe import RosProbe
+from test_camera_socket import call_release
 from test_media import diag, start_node, stop_node, vals, write_video
 from test_unixfd import Reader
 
@@ -63,7 +64,7 @@ def test_capture_follows_readers_subscriber_and_sdk_client(ros_env, tmp_path, pr
         t1 = time.monotonic()
         sub = probe.listen(Image, "/camera/image_raw", best_effort=True)
         wait_for(lambda: len(probe.get("/camera/image_raw", t1)) > 10, timeout=20)
-        s = status(probe, t1, lambda s, v: v["capture"] == "reader present" and s.level[0] == 0, timeout=20)
+        s = status(probe, t1, lambda s, v: v["capture"] == "reader present" and s.level[0] < 2, timeout=20)
         assert vals(s)["device open"] == "true" and int(vals(s)["device opens"]) == 2
         print(f"subscriber -> first frame after {probe.get('/camera/image_raw', t1)[0][0] - t1:.2f} s")
 
@@ -85,6 +86,15 @@ def test_capture_follows_readers_subscriber_and_sdk_client(ros_env, tmp_path, pr
         assert int(vals(s)["frames"]) > frames and vals(s)["device opens"] == "3"
         r.close()
         status(probe, time.monotonic(), idle, timeout=20)      # the app left: closed again
+
+        # camera/release while idle: released (no socket), then back to idle with the socket listening
+        assert call_release(probe, True).success
+        s = status(probe, time.monotonic(), lambda s, v: v["released"] == "true")
+        assert s.level[0] == 0 and s.message == "released for apps"
+        wait_for(lambda: not os.path.exists(path), timeout=15)
+        assert call_release(probe, False).success
+        status(probe, time.monotonic(), idle, timeout=20)
+        wait_for(lambda: os.path.exists(path), timeout=15)
     finally:
         out = stop_node(node)
     assert "Traceback" not in out, out
