@@ -78,9 +78,11 @@ class CameraNode(Node):
         self.released = False
         self.demand_lock = threading.Lock()
         self.loop = SourceLoop(make, self._publish, c.fps, c.stall_timeout_s, probe_s=c.presence_probe_s).start()
-        # who reads: counted twice a second (rclpy has no matched-subscription callback we rely on).
-        # SDK clients too: counted at the tick, not on connect, so that another server's probe of
-        # the path (FrameServer._free_path connects and leaves at once) does not wake the camera
+        # who reads: counted twice a second. One cheap timer covers the subscribers, the SDK clients,
+        # the idle_close_s expiry and the socket's standby (rclpy's matched events do fire with these
+        # wheels, checked, but SDK clients and the expiry would still need a timer). SDK clients are
+        # counted at the tick, not on connect, so that another server's probe of the path
+        # (FrameServer._free_path connects and leaves at once) does not wake the camera.
         self.demand_timer = self.create_timer(0.5, self._demand_tick)
         self.release_srv = self.create_service(SetBool, "camera/release", self._release)
         self.updater = RobotUpdater(self, self.robot)
@@ -111,7 +113,7 @@ class CameraNode(Node):
     def _demand_tick(self) -> None:   # timer (executor)
         """Readers -> open or close the device; the SDK socket listens while the camera
         is closed for want of a reader but present (a client connecting starts capture)."""
-        with self.demand_lock:   # one decision at a time: a stale count must not undo a newer one
+        with self.demand_lock:   # one decision at a time (whatever executor runs the node)
             self.loop.want(self.demand.update(self._readers(), time.monotonic()))
             if self.sdk is not None:
                 self.sdk.set_standby(not self.released and self.loop.snapshot()["present"])

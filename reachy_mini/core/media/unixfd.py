@@ -19,7 +19,7 @@ gst-plugins-bad gst/unixfd/, GStreamer >= 1.24):
 - EOS (type 3) ends the stream.
 
 FrameServer serves it: the listening socket exists exactly while frames flow
-or can flow at once (created on the first frame, or while `standby(True)`
+or can flow at once (created on the first frame, or while `set_standby(True)`
 says the camera is closed for want of a reader but present, so that an app
 connecting is what starts the capture: the node counts `clients`); removed when no frame
 came for `idle_s` outside standby, on pause() and on close(). Why it goes
