@@ -39,7 +39,7 @@ class RosProbe:
         self.msgs.setdefault(topic, [])
         qos = QoSProfile(depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT if best_effort
                          else ReliabilityPolicy.RELIABLE)
-        self.node.create_subscription(msg_type, topic, cb, qos)
+        return self.node.create_subscription(msg_type, topic, cb, qos)   # node.destroy_subscription() to leave
 
     def publisher_qos(self, topic: str):
         """QoS profiles of the publishers of `topic` (from discovery)."""

@@ -7,10 +7,17 @@ which reopens a lost device with backoff; diagnostics say what happened.
 Captures at capture_width x capture_height (the Lite camera's 1920x1080 mode) and
 publishes ROS images resized to width x height; serves the vendor SDK's local
 camera socket (core/media/unixfd.FrameServer) at the camera spec's size;
-camera/release (std_srvs/SetBool) gives the device up for apps and takes it back."""
+camera/release (std_srvs/SetBool) gives the device up for apps and takes it back.
+
+Captures on demand (core/media/demand.py): the device is open only while
+someone reads (a subscriber of a camera topic, an SDK socket client), and
+closed `idle_close_s` after the last one left; while closed the SDK socket
+stays listening (a client connecting starts the capture) and the device's
+presence is probed every `presence_probe_s`."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import cv2
@@ -21,6 +28,7 @@ from std_srvs.srv import SetBool
 from reachy_mini.core.media import camera_specs
 from reachy_mini.core.media.camera import OpenCVSource, SyntheticCamera, load_camera_info
 from reachy_mini.core.media.capture import SourceLoop
+from reachy_mini.core.media.demand import Demand, demand_values
 from reachy_mini.core.media.config import CameraConfig
 from reachy_mini.core.media.unixfd import DEFAULT_PATH as DEFAULT_SDK_PATH, FrameServer
 from reachy_mini.common.paths import config_path
@@ -66,7 +74,16 @@ class CameraNode(Node):
                                    idle_s=max(1.0, 3.0 / c.fps), log=self.get_logger().info)
         make = (lambda: SyntheticCamera(c.capture_width, c.capture_height)) if self.sim else \
             (lambda: OpenCVSource(c.device, c.capture_width, c.capture_height, c.fps, c.pixel_format))
-        self.loop = SourceLoop(make, self._publish, c.fps, c.stall_timeout_s).start()
+        self.demand = Demand(lambda: self.cfg.idle_close_s, time.monotonic())
+        self.released = False
+        self.demand_lock = threading.Lock()
+        self.loop = SourceLoop(make, self._publish, c.fps, c.stall_timeout_s, probe_s=c.presence_probe_s).start()
+        # who reads: counted twice a second. One cheap timer covers the subscribers, the SDK clients,
+        # the idle_close_s expiry and the socket's standby (rclpy's matched events do fire with these
+        # wheels, checked, but SDK clients and the expiry would still need a timer). SDK clients are
+        # counted at the tick, not on connect, so that another server's probe of the path
+        # (FrameServer._free_path connects and leaves at once) does not wake the camera.
+        self.demand_timer = self.create_timer(0.5, self._demand_tick)
         self.release_srv = self.create_service(SetBool, "camera/release", self._release)
         self.updater = RobotUpdater(self, self.robot)
         self.updater.setHardwareID(c.hardware_id)
@@ -77,12 +94,29 @@ class CameraNode(Node):
         """data=true: give the camera up (the SDK socket goes away: apps see no_media); false: take it again."""
         if self.sdk is not None:
             self.sdk.pause(req.data)
+        self.released = req.data
         ok = self.loop.hold(req.data)
         res.success = ok
         res.message = ("released for apps" if req.data else "acquired") if ok else \
             "the device did not close within 5 s (a read is stuck); it will close when the read returns"
         self.get_logger().info(f"camera/release({req.data}): {res.message}")
         return res
+
+    def _readers(self) -> int:
+        n = self.img_pub.get_subscription_count() + self.info_pub.get_subscription_count()
+        if self.cfg.compressed_fps > 0:
+            n += self.jpg_pub.get_subscription_count()
+        if self.sdk is not None:
+            n += len(self.sdk.clients)
+        return n
+
+    def _demand_tick(self) -> None:   # timer (executor)
+        """Readers -> open or close the device; the SDK socket listens while the camera
+        is closed for want of a reader but present (a client connecting starts capture)."""
+        with self.demand_lock:   # one decision at a time (whatever executor runs the node)
+            self.loop.want(self.demand.update(self._readers(), time.monotonic()))
+            if self.sdk is not None:
+                self.sdk.set_standby(not self.released and self.loop.snapshot()["present"])
 
     def _sdk_findings(self, _s: dict):
         if self.sdk is None:
@@ -128,13 +162,17 @@ class CameraNode(Node):
                 ("device losses", s["losses"]), ("last error", s["last_error"] or ""),
                 ("resolution (requested)", f"{c.capture_width}x{c.capture_height}"),
                 ("published size", f"{c.width}x{c.height}"), ("encoding", c.encoding),
-                ("calibration", self.calibration_source)] + self._sdk_values()
+                ("calibration", self.calibration_source)] + \
+            demand_values(self.demand.snapshot(time.monotonic())) + \
+            [("device open", str(not s["idle"] and not s["held"] and s["present"]).lower()),
+             ("presence probes (while idle)", s["probes"])] + self._sdk_values()
 
     def _sdk_values(self):
         if self.sdk is None:
             return [("sdk_socket", "off"), ("sdk socket path", "(sdk_socket is false)")]
         x = self.sdk.snapshot()
         return [("sdk_socket", "serving" if x["serving"] else "off"), ("sdk socket path", x["path"]),
+                ("sdk socket standby (camera closed, a client starts it)", str(x["standby"]).lower()),
                 ("camera_specs_name", self.cfg.camera_specs),
                 ("sdk size", f"{self.sdk.width}x{self.sdk.height} BGR"), ("sdk target fps", f"{self.sdk.fps:g}"),
                 ("sdk clients", x["clients"]), ("sdk connections", x["connections"]),

@@ -165,7 +165,8 @@ def test_camera_fastdds_profile_only_when_nobody_chose():
 def test_camera_device_loss_and_recovery(ros_env, tmp_path, probe):
     video = tmp_path / "clip.avi"
     write_video(video, n=15)   # 0.5 s: the end of file (reopen by path) comes soon
-    node = start_node(ros_env, "camera_node", device=str(video), fps=30.0)
+    # idle_close_s 0: capture always (nobody reads here); the loss while idle: test_camera_demand.py
+    node = start_node(ros_env, "camera_node", device=str(video), fps=30.0, idle_close_s=0.0)
     try:
         wait_for(lambda: (s := diag(probe, "camera_node: camera")) and s.level[0] == 0, timeout=15)
         pid = node.pid

@@ -175,6 +175,11 @@ def test_rate_symptoms_from_aggregated_items():
     items["/robot1/camera_node: camera"] = status([("target fps", "30.0"), ("measured fps", "12.0")])
     assert rate_symptoms(items) == ["motor loop at 60 of 100 Hz", "camera at 12 of 30 Hz"]
     assert rate_symptoms({"motor_node: bus": status([("target rate (Hz)", "n/a")])}) == []
+    # closed for want of a reader (capture on demand): 0 fps is no symptom of a host that cannot keep up
+    idle = {"camera_node: camera": status([("target fps", "30.0"), ("measured fps", "0.00"), ("device open", "false")])}
+    assert rate_symptoms(idle) == []
+    idle["camera_node: camera"].values[2] = ("device open", "true")
+    assert rate_symptoms(idle) == ["camera at 0 of 30 Hz"]
 
 
 @pytest.mark.parametrize("changes, needle", [

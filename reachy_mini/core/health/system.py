@@ -124,7 +124,8 @@ def _bands(th: Thresholds, key: str, unit: str, error: bool = True) -> list[Band
 
 def rate_symptoms(items: dict) -> list[str]:
     """What shows that the robot cannot keep up: the motor loop or the camera
-    below 90 % of its rate, read from the latest statuses health_node
+    below 90 % of its rate (a camera closed for want of a reader, released or
+    lost has no rate to keep: value `device open` false), read from the latest statuses health_node
     aggregated (raw status name -> object with .values as (key, value) pairs
     or KeyValue messages)."""
     out = []
@@ -135,6 +136,8 @@ def rate_symptoms(items: dict) -> list[str]:
             if not name.endswith(suffix):
                 continue
             vals = dict(v if isinstance(v, tuple) else (v.key, v.value) for v in (it.values or ()))
+            if vals.get("device open") == "false":   # closed (no reader, released, lost): no rate to keep up
+                continue
             try:
                 target, measured = float(vals[target_key]), float(vals[measured_key])
             except (KeyError, ValueError):

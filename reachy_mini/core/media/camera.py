@@ -55,9 +55,8 @@ class OpenCVSource:
         self.description = device
         self.cap = None
 
-    def open(self) -> None:
-        import cv2
-
+    def _path(self) -> str:
+        """The device's path (`auto`: the sysfs lookup); SourceError when it is not there."""
         path = self.device
         if path == "auto":
             path = find_uvc_device()
@@ -65,6 +64,20 @@ class OpenCVSource:
                 raise SourceError(f"no UVC camera {UVC_VID}:{UVC_PID} found (is it plugged in?)")
         if not os.path.exists(path):
             raise SourceError(f"{path}: no such {'file' if self.is_file else 'device'}")
+        return path
+
+    def probe(self) -> str | None:
+        """None when the device is there, else why not: no open, no capture (while idle)."""
+        try:
+            self._path()
+        except SourceError as e:
+            return str(e)
+        return None
+
+    def open(self) -> None:
+        import cv2
+
+        path = self._path()
         self.description = path
         cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG if self.is_file else cv2.CAP_V4L2)
         if not cap.isOpened():

@@ -51,6 +51,11 @@ class CameraConfig(_Device, NodeConfig):
     compressed_fps: float = setting(5.0, "rate of camera/image_raw/compressed (0: off)", 0.0, 120.0, runtime=True)
     jpeg_quality: int = setting(80, "JPEG quality", 1, 100, runtime=True)
     stall_timeout_s: float = setting(1.0, "no frame for this long: device lost, reopen", 0.1, 60.0)
+    idle_close_s: float = setting(5.0, "no reader (subscriber of the camera topics, SDK socket client) for this "
+                                  "long: the device is closed until one comes (0: capture always)", 0.0, 3600.0,
+                                  runtime=True)
+    presence_probe_s: float = setting(3.0, "while closed for want of a reader: check this often that the device "
+                                      "is still there (no capture)", 0.5, 60.0)
 
     @property
     def hardware_id(self) -> str:

@@ -19,8 +19,13 @@ gst-plugins-bad gst/unixfd/, GStreamer >= 1.24):
 - EOS (type 3) ends the stream.
 
 FrameServer serves it: the listening socket exists exactly while frames flow
-(created on the first frame, removed when no frame came for `idle_s`, on
-pause() and on close(); a crashed server's stale file is replaced, never
+or can flow at once (created on the first frame, or while `set_standby(True)`
+says the camera is closed for want of a reader but present, so that an app
+connecting is what starts the capture: the node counts `clients`); removed when no frame
+came for `idle_s` outside standby, on pause() and on close(). Why it goes
+away: the vendor SDK uses the socket whenever the file exists and waits for
+frames forever, so a socket with no camera behind it would hang apps. A
+crashed server's stale file is replaced, never
 reused; a file owned by another user, or a path a live server answers on, is
 left alone and reported). Frames go to every client at `fps` from a bounded
 pool of memfds written once per frame; a client that is behind (its unreleased
@@ -117,6 +122,7 @@ class FrameServer:
         self.max_clients, self.max_outstanding, self.stuck_s = max_clients, max_outstanding, stuck_s
         self.idle_s, self.retry_s = idle_s, retry_s
         self.log = log or (lambda _m: None)
+        self.standby = False
         self.frame_bytes = width * height * 3
         self.caps = caps_string(width, height, fps).encode() + b"\0"
         self.lock = threading.Lock()
@@ -431,12 +437,15 @@ class FrameServer:
                 self.stuck_clients += 1
                 self._error(f"SDK camera client {c.ident} released no buffer for {self.stuck_s:g} s; disconnected")
                 self._drop(c, "stuck (buffers never released)")
-        if self.listener is not None and (self.paused or now - self.last_frame > self.idle_s):
+        if self.listener is None and self.standby and not self.paused:
+            self._listen()
+        if self.listener is not None and (self.paused or (not self.standby and now - self.last_frame > self.idle_s)):
             self._unlisten("paused" if self.paused else f"no camera frame for {now - self.last_frame:.1f} s")
 
     def _run(self) -> None:
         while True:
-            events = self.sel.select(timeout=0.2)
+            # clients: flush and check for stuck ones 5 times a second; none: once a second
+            events = self.sel.select(timeout=0.2 if self.clients else 1.0)
             with self.lock:
                 if self.closed:
                     return
@@ -454,6 +463,18 @@ class FrameServer:
                 self._housekeeping()
 
     # ---------- control ----------
+    def set_standby(self, on: bool) -> None:
+        """on: the camera is closed for want of a reader but present: keep (or start) listening
+        without frames, so that an app connecting starts the capture. off: the usual rule
+        (no frame for idle_s: the path goes away)."""
+        with self.lock:
+            if on == self.standby:
+                return
+            self.standby = on
+            if not on:
+                self.last_frame = max(self.last_frame, time.monotonic())   # idle_s counts from now
+        self._wake_w.send(b"x")
+
     def pause(self, paused: bool = True) -> None:
         """paused: the path goes away (no new app connects), connected apps stay and get frames
         again on resume (the device was released, or lost)."""
@@ -489,6 +510,7 @@ class FrameServer:
     def snapshot(self) -> dict:
         with self.lock:
             return {"serving": self.listener is not None, "path": self.path, "paused": self.paused,
+                    "standby": self.standby,
                     "clients": len(self.clients), "frames": self.frames, "client_frames": self.client_frames,
                     "missed": self.missed, "bad_clients": self.bad_clients, "stuck_clients": self.stuck_clients,
                     "refused": self.refused, "connections": self.connections, "stale_removed": self.stale_removed,
