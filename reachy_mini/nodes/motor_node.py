@@ -37,7 +37,7 @@ from reachy_mini.core.head import BODY_JOINT, HEAD_JOINTS, HeadKinematics, Limit
 from reachy_mini.core.motors.config import MotorConfig
 from reachy_mini.core.motors.envelope import MechanismRules, PerMotorThrottle, stamp_text
 from reachy_mini.core.motors.map import MotorMap
-from reachy_mini.core.motors.sampling import SampleReaders, mode
+from reachy_mini.core.motors.sampling import BATCH_PERIOD_S, SampleReaders, mode, samples_per_wake
 from reachy_mini.common.paths import sim_link, urdf_path
 from reachy_mini.ros import qos
 from reachy_mini.core.identity import robot_name
@@ -132,8 +132,8 @@ class MotorNode(Node):
                       self.tf_pub.get_subscription_count())
             period = readers.update(counts, time.monotonic(), self._sample_readers)
             self.bus.js_mode = mode(period, any(counts))
-            if period == 0.0:
-                if not self.bus.wait_sample(0.5):
+            if period < BATCH_PERIOD_S:   # at once, or polling readers: woken by the driver's samples
+                if not self.bus.wait_sample(0.5, samples_per_wake(period, self.cfg.loop_rate_hz)):
                     continue
             elif self.stopping.wait(period):
                 return

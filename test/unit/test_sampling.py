@@ -56,3 +56,12 @@ def test_mode_is_named_for_the_diagnostics():
     assert mode(BATCH_PERIOD_S, True).startswith("in bursts") and "flight recorder" in mode(BATCH_PERIOD_S, True)
     assert mode(POLL_PERIOD_S, True).startswith("in bursts every 0.02 s") and "web_bridge" in mode(POLL_PERIOD_S, True)
     assert mode(BATCH_PERIOD_S, False).startswith("none")
+
+
+def test_polling_wakes_follow_the_driver_samples():
+    from reachy_mini.core.motors.sampling import samples_per_wake
+    assert samples_per_wake(0.0, 100.0) == 1, "at once: each sample"
+    assert samples_per_wake(POLL_PERIOD_S, 100.0) == 2, "100 Hz loop, 20 ms: every second sample"
+    assert samples_per_wake(POLL_PERIOD_S, 50.0) == 1, "50 Hz loop: each sample is 20 ms apart already"
+    assert samples_per_wake(POLL_PERIOD_S, 30.0) == 1
+    assert samples_per_wake(POLL_PERIOD_S, 1000.0) == 20

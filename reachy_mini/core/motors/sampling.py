@@ -14,9 +14,11 @@ Polling readers take the latest sample at a fixed rate and need it no
 fresher than their own period: web_bridge's reader node (never spun; the
 vendor SDK's 50 Hz state stream, the vendor HTTP API's state, the status
 page) reads every 20 ms at most, so while it (and buffered readers) are the
-only subscribers the thread wakes every POLL_PERIOD_S: half the wake-ups of
-the at-once mode with an SDK client connected, and the sample the stream
-sends is at most POLL_PERIOD_S older than at once (issue 33).
+only subscribers the thread publishes every POLL_PERIOD_S: it wakes on every
+second driver sample at 100 Hz (samples_per_wake), half the wake-ups of the
+at-once mode with an SDK client connected, in step with the driver's
+samples (not a timer of its own), so a sample waits at most one sample
+period longer than at once (issue 33).
 """
 from __future__ import annotations
 
@@ -51,6 +53,12 @@ def period(readers: Iterable[str], tf_subscribers: int) -> float:
         elif r not in BUFFERED_READERS:
             return 0.0
     return p
+
+
+def samples_per_wake(period_s: float, loop_rate_hz: float) -> int:
+    """While the period is shorter than BATCH_PERIOD_S (at once, or polling
+    readers), the thread is woken by the driver: after this many new samples."""
+    return max(1, int(period_s * loop_rate_hz + 1e-6))
 
 
 def live(readers: Iterable[str], tf_subscribers: int) -> bool:
