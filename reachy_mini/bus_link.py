@@ -135,10 +135,10 @@ class BusLink:
         self.stats = self.drv.stats()
         return self.stats
 
-    def wait_sample(self, timeout_s: float) -> bool:
-        """Waits (GIL released) for a driver sample newer than the last one
-        samples_since returned; False after timeout_s."""
-        return self.drv.wait_sample(self.sample_seq, timeout_s) is not None
+    def wait_sample(self, timeout_s: float, samples: int = 1) -> bool:
+        """Waits (GIL released) until `samples` driver samples newer than the
+        last one samples_since returned exist; False after timeout_s."""
+        return self.drv.wait_sample(self.sample_seq + max(1, samples) - 1, timeout_s) is not None
 
     def samples_since(self) -> list[tuple[float, list[tuple[str, float]]]]:
         """Every driver sample since the last call, each

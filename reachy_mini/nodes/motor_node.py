@@ -3,7 +3,8 @@ driver).
 
 Publishes joint_states (and head/pose, from forward kinematics, and /tf:
 body yaw, head, antennas) once per driver sample (at once, or in bursts
-while only the flight recorder reads them: core/motors/sampling.py),
+while only the flight recorder and web_bridge's polling reader read them:
+core/motors/sampling.py),
 robot_description and /tf_static once (transient local), takes goals on
 motors/goal and head targets on
 head/target_pose (core/head.py: limits, inverse kinematics), serves
@@ -36,7 +37,7 @@ from reachy_mini.core.head import BODY_JOINT, HEAD_JOINTS, HeadKinematics, Limit
 from reachy_mini.core.motors.config import MotorConfig
 from reachy_mini.core.motors.envelope import MechanismRules, PerMotorThrottle, stamp_text
 from reachy_mini.core.motors.map import MotorMap
-from reachy_mini.core.motors.sampling import BATCH_PERIOD_S, SampleReaders, mode
+from reachy_mini.core.motors.sampling import BATCH_PERIOD_S, SampleReaders, mode, samples_per_wake
 from reachy_mini.common.paths import sim_link, urdf_path
 from reachy_mini.ros import qos
 from reachy_mini.core.identity import robot_name
@@ -123,18 +124,18 @@ class MotorNode(Node):
     def _joint_states(self) -> None:
         """One joint_states (and head/pose, /tf) message per driver sample,
         stamped with the sample's time, published at once while someone reads
-        them live, in bursts while only the flight recorder does
-        (core/motors/sampling.py); nothing converted for topics nobody reads."""
+        them live, in bursts while only the flight recorder and web_bridge's
+        polling reader do (core/motors/sampling.py); nothing converted for topics nobody reads."""
         readers = SampleReaders()
         while self.running:
             counts = (self.js_pub.get_subscription_count(), self.pose_pub.get_subscription_count(),
                       self.tf_pub.get_subscription_count())
-            now_live = readers.update(counts, time.monotonic(), self._sample_readers)
-            self.bus.js_mode = mode(now_live, any(counts))
-            if now_live:
-                if not self.bus.wait_sample(0.5):
+            period = readers.update(counts, time.monotonic(), self._sample_readers)
+            self.bus.js_mode = mode(period, any(counts))
+            if period < BATCH_PERIOD_S:   # at once, or polling readers: woken by the driver's samples
+                if not self.bus.wait_sample(0.5, samples_per_wake(period, self.cfg.loop_rate_hz)):
                     continue
-            elif self.stopping.wait(BATCH_PERIOD_S):
+            elif self.stopping.wait(period):
                 return
             samples = self.bus.samples_since()
             if not any(counts):

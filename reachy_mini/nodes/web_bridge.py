@@ -26,6 +26,7 @@ from reachy_mini.core.health.aggregator import shown_message
 from reachy_mini.core.health.incidents import db_path, query, summary
 from reachy_mini.core.health.recorder import snapshot_dir
 from reachy_mini.core.levels import Level
+from reachy_mini.core.motors.sampling import WEB_READER_NODE
 from reachy_mini.ros import qos
 from reachy_mini.core.identity import robot_name
 from reachy_mini.ros.diagnostics import RobotUpdater
@@ -97,8 +98,8 @@ class WebBridge(Node):
         # Its own `__node` remap: ros2 launch passes `-r __node:=web_bridge`
         # to the whole process, which would rename this one too (two
         # /web_bridge nodes). No parameter services: nobody configures it.
-        self.reader = rclpy.create_node("web_bridge_reader", context=self.context, start_parameter_services=False,
-                                        cli_args=["--ros-args", "-r", "__node:=web_bridge_reader"])
+        self.reader = rclpy.create_node(WEB_READER_NODE, context=self.context, start_parameter_services=False,
+                                        cli_args=["--ros-args", "-r", f"__node:={WEB_READER_NODE}"])
         self.demand_subs: dict = {}
         self.audio_sub = self.reader.create_subscription(Float32, "audio/level_dbfs", lambda m: None, qos.LATEST)
         # direction of arrival (10 Hz from audio_node), read at 5 Hz into store.doa

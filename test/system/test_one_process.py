@@ -6,6 +6,7 @@ process only after motor_node's clean exit (torque off), and the process
 comes back."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -206,7 +207,7 @@ def test_camera_and_audio_share_a_process_whose_crash_leaves_the_motors_alone(tm
     """--one-process with the whole node table: the robot's three nodes in
     one process, camera_node and audio_node in another ("media"). The media
     process killed (a driver crash): it is respawned whole, and the motors'
-    process is untouched (same pid, no restart, torque still on)."""
+    process is untouched (same pid, no restart)."""
     import psutil
 
     st = Stack(tmp_path, ros_env, nodes=CORE + MEDIA)
@@ -237,3 +238,76 @@ def test_camera_and_audio_share_a_process_whose_crash_leaves_the_motors_alone(tm
     finally:
         out = st.stop()
     assert "media exited with -9; respawning" in out, out[-3000:]
+
+
+def test_sdk_state_stream_stays_50_hz_and_fresh_while_motor_node_publishes_in_bursts(tmp_path, ros_env):
+    """An SDK client on /ws/sdk (web_bridge's polling reader on joint_states
+    and head/pose) no longer makes motor_node publish each sample at once:
+    it publishes every 0.02 s (core/motors/sampling.py, POLL_PERIOD_S), and
+    the state stream still carries a new antenna position in most of its
+    50 Hz messages while the antenna moves (with the old 0.1 s bursts, at
+    most one in five could be new)."""
+    import asyncio
+
+    import websockets
+
+    from reachy_mini.core.motors.sampling import POLL_PERIOD_S
+
+    st = Stack(tmp_path, ros_env)
+
+    def bus_item():
+        tree = (_get(st.port, "/api/status") or {}).get("tree", [])
+        return next((i for i in tree if i["name"].endswith("/Motors/bus")), None)
+
+    def publishing() -> str:
+        return ((bus_item() or {}).get("values") or {}).get("joint_states publishing", "")
+
+    async def client(seconds: float) -> tuple[list, list]:
+        """Streams set_antennas at 50 Hz (a triangle) and keeps every
+        joint_positions message (arrival time, right antenna)."""
+        got, modes = [], []
+        async with websockets.connect(f"ws://127.0.0.1:{st.port}/ws/sdk") as ws:
+            async def send():
+                k = 0
+                while True:
+                    i = k % 100
+                    v = 0.01 * (i if i < 50 else 100 - i)   # 0 .. 0.5 rad and back, 2 s per period
+                    await ws.send(json.dumps({"type": "set_antennas", "antennas": [v, v]}))
+                    k += 1
+                    await asyncio.sleep(0.02)
+
+            async def receive():
+                while True:
+                    m = json.loads(await ws.recv())
+                    if m.get("type") == "joint_positions":
+                        got.append((time.monotonic(), m["antennas_joint_positions"][0]))
+            tasks = [asyncio.create_task(send()), asyncio.create_task(receive())]
+            # the mode is reported on motor_node's 1 Hz bus diagnostics
+            end = time.monotonic() + 60
+            while time.monotonic() < end and "every 0.02 s" not in (mode := await asyncio.to_thread(publishing)):
+                await asyncio.sleep(0.5)
+            modes.append(mode)
+            got.clear()
+            await asyncio.sleep(seconds)
+            modes.append(await asyncio.to_thread(publishing))
+            for t in tasks:
+                t.cancel()
+        return got, modes
+
+    try:
+        wait_for(lambda: (h := _get(st.port, "/api/health")) and h["groups"].get("Motors") == "OK", timeout=90,
+                 period=0.5)
+        assert publishing().startswith("in bursts every 0.1 s"), "no SDK client: the flight recorder alone reads"
+        got, modes = asyncio.run(client(6.0))
+        assert all(m.startswith(f"in bursts every {POLL_PERIOD_S:g} s") for m in modes), modes
+        t = [a for a, _ in got]
+        rate = (len(t) - 1) / (t[-1] - t[0])
+        assert rate > 40, f"state stream at {rate:.1f} Hz (50 Hz expected)"
+        vals = [v for _, v in got]
+        new = sum(1 for a, b in zip(vals, vals[1:]) if a != b) / (len(vals) - 1)
+        # 0.1 s bursts would give <= 0.2; at once ~1.0; a loaded machine loses some
+        assert new > 0.5, f"only {new:.0%} of the stream's messages carried a new antenna position"
+        assert max(vals) - min(vals) > 0.3, "the antenna followed the goals"
+        wait_for(lambda: publishing().startswith("in bursts every 0.1 s"), timeout=30, period=0.5)
+    finally:
+        st.stop()

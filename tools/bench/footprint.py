@@ -521,18 +521,20 @@ def bench_footprint_ab() -> None:
     by side (the other checkout's and this one, own domains and simulators),
     their CPU over the same FOOTPRINT_WINDOWS windows, so that the machine's
     load falls on both alike; FOOTPRINT_AB_CLIENT=1 adds one SDK client at
-    50 Hz to each."""
+    50 Hz to each; FOOTPRINT_AB_ONE_PROCESS=1 runs both with --one-process.
+    With the client, each side's goal -> wire latency median is printed too."""
     before = os.environ.get("FOOTPRINT_BEFORE_PYTHON")
     if not before:
         print("# footprint_ab: set FOOTPRINT_BEFORE_PYTHON to the other checkout's .venv/bin/python", flush=True)
         return
     client = os.environ.get("FOOTPRINT_AB_CLIENT") == "1"
+    one = ["--one-process"] if os.environ.get("FOOTPRINT_AB_ONE_PROCESS") == "1" else []
     base = int(os.environ.get("ROS_DOMAIN_ID", "96"))
     stacks, clients = {}, []
     try:
         for i, (label, py) in enumerate((("before", before), ("after", None))):
             tmp = tempfile.mkdtemp(prefix=f"reachy_bench_fp_ab_{label}_")
-            stacks[label] = Stack(tmp, extra=["--only", *CORE], domain=str(base + i), port=free_port(), python=py)
+            stacks[label] = Stack(tmp, extra=["--only", *CORE, *one], domain=str(base + i), port=free_port(), python=py)
         for st in stacks.values():
             st.pids()
             _wait_http(st.port, None)
@@ -550,6 +552,9 @@ def bench_footprint_ab() -> None:
                 c.stdin.write("\n")
                 c.stdin.flush()
         time.sleep(WARMUP_S)
+        goals = {k: Goals(os.path.join(st.tmp, "reachy_mini_sim", "ttyDXL.ctl")) for k, st in stacks.items()} \
+            if client else {}
+        t_from = time.monotonic()
         cpu: dict[str, list[float]] = {k: [] for k in stacks}
         for _ in range(WINDOWS):
             a = {k: snapshot(st.proc.pid) for k, st in stacks.items()}
@@ -559,10 +564,21 @@ def bench_footprint_ab() -> None:
                 cpu[k].append(w["cpu"])
                 print(f"# {k}: {w['cpu']:.2f} % ("
                       + ", ".join(f"{n} {v:.2f}" for n, v in sorted(w["cpu_by"].items())) + ")", flush=True)
+            for g in goals.values():
+                g.drain()
+        t_to = time.monotonic()
         what = "with an SDK client at 50 Hz" if client else "idle"
-        print(f"# core stacks side by side, {what}, {WINDOWS} windows of {WINDOW_S:.0f} s", flush=True)
+        print(f"# core stacks side by side, {what}, {WINDOWS} windows of {WINDOW_S:.0f} s"
+              + (", one process each" if one else ""), flush=True)
         for k, v in cpu.items():
             out(f"footprint_ab_{k}_cpu", statistics.median(v), "% of one core")
+        for (k, g), c in zip(goals.items(), clients):   # the clients end ~10 s after the windows
+            sent = json.loads(c.stdout.readline() or "[]")
+            g.drain()
+            lat, missed = latencies([x for x in sent if t_from <= x[0] <= t_to - 1.0], g.log)
+            print(f"# {k}: set_target -> wire, {len(lat)} goals matched, {missed} not seen within 1 s", flush=True)
+            if lat:
+                out(f"footprint_ab_{k}_latency_p50", _pct(lat, 0.5), "ms")
         out("footprint_ab_ratio_after_over_before", statistics.median(cpu["after"]) / statistics.median(cpu["before"]),
             "x")
     finally:
