@@ -157,7 +157,12 @@ def snapshot(root: int) -> dict:
 
 
 def _name(pid: int) -> str:
+    from reachy_mini.common.node_table import hosted_nodes, process_name
+
     cmd = _cmdline(pid)
+    hosted = hosted_nodes(cmd.split())
+    if hosted:
+        return process_name(hosted)   # a shared process (--one-process): "robot", "media"
     for part in cmd.split():
         if part.startswith("reachy_mini.nodes."):
             return part.rsplit(".", 1)[1]
