@@ -122,9 +122,9 @@ class Stack:
         self.port = port or free_port()
         # the camera's SDK socket in the stack's own directory: another stack or a test on this machine
         # serving the default /tmp/reachymini_camera_socket must not change what this one does
-        self.env = env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-                              XDG_RUNTIME_DIR=tmp, REACHY_MINI_SDK_CAMERA_SOCKET=os.path.join(tmp, "camera.sock"),
-                              **(env or {}))
+        self.env = env = {**os.environ, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+                          "XDG_RUNTIME_DIR": tmp, "REACHY_MINI_SDK_CAMERA_SOCKET": os.path.join(tmp, "camera.sock"),
+                          **(env or {})}
         argv = [python or sys.executable, "-m", "reachy_mini.ops.supervisor", "--state-file", self.state,
                 "--data-dir", os.path.join(tmp, "data"), "--web-port", str(self.port)] + \
             (["--use-sim"] if use_sim else []) + (extra or [])
