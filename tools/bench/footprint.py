@@ -182,10 +182,12 @@ def window(a: dict, b: dict) -> dict:
         if pid in a["procs"]:
             cpu[p["name"]] = cpu.get(p["name"], 0.0) + (p["ticks"] - a["procs"][pid]["ticks"]) / CLK_TCK / dt * 100
     ps = b["procs"].values()
+    pss_by: dict[str, float] = {}
+    for p in ps:
+        pss_by[p["name"]] = pss_by.get(p["name"], 0.0) + p["pss"]
     return {"cpu": sum(cpu.values()), "cpu_by": cpu, "pss": sum(p["pss"] for p in ps),
             "rss": sum(p["rss"] for p in ps), "threads": sum(p["threads"] for p in ps),
-            "procs": len(b["procs"]), "fds": sum(p["fds"] for p in ps),
-            "pss_by": {p["name"]: p["pss"] for p in ps}}
+            "procs": len(b["procs"]), "fds": sum(p["fds"] for p in ps), "pss_by": pss_by}
 
 
 def measure(root: int, label: str, alive=lambda: True, on_window=None) -> dict:
