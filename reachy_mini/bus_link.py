@@ -20,7 +20,6 @@ from reachy_mini.core.motors.health import MotorAlarms, RateAlarm, bus_health, m
 from reachy_mini.core.motors.map import MotorMap
 from reachy_mini.core.motors.ports import open_failure, resolve_port
 from reachy_mini.core.motors.recovery import AutoRecovery, Escalation, torque_off_targets
-from reachy_mini.core.motors.watch import WatchGate
 from reachy_mini.driver import TRAJECTORY_MAX_POINTS, Driver, DynamixelError, PortError
 
 
@@ -59,7 +58,6 @@ class BusLink:
         self.readings = {r.name: r for r in self.drv.snapshot()}
         self.alarms = {name: MotorAlarms() for name in self.readings}   # hysteresis per motor
         self.rate_alarm = RateAlarm()
-        self.watch_gate = WatchGate()
         self.stats = self.drv.stats()
         self.sample_seq = self.js_published = self.js_skipped = 0
         self.js_mode = "starting"   # motor_node's sample thread (core/motors/sampling.py mode())
@@ -272,27 +270,21 @@ class BusLink:
 
     def watch(self) -> bool:
         """Drains driver events (logged at the level their alarm rule gives
-        them: core/motors/events.py); while anything is not OK, when events or
-        the driver's counters moved, and otherwise every FULL_EVERY_S
-        (core/motors/watch.py), refreshes readings and runs the alarms and
-        automatic recovery; True when something entered ERROR (its
-        diagnostics go out at once)."""
+        them: core/motors/events.py), refreshes readings, runs automatic
+        recovery; True when something entered ERROR (its diagnostics go out
+        at once)."""
         mono = time.monotonic()
-        events = self.drv.events()
-        for ev in events:
+        for ev in self.drv.events():
             self.line(*self.events_log.event(ev.kind, ev.message, ev.motor_name, mono))
         now = time.time()
         stats = self.fresh_stats()
-        if not self.watch_gate.due(len(events), stats, mono):
-            return False   # all OK and nothing moved since the last evaluation
         self.readings = {r.name: r for r in self.drv.snapshot()}
         for lv, text in self.events_log.poll({n: r.responding for n, r in self.readings.items()}, mono):
             self.line(lv, text)
-        escalate, worst = False, OK
+        escalate = False
         for name, r in self.readings.items():
-            level = motor_health(r, self.thresholds, stats["connected"], now, alarms=self.alarm(name))[0]
-            escalate |= self.escalation.entered_error(name, level)
-            worst = max(worst, level, OK if r.responding and not r.hardware_error else WARN)
+            escalate |= self.escalation.entered_error(name, motor_health(r, self.thresholds, stats["connected"], now,
+                                                                           alarms=self.alarm(name))[0])
             c = self.cfg
             gave_up = name in self.recovery.gave_up
             if self.recovery.due(r, self.thresholds, c.auto_recover, c.auto_recover_delay_s, now, c.auto_recover_max,
@@ -300,10 +292,8 @@ class BusLink:
                 self._reboot(r)
             elif not gave_up and name in self.recovery.gave_up:
                 self.log.error(f"{name}: {self.recovery.gave_up[name]}")
-        recovery, bus = self.recovery.status()[0], self.bus_health(stats)[0]
-        escalate |= self.escalation.entered_error("recovery", recovery)
-        self.watch_gate.calm = max(worst, recovery, bus) == OK and not self.events_log.silent
-        return self.escalation.entered_error("bus", bus) or escalate
+        escalate |= self.escalation.entered_error("recovery", self.recovery.status()[0])
+        return self.escalation.entered_error("bus", self.bus_health(stats)[0]) or escalate
 
     def _reboot(self, r) -> None:
         try:
