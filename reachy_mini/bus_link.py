@@ -315,6 +315,10 @@ class BusLink:
         if self.cfg.on_exit == "torque_off" and self.drv.running:
             try:
                 failed = {n: e for n, e in self.drv.set_torque(False).items() if e}
+                for _ in range(2):   # a status packet lost (a busy host answers late): the motor is asked again
+                    if not failed:
+                        break
+                    failed = {n: e for n, e in self.drv.set_torque(False, list(failed)).items() if e}
                 if failed:
                     self.log.error(f"on_exit torque_off failed on {failed}")
             except DynamixelError as e:
