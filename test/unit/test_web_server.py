@@ -3,7 +3,6 @@ once a second (not ten times), the Date header still fresh, stop() from
 another thread ending it at once."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from email.utils import parsedate_to_datetime
@@ -12,6 +11,7 @@ import httpx
 import uvicorn
 
 from reachy_mini.web.server import TICK_S, QuietServer
+from tools.bench.stack import free_port
 
 
 async def _app(scope, receive, send):
@@ -23,16 +23,8 @@ async def _app(scope, receive, send):
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_quiet_server_serves_ticks_once_a_second_and_stops_at_once():
-    port = _free_port()
+    port = free_port()
     server = QuietServer(uvicorn.Config(_app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
