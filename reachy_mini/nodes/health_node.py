@@ -29,7 +29,8 @@ from reachy_mini.ros.diagnostics import RobotUpdater
 from reachy_mini.ros.params import ParameterError, declare
 from reachy_mini.ros.recorder import FlightRecorder
 from reachy_mini.ros.runner import run_node
-from reachy_mini.ros.tasks import IncidentsCheck, NotifyCheck, ProcessCheck, RecorderCheck, SystemCheck
+from reachy_mini.ros.tasks import (IncidentsCheck, NotifyCheck, ProcessCheck, RecorderCheck, SharedMemoryCheck,
+                                   SystemCheck)
 
 CONFIG = HealthConfig
 
@@ -88,6 +89,7 @@ class HealthNode(Node):
         self.updater.add(IncidentsCheck(self))
         self.updater.add(NotifyCheck(self))
         self.updater.add(RecorderCheck(self))
+        self.updater.add(SharedMemoryCheck(lambda: self.cfg.shm_sweep_s, lambda t: self._log("info", t)))
         for n in expected:
             self.updater.add(ProcessCheck(n.name, self))
 

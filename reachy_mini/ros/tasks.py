@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable
 
+from reachy_mini.core.health import shm
 from reachy_mini.core.health.nodes import node_status
 from reachy_mini.core.identity import hardware_id as robot_hardware_id
 from reachy_mini.core.health.system import HostAlarms, evaluate_process, system_snapshot
@@ -241,6 +242,45 @@ class IncidentsCheck(Check):
             if not d.errors:
                 return WARN, f"the database was damaged at start; moved aside to {d.moved_aside}", values
         return lv, f"write errors: {d.last_error}" if d.errors else "OK", values
+
+
+class SharedMemoryCheck(Check):
+    """Fast DDS's segments in /dev/shm (core/health/shm.py): every
+    `period_s()` seconds the zombies (left by killed processes) are removed;
+    reports the segments in use and what was freed. WARN while a sweep
+    cannot check or remove something; `log(text)` hears of each removal."""
+
+    def __init__(self, period_s: Callable[[], float], log: Callable[[str], None],
+                 directory: str = shm.SHM_DIR) -> None:
+        super().__init__("shared memory")
+        self.period_s, self.log, self.directory = period_s, log, directory
+        self.next_at = 0.0   # the first sweep at start-up: a restarted process' predecessor left its segment
+        self.last: shm.Sweep | None = None
+        self.removed = self.freed = 0
+        self.last_removed_at: float | None = None
+
+    def evaluate(self):
+        now, period = time.monotonic(), self.period_s()
+        if period <= 0:
+            return OK, "sweep off (shm_sweep_s = 0)", [("directory", self.directory)]
+        if now >= self.next_at:
+            self.next_at = now + period
+            self.last = s = shm.sweep(self.directory)
+            if s.removed:
+                self.removed += s.removed
+                self.freed += s.freed_bytes
+                self.last_removed_at = now
+                self.log(f"removed {s.removed} Fast DDS shared-memory segment(s) left by killed processes "
+                         f"in {self.directory} ({s.freed_bytes / 1e6:.1f} MB of RAM freed)")
+        s = self.last
+        values = [("directory", self.directory), ("segments in use", str(s.in_use)),
+                  ("in use (MB)", f"{s.in_use_bytes / 1e6:.1f}"), ("stale segments removed", str(self.removed)),
+                  ("freed (MB)", f"{self.freed / 1e6:.1f}"), ("sweep every (s)", f"{period:g}")]
+        if self.last_removed_at is not None:
+            values.append(("last removal (s ago)", f"{now - self.last_removed_at:.0f}"))
+        if s.errors:
+            return WARN, f"sweep incomplete: {'; '.join(s.errors[:3])}", values + [("errors", str(len(s.errors)))]
+        return OK, f"{s.in_use} segment(s) in use, {s.in_use_bytes / 1e6:.1f} MB", values
 
 
 class RecorderCheck(Check):

@@ -355,3 +355,40 @@ def test_unwritable_snapshot_directory_is_a_warn_on_the_recorder(ros_env, tmp_pa
         assert h.proc.poll() is None
     finally:
         h.stop()
+
+
+def test_a_killed_nodes_shared_memory_is_freed_and_reported(ros_env, tmp_path, probe):
+    """A node killed with SIGKILL (as a hang restart or a crash ends it) leaves
+    its Fast DDS segment in /dev/shm, which is RAM; health_node removes it on
+    its next sweep once it is MIN_AGE_S old, says so, and keeps the live ones."""
+    from reachy_mini.core.health import shm
+
+    def segments():
+        return {f for f in os.listdir(shm.SHM_DIR) if shm._LOCK.match(f)}
+
+    before = segments()
+    code = "import rclpy, time; rclpy.init(); n = rclpy.create_node('doomed'); print('up', flush=True); time.sleep(60)"
+    doomed = subprocess.Popen([sys.executable, "-c", code], env=ros_env, stdout=subprocess.PIPE, text=True)
+    assert doomed.stdout.readline().strip() == "up"
+    mine = wait_for(lambda: segments() - before, timeout=10)
+    doomed.kill()
+    doomed.wait()
+    assert all(os.path.exists(os.path.join(shm.SHM_DIR, f[:-3])) for f in mine)   # left behind
+    h = HealthProc(ros_env, tmp_path, pub_rate=1.0, shm_sweep_s=1.0)
+    try:
+        key = "/Reachy Mini/System/Host/shared memory"
+        s = wait_for(lambda: (x := latest(probe)) and (s := x.get(key)) and s, timeout=20, period=0.2)
+        assert s.level[0] == 0, (s.message, list(s.values))
+        # removed once MIN_AGE_S old (a sweep at start-up may already have freed older zombies)
+        wait_for(lambda: not any(os.path.exists(os.path.join(shm.SHM_DIR, f)) for f in mine),
+                 timeout=shm.MIN_AGE_S + 30, period=0.5)
+        t = time.monotonic()
+        s = wait_for(lambda: (s := latest(probe, t).get(key)) and s, timeout=10, period=0.2)
+        vals = dict((v.key, v.value) for v in s.values)
+        assert s.level[0] == 0 and int(vals["stale segments removed"]) >= 1 and float(vals["freed (MB)"]) >= 0.5
+        assert int(vals["segments in use"]) >= 2, vals
+        live = wait_for(lambda: segments() - before - mine, timeout=5)   # health_node's and the probe's own
+        assert all(os.path.exists(os.path.join(shm.SHM_DIR, f[:-3])) for f in live)
+    finally:
+        out = h.stop()
+    assert "Fast DDS shared-memory segment(s) left by killed processes" in out, out

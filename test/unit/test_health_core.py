@@ -254,7 +254,8 @@ def test_shipped_config_groups_the_stack():
     for n in ["motor_node: bus", "motor_node: recovery"] + [f"motor_node: m{i}" for i in range(9)]:
         a.update(n, OK, "ok", "", [], 0.0)
     for n in ["camera_node: camera", "audio_node: microphone", "web_bridge: http", "health_node: system",
-              "health_node: incidents", "health_node: notify"] + [f"health_node: node {x}" for x in
+              "health_node: incidents", "health_node: notify", "health_node: shared memory"] + [
+                  f"health_node: node {x}" for x in
                                           ["motor_node", "camera_node", "audio_node", "health_node", "web_bridge"]]:
         a.update(n, OK, "ok", "", [], 0.0)
     outs, top = a.report(0.5)
@@ -262,7 +263,7 @@ def test_shipped_config_groups_the_stack():
     assert top.level == OK, top.message
     assert "/Reachy Mini/Motors/m3" in o and "/Reachy Mini/System/Nodes/camera_node" in o
     assert "/Reachy Mini/System/Host/system" in o and "/Reachy Mini/Other" not in o
-    assert "/Reachy Mini/System/Host/notify" in o
+    assert "/Reachy Mini/System/Host/notify" in o and "/Reachy Mini/System/Host/shared memory" in o
 
 
 def test_node_watch_and_hang_rule():

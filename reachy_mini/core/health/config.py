@@ -54,6 +54,9 @@ class HealthConfig(NodeConfig):
     notify_min_interval_s: float = setting(60.0, "after a notification, the next one waits at least this long and "
                                            "then reports the level of that moment (a flapping level is one "
                                            "notification, not a flood)", 0.0, 3600.0)
+    shm_sweep_s: float = setting(60.0, "every this long, remove the Fast DDS shared-memory segments (/dev/shm, RAM) "
+                                 "that killed processes of this user left behind; 0 = off", 0.0, 86400.0,
+                                 runtime=True)
     cpu_warn_pct: float = _threshold(90.0, "host CPU: WARN once at or above this (%) for cpu_sustain_s")
     cpu_error_pct: float = _threshold(98.0, "host CPU: ERROR at or above this (%) for cpu_sustain_s, only while "
                                       "the motor loop or the camera is below its rate (CPU alone is a WARN)")
