@@ -1,12 +1,12 @@
 """Fast DDS shared-memory segments that killed processes left behind (plain Python).
 
 Fast DDS (rmw_fastrtps_cpp, ROS 2's default RMW) gives every participant a
-segment in /dev/shm (0.5 MB by default, 16 MB for camera_node's profile) and
+segment in /dev/shm (0.5 MB by default, 8 MB for camera_node's profile) and
 holds an flock on its `<segment>_el` file while the process lives. A process
 that exits cleanly removes both; a process that is killed (a hung node
 restarted, a crash, an out-of-memory kill) leaves them behind, and /dev/shm is
 RAM that nothing gives back before a reboot (eProsima/Fast-DDS#2790): a camera
-node that a robot restarts once a day loses 17 MB a day. eProsima's
+node that a robot restarts once a day loses 8 MB a day. eProsima's
 `fastdds shm clean` removes such segments by hand with the same rule as
 here: a segment whose lock file no live process holds is a zombie.
 health_node sweeps on a timer (`shm_sweep_s`) and reports what it removed.
