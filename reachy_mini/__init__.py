@@ -1,11 +1,22 @@
 """Reachy Mini ROS 2 package: driver, simulator, nodes and health monitoring."""
-from importlib.metadata import PackageNotFoundError, version
 from pkgutil import extend_path
 
-try:   # package.xml's version, installed by setup.py (pip or colcon)
-    __version__ = version("reachy_mini")
-except PackageNotFoundError:  # pragma: no cover - a bare source tree
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> str:
+    """__version__: package.xml's version, installed by setup.py (pip or
+    colcon), looked up on first use: importlib.metadata costs every process
+    that imports the package ~4 MB (email, zipfile, ...), and the supervisor
+    never needs it."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("reachy_mini")
+    except PackageNotFoundError:  # pragma: no cover - a bare source tree
+        v = "0+unknown"
+    globals()["__version__"] = v
+    return v
 
 # `colcon test` runs pytest from the source tree, whose reachy_mini/ shadows
 # the installed package and has no compiled `_driver` (colcon built it into
