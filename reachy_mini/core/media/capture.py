@@ -86,6 +86,27 @@ def capture_health(s: dict, target_hz: float, stall_s: float, what: str) -> tupl
     return rate_status(s["rate"], target_hz)
 
 
+def trim_heap() -> None:
+    """Give the C heap's free memory back to the system (glibc's malloc_trim;
+    nothing elsewhere). The capture thread's frames (6 MB at 1080p) come from
+    a glibc thread arena once its mmap threshold has risen past a frame, and
+    that arena keeps two frames' worth resident after capture stops: 12 MB of
+    an idle camera_node (measured: the process' anonymous memory 32 -> 20 MB)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+
+
 class SourceLoop:
     def __init__(self, make_source: Callable[[], Source], on_data: Callable[[Any, float], None],
                  rate_hz: float, stall_s: float = 1.0, backoff: tuple[float, float] = (0.5, 5.0),
@@ -249,6 +270,9 @@ class SourceLoop:
                     self.callback_errors += 1
             else:
                 src.close()
+            data = src = None   # an idle camera keeps no frame (a 1080p one is 6 MB) nor its source
+            if not self.wanted or self._hold.is_set():
+                trim_heap()
 
     def snapshot(self) -> dict:
         now = time.monotonic()
