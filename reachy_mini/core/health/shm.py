@@ -11,8 +11,9 @@ node that a robot restarts once a day loses 8 MB a day. eProsima's
 here: a segment whose lock file no live process holds is a zombie.
 health_node sweeps on a timer (`shm_sweep_s`) and reports what it removed.
 
-Only the segments of this user are considered, and segments younger than `min_age_s` are left alone: a participant being created
-has made its files but may not hold the lock yet.
+Only the segments of this user are considered, and segments younger than
+`min_age_s` are left alone: a participant being created has made its files
+but may not hold the lock yet.
 """
 from __future__ import annotations
 
@@ -86,12 +87,8 @@ def sweep(directory: str = SHM_DIR, min_age_s: float = MIN_AGE_S, remove: bool =
             out.errors.append(f"{name}: {e.strerror or e}")
             continue
         size = _size(segment)
-        if not remove:
-            out.removed += 1
-            out.freed_bytes += size
-            continue
         try:
-            for path in (segment, lock):
+            for path in (segment, lock) if remove else ():
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
