@@ -2,10 +2,13 @@
 domain isolation on loopback."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -24,8 +27,12 @@ from tools.harness.sched import sched_fifo_all_threads  # noqa: E402
 # /tmp/reachymini_camera_socket: every camera_node this suite starts gets a private
 # path instead (%p: its pid; nodes/camera_node.sdk_socket_path), so parallel stacks
 # never share it. Only the real-client test (test_camera_socket_sdk.py) uses the SDK's path.
-os.environ.setdefault("REACHY_MINI_SDK_CAMERA_SOCKET",
-                      os.path.join(os.environ.get("XDG_RUNTIME_DIR") or "/tmp", "reachy_mini_test_camsock-%p"))
+# The paths are in a directory of this run, removed at its end (a camera_node killed by a test
+# leaves its socket file behind).
+if "REACHY_MINI_SDK_CAMERA_SOCKET" not in os.environ:
+    _CAMSOCK_DIR = tempfile.mkdtemp(prefix="reachy_mini_test_camsock-", dir=os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+    os.environ["REACHY_MINI_SDK_CAMERA_SOCKET"] = os.path.join(_CAMSOCK_DIR, "%p")
+    atexit.register(shutil.rmtree, _CAMSOCK_DIR, True)
 
 
 def venv_skip_reason(venv: str, make: str) -> str | None:
