@@ -30,7 +30,8 @@ from tools.harness.sched import sched_fifo_all_threads  # noqa: E402
 # The paths are in a directory of this run, removed at its end (a camera_node killed by a test
 # leaves its socket file behind).
 if "REACHY_MINI_SDK_CAMERA_SOCKET" not in os.environ:
-    _CAMSOCK_DIR = tempfile.mkdtemp(prefix="reachy_mini_test_camsock-", dir=os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+    _xdg = os.environ.get("XDG_RUNTIME_DIR") or ""
+    _CAMSOCK_DIR = tempfile.mkdtemp(prefix="reachy_mini_test_camsock-", dir=_xdg if os.path.isdir(_xdg) else "/tmp")
     os.environ["REACHY_MINI_SDK_CAMERA_SOCKET"] = os.path.join(_CAMSOCK_DIR, "%p")
     atexit.register(shutil.rmtree, _CAMSOCK_DIR, True)
 
