@@ -141,7 +141,7 @@ def test_flapping_top_level_is_one_notification_until_it_settles(ros_env, tmp_pa
         assert [b["level"] for b in rec.bodies()] == ["ERROR", "OK", "ERROR"], rec.bodies()
         assert rec.bodies()[2]["message"].startswith("flapping (3 changes in 1 min); now: "), rec.bodies()[2]
         bodies = wait_for(lambda: len(rec.bodies()) == 4 and rec.bodies(), timeout=15, period=0.2)
-        assert bodies[3]["level"] == "OK" and bodies[3]["previous_level"] == "ERROR"
+        assert bodies[3]["level"] == "OK" and bodies[3]["previous_level"] == "ERROR", bodies[3]
         time.sleep(1.0)
         assert rec.attempts == 4
     finally:
