@@ -354,3 +354,32 @@ def test_a_process_running_several_nodes_is_measured_once_per_sample():
     finally:
         busy.kill()
         busy.wait()
+
+
+def test_a_newly_seen_process_is_not_given_a_cpu_figure_before_it_has_an_interval():
+    """The first sample of a process primes psutil's counter: a figure taken
+    at that instant is clock-tick noise (a loaded run saw a false "CPU 228 %
+    (average)" WARN), so it reports 0 and leaves the average unseeded; the
+    next sample measures the interval between the two, at most every core."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from reachy_mini.core.health.system import ProcessMonitor
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        mon = ProcessMonitor({"motor_node": "reachy_mini.nodes.motor_node"}, None)
+        mon._scan_pids = lambda: {"motor_node": busy.pid}
+        first = mon.sample()["motor_node"]
+        assert first.alive and first.cpu_pct == 0.0 and first.cpu_avg_pct == 0.0
+        assert busy.pid not in mon._ema, "the average must not start from the priming instant"
+        time.sleep(1.0)
+        second = mon.sample()["motor_node"]
+        assert 10.0 < second.cpu_pct <= 100.0 * (psutil.cpu_count() or 1)
+        assert second.cpu_avg_pct == second.cpu_pct   # the average starts from a real interval
+    finally:
+        busy.kill()
+        busy.wait()

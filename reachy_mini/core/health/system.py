@@ -253,6 +253,7 @@ class ProcessMonitor:
         self.state_file = state_file
         self._procs: dict[int, psutil.Process] = {}
         self._ema: dict[int, float] = {}
+        self._cpus = psutil.cpu_count() or 1
         self._scan_at = 0.0
         self._scan: dict[str, int] = {}
         self.refused = ""     # why the state file or one of its pids was not trusted (last sample)
@@ -351,15 +352,21 @@ class ProcessMonitor:
                     setattr(info, k, getattr(shared[info.pid], k))
             elif info.pid:
                 try:
+                    primed = info.pid not in self._procs
                     p = self._proc(info.pid)
                     with p.oneshot():
                         info.status = p.status()
                         info.alive = info.status != psutil.STATUS_ZOMBIE
                         info.rss_mb = p.memory_info().rss / 1e6
-                        info.cpu_pct = p.cpu_percent(None)
-                        prev = self._ema.get(info.pid)
-                        info.cpu_avg_pct = self._ema[info.pid] = (
-                            info.cpu_pct if prev is None else 0.8 * prev + 0.2 * info.cpu_pct)
+                        # A process primed just now has no interval yet: psutil's figure would be clock-tick
+                        # noise over microseconds (hundreds of %), and it would seed the average with it
+                        # (a false "CPU 228 % (average)" WARN under load). Measured from the next sample on;
+                        # never above what the machine's cores can give.
+                        if not primed:
+                            info.cpu_pct = min(p.cpu_percent(None), 100.0 * self._cpus)
+                            prev = self._ema.get(info.pid)
+                            info.cpu_avg_pct = self._ema[info.pid] = (
+                                info.cpu_pct if prev is None else 0.8 * prev + 0.2 * info.cpu_pct)
                         info.fds = p.num_fds()
                         info.threads = p.num_threads()
                         info.age_s = time.time() - p.create_time()
