@@ -314,12 +314,14 @@ class ProcessMonitor:
         self._scan = found
         return found
 
-    def _proc(self, pid: int) -> psutil.Process:
+    def _proc(self, pid: int) -> tuple[psutil.Process, bool]:
+        """The pid's psutil handle, and whether it was primed just now (no CPU interval yet)."""
         p = self._procs.get(pid)
-        if p is None:
-            p = self._procs[pid] = psutil.Process(pid)
-            p.cpu_percent(None)  # primes the CPU counter
-        return p
+        if p is not None:
+            return p, False
+        p = self._procs[pid] = psutil.Process(pid)
+        p.cpu_percent(None)  # primes the CPU counter
+        return p, True
 
     def sample(self) -> dict[str, ProcInfo]:
         self.refused = ""
@@ -352,8 +354,7 @@ class ProcessMonitor:
                     setattr(info, k, getattr(shared[info.pid], k))
             elif info.pid:
                 try:
-                    primed = info.pid not in self._procs
-                    p = self._proc(info.pid)
+                    p, primed = self._proc(info.pid)
                     with p.oneshot():
                         info.status = p.status()
                         info.alive = info.status != psutil.STATUS_ZOMBIE
