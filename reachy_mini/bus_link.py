@@ -284,7 +284,7 @@ class BusLink:
         escalate = False
         for name, r in self.readings.items():
             escalate |= self.escalation.entered_error(name, motor_health(r, self.thresholds, stats["connected"], now,
-                                                                           alarms=self.alarm(name))[0])
+                                                                           alarms=self.alarm(name), values=False)[0])
             c = self.cfg
             gave_up = name in self.recovery.gave_up
             if self.recovery.due(r, self.thresholds, c.auto_recover, c.auto_recover_delay_s, now, c.auto_recover_max,

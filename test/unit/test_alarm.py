@@ -216,6 +216,25 @@ def test_motor_temperature_hysteresis_per_motor():
     assert a2.temp.level == OK, "the other motor's alarm is its own"
 
 
+def test_motor_alarms_follow_new_thresholds_and_the_watch_gets_the_same_level_without_values():
+    """The alarms' bands are set once per Thresholds (the 10 Hz watch does not
+    rebuild them); a parameter change (a new Thresholds) applies at once."""
+    th, a = MotorThresholds(), MotorAlarms()
+    for t in (100.0, 104.0):
+        lv, msg, vals = motor_health(reading(temperature_c=52.0, stamp=t), th, True, t, alarms=a, values=False)
+        assert (lv, msg, vals) == (OK, "OK", [])
+    lower = MotorThresholds(temperature_warn_c=50.0, temperature_clear_c=45.0,
+                            comm_errors_warn=1, comm_errors_sustain_s=0.0)
+    assert motor_health(reading(temperature_c=52.0, stamp=105.0), lower, True, 105.0, alarms=a)[0] == OK, "sustain"
+    full = motor_health(reading(temperature_c=52.0, stamp=108.0), lower, True, 108.0, alarms=a)
+    assert full[0] == WARN and "temperature 52 C (>= 50 C" in full[1] and ("temperature (C)", "52") in full[2]
+    lv, msg, vals = motor_health(reading(temperature_c=52.0, stamp=108.5, comm_errors=3), lower, True, 108.5,
+                                 alarms=a, values=False)
+    assert lv == WARN and vals == [] and "3 communication errors in the last 10 s" in msg, "comm band: lower's"
+    motor_health(reading(temperature_c=52.0, stamp=109.0, comm_errors=3), th, True, 109.0, alarms=a, values=False)
+    assert (a.temp.bands[0].enter, a.comm_alarm.bands[0].enter) == (55.0, 5), "the defaults again"
+
+
 def test_motor_voltage_dip_is_not_an_alarm():
     th, a = MotorThresholds(), MotorAlarms()
     assert motor_health(reading(voltage_v=3.5), th, True, 100.0, alarms=a)[0] == OK

@@ -39,7 +39,8 @@ SDK_PY = os.environ.get("BENCH_SDK_PY", os.path.join(REPO, ".venv-sdk", "bin", "
 DANCE = os.environ.get("BENCH_DANCE", "grid_snap")
 REPEAT = int(os.environ.get("BENCH_DANCE_REPEAT", "2"))
 RUNS = int(os.environ.get("BENCH_DANCE_RUNS", "3"))   # figures: the median over the runs (a busy machine)
-PARAMS = os.environ.get("BENCH_DANCE_PARAMS", "")     # a --params-file for the stack (e.g. another motors_file)
+# a --params-file for the stack (e.g. another motors_file); absolute: the stack runs in its own directory
+PARAMS = os.path.abspath(os.environ["BENCH_DANCE_PARAMS"]) if os.environ.get("BENCH_DANCE_PARAMS") else ""
 VENDOR_TICK_S = 0.020
 JOINTS = ["body_rotation"] + [f"stewart_{i}" for i in range(1, 7)] + ["right_antenna", "left_antenna"]
 

@@ -129,7 +129,9 @@ class Stack:
                 "--data-dir", os.path.join(tmp, "data"), "--web-port", str(self.port)] + \
             (["--use-sim"] if use_sim else []) + (extra or [])
         self.log = open(os.path.join(tmp, "stack.log"), "w")
-        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        # cwd: its own directory. `python -m` puts the working directory first on sys.path, so from
+        # this checkout's root a `python` of another checkout would import this checkout's code.
+        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=tmp)
 
     def nodes(self) -> dict:
         """The supervisor's view: node -> {pid, starts, restarts, last_exit, hang_restarts}."""

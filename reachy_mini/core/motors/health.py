@@ -62,6 +62,7 @@ class MotorAlarms:
         self.comm_alarm = Alarm([])
         self.silent_since: float | None = None
         self.answered = False
+        self._th: Thresholds | None = None
 
     def silent_for(self, responding: bool, now: float) -> float:
         """Seconds the motor has not been answering (0 while it answers;
@@ -82,7 +83,12 @@ class MotorAlarms:
             self.comm.popleft()
         return max(0, total - self.comm[0][1])
 
-    def update(self, m: MotorReading, th: Thresholds, now: float) -> list[tuple[int, str]]:
+    def configure(self, th: Thresholds) -> None:
+        """The alarms' bands from `th` (a frozen Thresholds: a parameter
+        change brings a new one); nothing to do for the same one (10 Hz)."""
+        if th is self._th:
+            return
+        self._th = th
         ts, vs, mg = th.temperature_sustain_s, th.voltage_sustain_s, th.voltage_clear_margin_v
         self.temp.configure([Band(WARN, th.temperature_warn_c, th.temperature_clear_c, ts),
                              Band(ERROR, th.temperature_error_c, th.temperature_warn_c, ts)])
@@ -90,6 +96,12 @@ class MotorAlarms:
                              Band(ERROR, th.voltage_error_low_v, th.voltage_warn_low_v, vs)])
         self.vhigh.configure([Band(WARN, th.voltage_warn_high_v, th.voltage_warn_high_v - mg, vs),
                               Band(ERROR, th.voltage_error_high_v, th.voltage_warn_high_v, vs)])
+        # WARN once the window held >= comm_errors_warn for the sustain time; clear once it holds none
+        self.comm_alarm.configure([Band(WARN, th.comm_errors_warn, 0.5, th.comm_errors_sustain_s)])
+
+    def update(self, m: MotorReading, th: Thresholds, now: float) -> list[tuple[int, str]]:
+        self.configure(th)
+        ts, vs = th.temperature_sustain_s, th.voltage_sustain_s
         out = []
         t, v = m.temperature_c, m.voltage_v
         lv = self.temp.update(t, now)
@@ -106,11 +118,13 @@ class MotorAlarms:
 
 
 def motor_health(m: MotorReading, th: Thresholds, connected: bool, now: float,
-                 new_comm_errors: int = 0, alarms: MotorAlarms | None = None,
+                 new_comm_errors: int = 0, alarms: MotorAlarms | None = None, values: bool = True,
                  ) -> tuple[int, str, list[tuple[str, str]]]:
     """Returns (level, message, values) for one motor. With `alarms` (the
     motor's MotorAlarms, kept by the caller) temperature and voltage follow
-    their hysteresis and sustain; without, the raw thresholds of this reading."""
+    their hysteresis and sustain; without, the raw thresholds of this reading.
+    `values=False`: no key/values (an empty list), for the 10 Hz watch that
+    only needs the level (the diagnostics at 1 Hz show them)."""
     issues: list[tuple[int, str]] = []
     if not connected:
         issues.append((ERROR, "bus disconnected"))
@@ -153,8 +167,6 @@ def motor_health(m: MotorReading, th: Thresholds, connected: bool, now: float,
         issues.append((WARN, f"position not updated for {m.age_s(now):.1f} s"))
     if alarms is not None:
         recent = alarms.recent_comm_errors(m.comm_errors, now, th.comm_errors_window_s)
-        # WARN once the window held >= comm_errors_warn for the sustain time; clear once it holds none
-        alarms.comm_alarm.configure([Band(WARN, th.comm_errors_warn, 0.5, th.comm_errors_sustain_s)])
         if alarms.comm_alarm.update(recent, now) and m.responding:
             issues.append((WARN, f"{recent} communication errors in the last {th.comm_errors_window_s:g} s "
                                  f"(>= {th.comm_errors_warn} for {th.comm_errors_sustain_s:g} s)"))
@@ -162,6 +174,8 @@ def motor_health(m: MotorReading, th: Thresholds, connected: bool, now: float,
         issues.append((WARN, f"{new_comm_errors} communication errors since last report"))
     level = max((lv for lv, _ in issues), default=OK)
     message = "; ".join(msg for _, msg in issues) if issues else "OK"
+    if not values:
+        return level, message, []
 
     def fmt(x, f):
         return "n/a" if x is None else f.format(x)
