@@ -20,6 +20,7 @@ import math
 import threading
 import time
 
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TransformStamped
 from rclpy.logging import LoggingSeverity
@@ -31,6 +32,7 @@ from tf2_msgs.msg import TFMessage
 from trajectory_msgs.msg import JointTrajectory
 
 from reachy_mini.bus_link import BusLink, Outcome
+from reachy_mini.core.cdr import JointStateEncoder, pose_stamped, stamp_of
 from reachy_mini.core.frames import RobotFrames, Transform
 from reachy_mini.core.head import BODY_JOINT, HEAD_JOINTS, HeadKinematics, Limits, Target, limit, load_geometry, \
     quaternion_to_rpy, rpy_to_quaternion
@@ -107,7 +109,8 @@ class MotorNode(Node):
             self.connect_timer = self.create_timer(1.0, self._connect)
         self.running = True
         self.stopping = threading.Event()
-        self.fk_last: tuple = ((), None)   # (head joint positions, their pose)
+        self.fk_last: tuple = ((), None, None)   # (head joint positions, their pose, (x, y, z, qx, qy, qz, qw))
+        self.js_cdr = JointStateEncoder()
         self.js_thread = threading.Thread(target=self._joint_states, name="joint_states", daemon=True)
         self.js_thread.start()
 
@@ -141,45 +144,37 @@ class MotorNode(Node):
             if not any(counts):
                 continue
             readings = self.bus.readings
-            for stamp, positions in samples:
-                msg = JointState()
-                msg.header.stamp.sec = int(stamp)
-                msg.header.stamp.nanosec = int((stamp - int(stamp)) * 1e9)
-                for name, rad in positions:
-                    r = readings.get(name)
-                    msg.name.append(name)
-                    msg.position.append(rad)
-                    msg.effort.append(((r and r.current_ma) or 0.0) / 1000.0)
-                if counts[0] and msg.name:
-                    self.js_pub.publish(msg)
+            for stamp, positions in samples:   # published as CDR bytes (core/cdr.py): no message objects
+                sec, nsec = stamp_of(stamp)
+                names = [n for n, _ in positions]
+                rad = [p for _, p in positions]
+                if counts[0] and names:
+                    effort = [((r and r.current_ma) or 0.0) / 1000.0 for r in map(readings.get, names)]
+                    self.js_pub.publish(self.js_cdr.encode(sec, nsec, names, rad, (), effort))
                     self.bus.js_published += 1
                 if counts[1] or counts[2]:
-                    self._publish_pose(msg, counts[1] > 0, counts[2] > 0)
+                    self._publish_pose(sec, nsec, dict(zip(names, rad)), counts[1] > 0, counts[2] > 0)
 
     def _sample_readers(self) -> list[str]:
         """Names of the nodes subscribed to joint_states or head/pose."""
         return [i.node_name for p in (self.js_pub, self.pose_pub)
                 for i in self.get_subscriptions_info_by_topic(p.topic_name)]
 
-    def _publish_pose(self, js: JointState, pose: bool, tf: bool) -> None:
+    def _publish_pose(self, sec: int, nsec: int, joints: dict, pose: bool, tf: bool) -> None:
         """head/pose and /tf from one forward kinematics of the sample (the
         last one's again while the head joints have not moved)."""
-        joints = dict(zip(js.name, js.position))
         head = tuple(joints.get(n) for n in HEAD_JOINTS)
         if head != self.fk_last[0]:
-            self.fk_last = (head, self.head.fk(joints) if None not in head else None)
+            p = self.head.fk(joints) if None not in head else None
+            self.fk_last = (head, p, p and (p.x, p.y, p.z, *rpy_to_quaternion(p.roll, p.pitch, p.yaw)))
         p = self.fk_last[1]
         if pose and p is not None:
-            out = PoseStamped()
-            out.header.stamp, out.header.frame_id = js.header.stamp, self.base_frame
-            out.pose.position.x, out.pose.position.y, out.pose.position.z = p.x, p.y, p.z
-            q = out.pose.orientation
-            q.x, q.y, q.z, q.w = rpy_to_quaternion(p.roll, p.pitch, p.yaw)
-            self.pose_pub.publish(out)
+            self.pose_pub.publish(pose_stamped(sec, nsec, self.base_frame, *self.fk_last[2]))
         if tf:
             moving = self.frames.dynamic_transforms(joints, p)
             if moving:
-                self.tf_pub.publish(TFMessage(transforms=[self._tf(t, js.header.stamp) for t in moving]))
+                stamp = Time(sec=sec, nanosec=nsec)
+                self.tf_pub.publish(TFMessage(transforms=[self._tf(t, stamp) for t in moving]))
 
     def _tf(self, t: Transform, stamp) -> TransformStamped:
         parent, child, (x, y, z), (qx, qy, qz, qw) = t

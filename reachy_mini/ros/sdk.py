@@ -10,11 +10,12 @@ import time
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from reachy_mini import __version__
-from reachy_mini.core import sdk
+from reachy_mini.core import cdr, sdk
 from reachy_mini.core.head import HeadKinematics, load_geometry, quaternion_to_rpy, rpy_to_quaternion
 from reachy_mini.ros import qos
 from reachy_mini.ros.params import ParameterError
@@ -29,11 +30,25 @@ def _live_values(tree: list[dict], group: str, leaf: str) -> dict:
     return st["values"] if st is not None and st.get("level", 3) <= 2 else {}
 
 
-def take_latest(sub, msg_type):
-    """The latest message of a subscription of the never-spun reader node, or None."""
+def take_latest(sub, msg_type, raw: bool = False):
+    """The latest message of a subscription of the never-spun reader node, or
+    None; its CDR bytes if `raw`."""
     with sub.handle:
-        got = sub.handle.take_message(msg_type, False)
+        got = sub.handle.take_message(msg_type, raw)
     return None if got is None else got[0]
+
+
+def _decoded(raw: bytes, msg_type, read):
+    """core/cdr's reading of `raw`; rclpy's for what it does not read (a
+    big-endian publisher)."""
+    try:
+        return read(raw)
+    except ValueError:
+        m = deserialize_message(raw, msg_type)
+        if msg_type is JointState:
+            return None, list(m.name), m.position, m.velocity, m.effort
+        p, o = m.pose.position, m.pose.orientation
+        return None, (p.x, p.y, p.z, o.x, o.y, o.z, o.w)
 
 
 class SdkRos:
@@ -160,13 +175,15 @@ class SdkRos:
     def state(self):   # uvicorn thread, 50 Hz
         with self.lock:
             if self.subs:
-                js = take_latest(self.subs["js"], JointState)
-                pose = take_latest(self.subs["pose"], PoseStamped)
+                # as CDR bytes (core/cdr.py): no message objects at 50 Hz
+                js = take_latest(self.subs["js"], JointState, raw=True)
+                pose = take_latest(self.subs["pose"], PoseStamped, raw=True)
                 if js is not None:
-                    self.joints = dict(zip(js.name, js.position))
+                    _, names, position, _, _ = _decoded(js, JointState, cdr.read_joint_state)
+                    self.joints = dict(zip(names, position))
                 if pose is not None:
-                    p, o = pose.pose.position, pose.pose.orientation
-                    self.head = sdk.pose_to_matrix(p.x, p.y, p.z, *quaternion_to_rpy(o.x, o.y, o.z, o.w))
+                    x, y, z, qx, qy, qz, qw = _decoded(pose, PoseStamped, cdr.read_pose_stamped)[1]
+                    self.head = sdk.pose_to_matrix(x, y, z, *quaternion_to_rpy(qx, qy, qz, qw))
             return self.joints, self.head
 
     def status(self) -> dict:
@@ -180,13 +197,18 @@ class SdkRos:
                                  None if bus is None else bus["values"].get("simulated") == "true", media)
 
     # ---- commands
-    def _stamp(self) -> Time:
+    def _stamp_ns(self) -> tuple[int, int]:
+        """A unique stamp (sec, nanosec): motor_node's refusals are matched by it."""
         with self.lock:
             ns = max(time.time_ns(), self.last_ns + 1)
             self.last_ns = ns
-        return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+        return ns // 1_000_000_000, ns % 1_000_000_000
 
-    def motion(self, cmd: sdk.Command) -> None:   # uvicorn thread: published at once
+    def _stamp(self) -> Time:
+        sec, nsec = self._stamp_ns()
+        return Time(sec=sec, nanosec=nsec)
+
+    def motion(self, cmd: sdk.Command) -> None:   # uvicorn thread: published at once, as CDR bytes (core/cdr.py)
         names, pos = [], []
         if cmd.head_joints is not None:
             names, pos = list(sdk.HEAD_ORDER), list(cmd.head_joints)
@@ -195,17 +217,11 @@ class SdkRos:
         if cmd.antennas is not None:
             names, pos = names + sdk.ANTENNAS, pos + list(cmd.antennas)
         if names:
-            m = JointState(name=names, position=pos)
-            m.header.stamp = self._stamp()
-            self.goal_pub.publish(m)
+            self.goal_pub.publish(cdr.joint_state(*self._stamp_ns(), "", names, [float(v) for v in pos]))
         if cmd.head is not None:
             (x, y, z), rpy = sdk.matrix_to_pose(cmd.head)
-            m = PoseStamped()
-            m.header.stamp, m.header.frame_id = self._stamp(), "base_link"
-            m.pose.position.x, m.pose.position.y, m.pose.position.z = x, y, z
-            q = m.pose.orientation
-            q.x, q.y, q.z, q.w = rpy_to_quaternion(*rpy)
-            self.pose_pub.publish(m)
+            self.pose_pub.publish(cdr.pose_stamped(*self._stamp_ns(), "base_link", x, y, z,
+                                                   *rpy_to_quaternion(*rpy)))
 
     def _estop(self) -> str | None:
         for leaf, st in group_items(self.node.store.snapshot()["tree"], "Motors"):
