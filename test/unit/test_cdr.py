@@ -95,3 +95,36 @@ def test_bad_bytes_raise_value_error_naming_the_message():
 def test_stamp_of_matches_motor_nodes_stamps():
     assert cdr.stamp_of(12.25) == (12, 250_000_000)
     assert cdr.stamp_of(0.0) == (0, 0)
+
+
+def test_web_bridge_reads_a_big_endian_publishers_bytes_through_rclpy():
+    """core/cdr reads little-endian CDR only; ros/sdk.py's reader falls back
+    to rclpy for the rest (a big-endian host's publisher)."""
+    import struct
+
+    from reachy_mini.ros.sdk import _decoded
+
+    def be_joint_state(names, pos) -> bytes:
+        out = bytearray(struct.pack(">iI", 3, 4) + struct.pack(">I", 1) + b"\x00")   # stamp, frame_id ""
+        pad = lambda k: out.extend(b"\x00" * (-len(out) % k))   # noqa: E731
+        pad(4)
+        out += struct.pack(">I", len(names))
+        for n in names:
+            pad(4)
+            out += struct.pack(">I", len(n) + 1) + n.encode() + b"\x00"
+        pad(4)
+        out += struct.pack(">I", len(pos))
+        pad(8)
+        out += struct.pack(f">{len(pos)}d", *pos)
+        pad(4)
+        out += struct.pack(">II", 0, 0)   # velocity, effort: empty
+        return b"\x00\x00\x00\x00" + bytes(out)   # CDR_BE
+
+    raw = be_joint_state(NAMES[:3], [0.25, -0.5, 1.0])
+    with pytest.raises(ValueError, match="not little-endian"):
+        cdr.read_joint_state(raw)
+    _, names, pos, _, _ = _decoded(raw, JointState, cdr.read_joint_state)
+    assert names == NAMES[:3] and list(pos) == [0.25, -0.5, 1.0]
+    _, pose = _decoded(cdr.pose_stamped(1, 2, "", 0.1, 0.2, 0.3, 0.0, 0.0, 0.0, 1.0), PoseStamped,
+                       cdr.read_pose_stamped)
+    assert pose == (0.1, 0.2, 0.3, 0.0, 0.0, 0.0, 1.0)
