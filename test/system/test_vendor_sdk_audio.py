@@ -55,15 +55,16 @@ APP = textwrap.dedent("""
             time.sleep(0.01)
         else:
             got.append(s)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    rate = m.get_input_audio_samplerate()
+    # `seconds` of audio, not of wall time: on a loaded host the stand-in's feed runs late
+    want, end = int(seconds * rate), time.monotonic() + 60
+    while sum(len(g) for g in got) < want and time.monotonic() < end:
         s = m.get_audio_sample()
         if s is None:
             time.sleep(0.01)
         else:
             got.append(s)
     rec = np.concatenate(got)
-    rate = m.get_input_audio_samplerate()
     save_audio_to_wav(rec, rate, wav)
     m.play_sound(sys.argv[3])                        # 1 s of 1 kHz (a WAV the test wrote)
     time.sleep(2.5)
