@@ -51,9 +51,8 @@ class _Writer:
         self.put(_STAMP.pack(sec, nanosec))   # at offset 0: aligned
         self.string(frame_id)
 
-    def doubles(self, values, counted: bool = True) -> None:
-        if counted:
-            self.u32(len(values))
+    def doubles(self, values) -> None:
+        self.u32(len(values))
         if values:
             self.align(8)
             self.put(struct.pack(f"<{len(values)}d", *values))

@@ -166,7 +166,8 @@ class MotorNode(Node):
         head = tuple(joints.get(n) for n in HEAD_JOINTS)
         if head != self.fk_last[0]:
             p = self.head.fk(joints) if None not in head else None
-            self.fk_last = (head, p, p and (p.x, p.y, p.z, *rpy_to_quaternion(p.roll, p.pitch, p.yaw)))
+            wire = None if p is None else (p.x, p.y, p.z, *rpy_to_quaternion(p.roll, p.pitch, p.yaw))
+            self.fk_last = (head, p, wire)
         p = self.fk_last[1]
         if pose and p is not None:
             self.pose_pub.publish(pose_stamped(sec, nsec, self.base_frame, *self.fk_last[2]))
